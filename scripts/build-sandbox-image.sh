@@ -1,6 +1,7 @@
 #!/bin/sh
 # Build the sandbox image bridge-sandbox:bookworm locally (no registry is reachable here):
 # a debootstrap minbase rootfs with python3, imported into docker. Idempotent: cached by tag.
+# python3, not python3-minimal: the minimal package lacks json, subprocess and most of the stdlib.
 set -eu
 
 tag=${BRIDGE_SANDBOX_IMAGE:-bridge-sandbox:bookworm}
@@ -18,7 +19,7 @@ mirror=${mirror:-http://deb.debian.org/debian}
 dir=$(mktemp -d /tmp/bridge-sandbox-rootfs.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 
-debootstrap --variant=minbase --include=python3-minimal bookworm "$dir" "$mirror" >&2
+debootstrap --variant=minbase --include=python3 bookworm "$dir" "$mirror" >&2
 rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
 
 # The sandbox runs as 65534:65534; base-passwd ships nobody/nogroup, make sure.
