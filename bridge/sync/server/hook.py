@@ -1,0 +1,709 @@
+#!/usr/bin/env python3
+"""The server-side deploy program: git's post-receive hook, and the client's one-exec entry point.
+
+Runs on the server with only git, sh and python3 (stdlib, 3.9+); prepare.py copies it to
+`<root>/.bridge/hook.py` beside layout.py. Modes:
+
+  hook.py [--post-receive]     read `old new ref` lines from git and deploy each deployable ref
+  hook.py --deploy SHA [--ref REF]   deploy a commit again (a push of an unchanged ref fires no hook)
+  hook.py --rollback [RELEASE] switch `current` to the previous (or named) release
+  hook.py --list | --status    print JSON for the client
+
+Output streams line by line; lines starting `bridge:step ` and `bridge:done ` carry JSON for
+the client (git relays them as `remote: ...`). post-receive runs after the ref moved, so a
+failed deploy cannot un-push: git's own exit code stays 0 and the `bridge:done` line (and this
+program's exit code, for --deploy) is the verdict.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Callable, Iterator
+
+try:  # installed on the server: layout.py sits beside this file
+    from layout import RELEASE_TMP_PREFIX, Layout, release_name
+except ImportError:  # imported from the bridge package
+    from .layout import RELEASE_TMP_PREFIX, Layout, release_name
+
+ZERO_SHA = "0" * 40
+TAIL_LINES = 20
+DEPLOYABLE_PREFIXES = ("refs/heads/", "refs/bridge/wip/")
+DEFAULT_SETTINGS = {"install": "auto", "commands": [], "healthcheck": None, "keep_releases": 5, "branch": None}
+
+
+class StepFailed(Exception):
+    """A deploy step failed; the message says why in one line."""
+
+
+# ---------------------------------------------------------------- output
+
+
+def emit(line: str) -> None:
+    """Print one line now: git relays hook output live only if we flush each line."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def marker(kind: str, payload: dict) -> None:
+    """A machine-readable line for the client: `bridge:<kind> <json>`."""
+    emit("bridge:%s %s" % (kind, json.dumps(payload, sort_keys=True)))
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def clean_env() -> dict:
+    """The environment minus git's hook variables (GIT_DIR=. would break any git the user runs)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+
+
+def git(layout: Layout, *args: str, env: dict | None = None, stdin: bytes = b"") -> bytes:
+    """Run git on the bare repo and return stdout; raises StepFailed with git's message."""
+    proc = subprocess.run(["git", "--git-dir", str(layout.repo), *args], input=stdin,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env or clean_env())
+    if proc.returncode != 0:
+        raise StepFailed("git: " + proc.stderr.decode(errors="replace").strip())
+    return proc.stdout
+
+
+def stream(argv: list, cwd: Path, env: dict, tail: collections.deque) -> int:
+    """Run argv, echo its merged output line by line as it comes, keep the last lines in `tail`."""
+    proc = subprocess.Popen(argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    for raw in iter(proc.stdout.readline, b""):
+        line = raw.decode(errors="replace").rstrip("\n")
+        tail.append(line)
+        emit(line)
+    return proc.wait()
+
+
+# ---------------------------------------------------------------- settings and locking
+
+
+def load_settings(layout: Layout) -> dict:
+    """deploy.json written by prepare, over the defaults; a broken file is a failed deploy, not a crash."""
+    settings = dict(DEFAULT_SETTINGS)
+    try:
+        settings.update(json.loads(layout.settings.read_text()))
+    except FileNotFoundError:
+        pass
+    except ValueError as e:
+        raise StepFailed("%s is not valid JSON: %s" % (layout.settings, e))
+    return settings
+
+
+class Lock:
+    """An exclusive fcntl lock on .bridge/lock: pushes queue and deploy one at a time, in turn."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.path = layout.lock
+        self.fh: IO | None = None
+
+    def __enter__(self) -> "Lock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "a")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            emit("bridge: another deploy is running on this server; waiting for it to finish")
+            fcntl.flock(self.fh, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.fh is not None
+        self.fh.close()
+
+
+# ---------------------------------------------------------------- releases
+
+
+def read_meta(layout: Layout, name: str) -> dict | None:
+    try:
+        return json.loads(layout.meta_file(name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def complete_releases(layout: Layout) -> list:
+    """Names of finished releases (those with a meta file), oldest first."""
+    if not layout.releases.is_dir():
+        return []
+    names = [n for n in os.listdir(layout.releases) if not n.startswith(".")]
+    return sorted(n for n in names if layout.meta_file(n).is_file())
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def switch_current(layout: Layout, name: str) -> None:
+    """Point `current` at a release in one rename, so a reader sees the old or the new, never neither."""
+    tmp = layout.root / "current.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(os.path.join("releases", name), tmp)
+    os.replace(tmp, layout.current)
+
+
+def remove_tree(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def clear_unfinished(layout: Layout) -> None:
+    """Drop what a killed deploy left behind: temp dirs and releases that never got their meta."""
+    if not layout.releases.is_dir():
+        return
+    current = layout.current_release()
+    for name in os.listdir(layout.releases):
+        if name != current and (name.startswith(".") or not layout.meta_file(name).is_file()):
+            remove_tree(layout.release(name))
+
+
+def prune(layout: Layout, keep: int) -> list:
+    """Remove all but the newest `keep` releases, never the current one; returns what it removed."""
+    current = layout.current_release()
+    names = complete_releases(layout)
+    doomed = [n for n in names[: max(0, len(names) - max(keep, 1))] if n != current]
+    for name in doomed:
+        remove_tree(layout.release(name))
+        layout.meta_file(name).unlink()
+    prune_envs(layout)
+    return doomed
+
+
+def prune_envs(layout: Layout) -> None:
+    """Remove dependency environments no remaining release links to."""
+    if not layout.envs.is_dir():
+        return
+    used = set()
+    for name in os.listdir(layout.releases):
+        for link in (".venv", "node_modules"):
+            target = layout.release(name) / link
+            if target.is_symlink():
+                used.add(os.path.basename(os.readlink(target)) if link == ".venv"
+                         else os.path.basename(os.path.dirname(os.readlink(target))))
+    for env in os.listdir(layout.envs):
+        if env not in used:
+            remove_tree(layout.envs / env)
+
+
+# ---------------------------------------------------------------- checkout
+
+
+def ls_tree(layout: Layout, sha: str) -> dict:
+    """path -> (mode, type, object) for every entry of a commit's tree."""
+    entries = {}
+    for item in git(layout, "ls-tree", "-r", "-z", "--full-tree", sha).split(b"\0"):
+        if item:
+            info, path = item.split(b"\t", 1)
+            mode, kind, obj = info.decode().split(" ")
+            entries[os.fsdecode(path)] = (mode, kind, obj)
+    return entries
+
+
+def link_unchanged(prev: Path, dest: Path, new: dict, old: dict) -> list:
+    """Hardlink every file the commit did not change from the previous release; return paths still to write.
+
+    A link shares the inode, so a changed file must never be written through one: changed paths
+    are left out here and written fresh by git, which leaves the old release untouched.
+    """
+    todo, made = [], set()
+    for path, entry in new.items():
+        if old.get(path) != entry or entry[1] != "blob":
+            todo.append(path)
+            continue
+        parent = os.path.dirname(path)
+        if parent not in made:
+            os.makedirs(dest / parent, exist_ok=True)
+            made.add(parent)
+        if not copy_entry(prev / path, dest / path, entry[0]):
+            todo.append(path)
+    return todo
+
+
+def copy_entry(src: Path, dst: Path, mode: str) -> bool:
+    """Link a file (or recreate a symlink) from the previous release; False if it is gone or unlinkable."""
+    try:
+        if mode == "120000":
+            os.symlink(os.readlink(src), dst)
+        else:
+            os.link(src, dst, follow_symlinks=False)
+        return True
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise
+        return False
+
+
+def checkout_paths(layout: Layout, sha: str, dest: Path, paths: list | None) -> None:
+    """Write `paths` of commit `sha` (all when None) under dest via a throwaway index."""
+    env = clean_env()
+    env["GIT_INDEX_FILE"] = str(layout.state / "index.tmp")
+    tree = ("--work-tree", str(dest))
+    try:
+        git(layout, "read-tree", sha, env=env)
+        if paths is None:
+            git(layout, *tree, "checkout-index", "-a", "-f", env=env)
+        elif paths:
+            data = b"\0".join(os.fsencode(p) for p in paths) + b"\0"
+            git(layout, *tree, "checkout-index", "-f", "-z", "--stdin", env=env, stdin=data)
+    finally:
+        Path(env["GIT_INDEX_FILE"]).unlink()
+
+
+def build_tree(layout: Layout, sha: str, dest: Path) -> str:
+    """Fill dest with commit `sha`, reusing the current release's files; returns a one-line summary."""
+    prev = layout.current_release()
+    prev_meta = read_meta(layout, prev) if prev else None
+    dest.mkdir(parents=True)
+    if not prev_meta:
+        checkout_paths(layout, sha, dest, None)
+        return "full checkout (no previous release)"
+    new = ls_tree(layout, sha)
+    todo = link_unchanged(layout.release(prev), dest, new, ls_tree(layout, prev_meta["sha"]))
+    checkout_paths(layout, sha, dest, todo)
+    return "%d files reused from %s, %d written" % (len(new) - len(todo), prev, len(todo))
+
+
+# ---------------------------------------------------------------- dependencies
+
+
+@dataclass
+class Env:
+    """Where a release's dependencies live, for PATH and VIRTUAL_ENV."""
+
+    venv: Path | None = None
+    node_bin: Path | None = None
+    installed: list = field(default_factory=list)
+    reused: list = field(default_factory=list)
+
+    def status(self) -> str:
+        if self.installed:
+            return "installed"
+        return "reused" if self.reused else "none"
+
+
+def env_key(kind: str, *parts: bytes) -> str:
+    """`<kind>-<hash>` of the manifest: same manifest, same environment, nothing to install."""
+    digest = hashlib.sha256(kind.encode())
+    for part in parts:
+        digest.update(hashlib.sha256(part).digest())
+    return "%s-%s" % (kind, digest.hexdigest()[:16])
+
+
+def python_requirements(release: Path) -> tuple:
+    """(manifest bytes, pip args) from requirements.txt, else from pyproject.toml's dependencies."""
+    req = release / "requirements.txt"
+    if req.is_file():
+        return req.read_bytes(), ["-r", str(req)]
+    deps = pyproject_dependencies(release / "pyproject.toml")
+    return json.dumps(deps).encode(), deps
+
+
+def pyproject_dependencies(path: Path) -> list:
+    """[project].dependencies; the project itself is not installed (its code lives in the release)."""
+    try:
+        import tomllib
+    except ImportError:
+        raise StepFailed("pyproject.toml needs Python 3.11+ on the server to read; add a requirements.txt")
+    with open(path, "rb") as fh:
+        return list(tomllib.load(fh).get("project", {}).get("dependencies", []))
+
+
+def ensure_env(env_dir: Path, build: Callable[[Path], None]) -> bool:
+    """Build env_dir once; True if it was built now. A dir without `.ready` is a failed build, redone."""
+    if (env_dir / ".ready").is_file():
+        return False
+    remove_tree(env_dir)
+    env_dir.mkdir(parents=True)
+    try:
+        build(env_dir)
+    except BaseException:
+        remove_tree(env_dir)
+        raise
+    (env_dir / ".ready").write_text(str(time.time()))
+    return True
+
+
+def install_python(ctx: "Deploy", release: Path, env: Env) -> None:
+    manifest, pip_args = python_requirements(release)
+    key = env_key("py", manifest, sys.version.encode())
+    env_dir = ctx.layout.envs / key
+
+    def build(path: Path) -> None:
+        ctx.check([sys.executable, "-m", "venv", str(path)], release)
+        if pip_args:
+            ctx.check([str(path / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
+                       "--no-input", *pip_args], release)
+
+    (env.installed if ensure_env(env_dir, build) else env.reused).append(key)
+    os.symlink(str(env_dir), release / ".venv")
+    env.venv = env_dir
+
+
+def install_node(ctx: "Deploy", release: Path, env: Env) -> None:
+    lock = release / "package-lock.json"
+    if not lock.is_file() or shutil.which("npm") is None:
+        emit("bridge: package.json found but %s; skipping npm ci"
+             % ("npm is not installed" if lock.is_file() else "no package-lock.json"))
+        return
+    key = env_key("node", lock.read_bytes(), (release / "package.json").read_bytes())
+    env_dir = ctx.layout.envs / key
+
+    def build(path: Path) -> None:
+        shutil.copy2(release / "package.json", path / "package.json")
+        shutil.copy2(lock, path / "package-lock.json")
+        ctx.check(["npm", "ci", "--no-audit", "--no-fund"], path)
+
+    (env.installed if ensure_env(env_dir, build) else env.reused).append(key)
+    os.symlink(str(env_dir / "node_modules"), release / "node_modules")
+    env.node_bin = env_dir / "node_modules" / ".bin"
+
+
+# ---------------------------------------------------------------- the deploy
+
+
+@dataclass
+class Deploy:
+    """One deploy of one commit: runs the steps in order and records each."""
+
+    layout: Layout
+    sha: str
+    ref: str
+    settings: dict
+    steps: list = field(default_factory=list)
+    tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
+
+    def step(self, name: str, action: Callable[[], str | None]) -> None:
+        """Run one step with markers around it; a failure is recorded and re-raised as StepFailed."""
+        marker("step", {"step": name, "event": "start"})
+        self.tail.clear()
+        start = time.monotonic()
+        ok, error = False, None
+        try:
+            note = action()
+            if note:
+                emit("bridge: " + note)
+            ok = True
+        except StepFailed as e:
+            error = str(e)
+        except OSError as e:
+            error = describe_os_error(e)
+        finally:
+            record = {"name": name, "duration": round(time.monotonic() - start, 3), "ok": ok,
+                      "output": list(self.tail)}
+            if error:
+                record["error"] = error
+            self.steps.append(record)
+            marker("step", {"step": name, "event": "end", "ok": ok, "duration": record["duration"]})
+        if error:
+            raise StepFailed(error)
+
+    def check(self, argv: list, cwd: Path, env: dict | None = None) -> None:
+        """Run a program streaming its output; a non-zero exit fails the step."""
+        code = stream(argv, cwd, env or clean_env(), self.tail)
+        if code != 0:
+            label = argv[-1] if argv[:2] == ["sh", "-c"] else " ".join(argv[:4])
+            raise StepFailed("%s exited with %d" % (label, code))
+
+
+def describe_os_error(e: OSError) -> str:
+    if e.errno == errno.ENOSPC:
+        return "disk full on the server (ENOSPC) at %s: free space, then push again" % (e.filename or "?")
+    return "%s: %s" % (e.strerror or type(e).__name__, e.filename or "")
+
+
+def command_env(release: Path, env: Env, sha: str) -> dict:
+    """The app's environment: venv and node_modules/.bin first on PATH, as `bridge exec` will see it."""
+    result = clean_env()
+    path = [str(p) for p in (env.venv and env.venv / "bin", env.node_bin) if p]
+    result["PATH"] = os.pathsep.join(path + [result.get("PATH", os.defpath)])
+    if env.venv:
+        result["VIRTUAL_ENV"] = str(env.venv)
+    result.update(BRIDGE_RELEASE=str(release), BRIDGE_SHA=sha)
+    return result
+
+
+def run_deploy(layout: Layout, sha: str, ref: str) -> int:
+    """Deploy one commit under the lock; returns the exit code (0 ok, 1 failed)."""
+    with Lock(layout):
+        start = utc_now()
+        name = unique_name(layout, sha, start)
+        ctx = Deploy(layout, sha, ref, {})
+        summary = {"action": "deploy", "sha": sha, "ref": ref, "release": name,
+                   "start": start.isoformat(), "deps": "none", "result": "ok"}
+        try:
+            ctx.settings = load_settings(layout)
+            clear_unfinished(layout)
+            deploy_steps(ctx, name, summary)
+        except StepFailed as e:
+            summary.update(result="failed", failed_step=ctx.steps[-1]["name"] if ctx.steps else "settings",
+                           error=str(e))
+            discard(layout, name)
+            report_failure(summary, ctx)
+        summary.update(duration=round((utc_now() - start).total_seconds(), 3), steps=ctx.steps)
+        append_log(layout, summary)
+        marker("done", summary)
+    return 0 if summary["result"] == "ok" else 1
+
+
+def discard(layout: Layout, name: str) -> None:
+    """Remove a half-built release and its meta; `current` never pointed at it."""
+    if layout.current_release() == name:
+        return
+    remove_tree(layout.release(name))
+    remove_tree(layout.release(RELEASE_TMP_PREFIX + name))
+    remove_tree(layout.meta_file(name))
+
+
+def unique_name(layout: Layout, sha: str, now: datetime.datetime) -> str:
+    """A fresh release name; a re-deploy of the same sha in the same second gets a suffix."""
+    base = name = release_name(sha, now)
+    n = 1
+    while layout.release(name).exists() or layout.meta_file(name).exists():
+        n += 1
+        name = "%s-%d" % (base, n)
+    return name
+
+
+def deploy_steps(ctx: Deploy, name: str, summary: dict) -> None:
+    layout, sha = ctx.layout, ctx.sha
+    release, tmp = layout.release(name), layout.release(RELEASE_TMP_PREFIX + name)
+    env = Env()
+
+    def checkout() -> str:
+        git(layout, "cat-file", "-e", sha + "^{commit}")
+        note = build_tree(layout, sha, tmp)
+        os.rename(tmp, release)
+        return note
+
+    ctx.step("checkout", checkout)
+    dependency_steps(ctx, release, env)
+    summary["deps"] = env.status()
+    cmd_env = command_env(release, env, sha)
+    for command in ctx.settings.get("commands") or []:
+        ctx.step("run: " + command, lambda c=command: ctx.check(["sh", "-c", c], release, cmd_env))
+    if ctx.settings.get("healthcheck"):
+        ctx.step("healthcheck", lambda: ctx.check(["sh", "-c", ctx.settings["healthcheck"]], release, cmd_env))
+    ctx.step("switch", lambda: finish(layout, name, ctx))
+    ctx.step("prune", lambda: prune_quietly(layout, int(ctx.settings["keep_releases"])))
+
+
+def prune_quietly(layout: Layout, keep: int) -> str:
+    """Pruning after the switch must not turn a live deploy into a failed one: report, don't raise."""
+    try:
+        return "removed %d old release(s)" % len(prune(layout, keep))
+    except OSError as e:
+        return "could not prune old releases: " + describe_os_error(e)
+
+
+def dependency_steps(ctx: Deploy, release: Path, env: Env) -> None:
+    mode = ctx.settings.get("install") or "auto"
+    if mode not in ("auto", "none", "pip", "npm"):
+        raise_in_step(ctx, "deps", "deploy.install is %r; use auto, none, pip or npm" % mode)
+    python_manifest = (release / "requirements.txt").is_file() or (release / "pyproject.toml").is_file()
+    if mode in ("auto", "pip") and python_manifest:
+        ctx.step("deps:python", lambda: install_python(ctx, release, env))
+    if mode in ("auto", "npm") and (release / "package.json").is_file():
+        ctx.step("deps:node", lambda: install_node(ctx, release, env))
+
+
+def raise_in_step(ctx: Deploy, name: str, message: str) -> None:
+    def fail() -> None:
+        raise StepFailed(message)
+    ctx.step(name, fail)
+
+
+def finish(layout: Layout, name: str, ctx: Deploy) -> str:
+    """Mark the release complete, then switch `current` to it."""
+    layout.meta.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(layout.meta_file(name), {"sha": ctx.sha, "ref": ctx.ref, "time": name.split("-")[0]})
+    switch_current(layout, name)
+    return "current -> releases/" + name
+
+
+def report_failure(summary: dict, ctx: Deploy) -> None:
+    emit("bridge: deploy FAILED at step %r: %s" % (summary["failed_step"], summary["error"]))
+    if ctx.steps and ctx.steps[-1]["output"]:
+        emit("bridge: last lines of %r:" % summary["failed_step"])
+        for line in ctx.steps[-1]["output"]:
+            emit("    " + line)
+    emit("bridge: `current` is unchanged")
+
+
+def append_log(layout: Layout, entry: dict) -> None:
+    """One JSON line per deploy or rollback; a full disk costs the log line, not the deploy's verdict."""
+    try:
+        layout.state.mkdir(parents=True, exist_ok=True)
+        with open(layout.deploys_log, "a") as fh:
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+    except OSError as e:
+        emit("bridge: could not append to %s: %s" % (layout.deploys_log, describe_os_error(e)))
+
+
+# ---------------------------------------------------------------- post-receive
+
+
+def pushed_refs(lines: Iterator[str]) -> list:
+    """(new sha, ref) for each updated ref in git's post-receive input, deletions skipped."""
+    refs = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 3 and parts[1] != ZERO_SHA:
+            refs.append((parts[1], parts[2]))
+    return refs
+
+
+def deployable(ref: str, branch: str | None) -> bool:
+    """A branch (or its --wip snapshot ref); only the pinned branch when deploy.json names one."""
+    if branch:
+        return ref in ("refs/heads/" + branch, "refs/bridge/wip/" + branch)
+    return ref.startswith(DEPLOYABLE_PREFIXES)
+
+
+def push_options() -> list:
+    """`git push -o X` values (prepare sets receive.advertisePushOptions)."""
+    count = int(os.environ.get("GIT_PUSH_OPTION_COUNT", "0") or 0)
+    return [os.environ.get("GIT_PUSH_OPTION_%d" % i, "") for i in range(count)]
+
+
+def post_receive(layout: Layout, stdin: IO) -> int:
+    if "bridge.no-deploy" in push_options():
+        emit("bridge: push option bridge.no-deploy given; not deploying")
+        return 0
+    try:
+        branch = load_settings(layout).get("branch")
+    except StepFailed as e:
+        emit("bridge: " + str(e))
+        return 1
+    code = 0
+    for sha, ref in pushed_refs(iter(stdin.readline, "")):
+        if deployable(ref, branch):
+            code = max(code, run_deploy(layout, sha, ref))
+        else:
+            emit("bridge: %s is not deployed here (deploy.json pins branch %r)" % (ref, branch))
+    return code
+
+
+# ---------------------------------------------------------------- rollback, list, status
+
+
+def release_info(layout: Layout, name: str, current: str | None) -> dict:
+    meta = read_meta(layout, name) or {}
+    return {"release": name, "sha": meta.get("sha"), "ref": meta.get("ref"), "time": meta.get("time"),
+            "current": name == current}
+
+
+def list_releases(layout: Layout) -> list:
+    current = layout.current_release()
+    return [release_info(layout, n, current) for n in complete_releases(layout)]
+
+
+def last_log_entry(layout: Layout) -> dict | None:
+    try:
+        with open(layout.deploys_log, "rb") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    return None
+
+
+def status(layout: Layout) -> dict:
+    current = layout.current_release()
+    meta = read_meta(layout, current) if current else None
+    return {"root": str(layout.root), "current": current, "sha": (meta or {}).get("sha"),
+            "last": last_log_entry(layout)}
+
+
+def rollback(layout: Layout, target: str | None) -> int:
+    """Switch `current` to `target` or the release before it, under the deploy lock."""
+    with Lock(layout):
+        current = layout.current_release()
+        names = complete_releases(layout)
+        if target is None:
+            older = [n for n in names if current is None or n < current]
+            target = older[-1] if older else None
+        start = utc_now()
+        entry = {"action": "rollback", "from": current, "release": target, "start": start.isoformat()}
+        if target is None or target not in names:
+            entry.update(result="failed", error="no release %s to roll back to" % (repr(target) if target else "older"))
+        else:
+            switch_current(layout, target)
+            entry.update(result="ok", sha=(read_meta(layout, target) or {}).get("sha"))
+        entry["duration"] = round((utc_now() - start).total_seconds(), 3)
+        append_log(layout, entry)
+        marker("done", entry)
+    return 0 if entry["result"] == "ok" else 1
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv: list) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="hook.py", description="bridge deploy hook")
+    parser.add_argument("--root", help="deploy root (default: the parent of the dir holding this file)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--post-receive", action="store_true", help="read git's ref updates on stdin (default)")
+    mode.add_argument("--deploy", metavar="SHA", help="deploy this commit (any rev git can resolve)")
+    mode.add_argument("--rollback", nargs="?", const="", metavar="RELEASE", help="switch current back")
+    mode.add_argument("--list", action="store_true", help="JSON list of releases")
+    mode.add_argument("--status", action="store_true", help="JSON: current release and last deploy")
+    parser.add_argument("--ref", default="", help="with --deploy: the ref to record")
+    return parser.parse_args(argv)
+
+
+def main(argv: list | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    root = Path(args.root) if args.root else Path(__file__).resolve().parent.parent
+    layout = Layout(root.absolute())
+    if args.list:
+        print(json.dumps(list_releases(layout)))
+        return 0
+    if args.status:
+        print(json.dumps(status(layout)))
+        return 0
+    if args.rollback is not None:
+        return rollback(layout, args.rollback or None)
+    if args.deploy:
+        return deploy_rev(layout, args.deploy, args.ref)
+    return post_receive(layout, sys.stdin)
+
+
+def deploy_rev(layout: Layout, rev: str, ref: str) -> int:
+    try:
+        sha = git(layout, "rev-parse", "--verify", "--quiet", rev + "^{commit}").decode().strip()
+    except StepFailed:
+        emit("bridge: %r is not a commit in %s" % (rev, layout.repo))
+        return 1
+    return run_deploy(layout, sha, ref)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

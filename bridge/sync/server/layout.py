@@ -1,0 +1,82 @@
+"""Where a deploy root keeps its things (DESIGN §5); shared by the client and the server hook.
+
+Stdlib only and Python 3.9 compatible: this file is copied to the server next to hook.py.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+RELEASE_TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths under one deploy root, so client and server never disagree on a name."""
+
+    root: Path
+
+    @property
+    def repo(self) -> Path:
+        return self.root / "repo.git"
+
+    @property
+    def post_receive(self) -> Path:
+        return self.repo / "hooks" / "post-receive"
+
+    @property
+    def releases(self) -> Path:
+        return self.root / "releases"
+
+    @property
+    def current(self) -> Path:
+        return self.root / "current"
+
+    @property
+    def state(self) -> Path:
+        return self.root / ".bridge"
+
+    @property
+    def deploys_log(self) -> Path:
+        return self.state / "deploys.jsonl"
+
+    @property
+    def lock(self) -> Path:
+        return self.state / "lock"
+
+    @property
+    def envs(self) -> Path:
+        return self.state / "envs"
+
+    @property
+    def meta(self) -> Path:
+        """One JSON file per complete release (full sha, ref, time); a release without one is unfinished."""
+        return self.state / "meta"
+
+    @property
+    def settings(self) -> Path:
+        return self.state / "deploy.json"
+
+    @property
+    def hook(self) -> Path:
+        return self.state / "hook.py"
+
+    def release(self, name: str) -> Path:
+        return self.releases / name
+
+    def meta_file(self, name: str) -> Path:
+        return self.meta / (name + ".json")
+
+    def current_release(self) -> str | None:
+        """The release name `current` points at, or None before the first deploy."""
+        try:
+            return os.path.basename(os.readlink(self.current))
+        except OSError:
+            return None
+
+
+def release_name(sha: str, now: datetime.datetime) -> str:
+    """`<UTC time>-<sha12>`: sorts by time, and says which commit it holds at a glance."""
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + sha[:12]
