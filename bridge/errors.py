@@ -67,6 +67,14 @@ class HostKeyError(ConnectError):
     """The server's host key is unknown or does not match known_hosts."""
 
 
+class UnknownHostKey(HostKeyError):
+    """known_hosts has no key for this host: refused until the user trusts it."""
+
+
+class ChangedHostKey(HostKeyError):
+    """known_hosts has a different key for this host: always refused."""
+
+
 class RemoteError(BridgeError):
     """A command or step on the server failed."""
 

@@ -1,0 +1,88 @@
+"""Entry point: `main()` parses, runs one command, and is the only place that turns errors into exit codes.
+
+Typer and Rich are imported only after the fast paths had their chance, so a warm
+`bridge exec` never pays for them.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+from bridge.errors import BridgeError, ExitCode
+
+COMMAND_MODULES = ("core",)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run bridge with `argv` and exit with its code; `--traceback` or BRIDGE_DEBUG=1 shows stacks."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _pop_flag(args, "--traceback") or os.environ.get("BRIDGE_DEBUG") == "1"
+    try:
+        code = _run(args)
+    except BridgeError as e:
+        if debug:
+            raise
+        _print_error(e)
+        code = int(e.exit_code)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        sys.stderr.write("\nbridge: interrupted\n")
+        code = int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        code = int(ExitCode.FAILED)
+        _silence_stdout()
+    sys.exit(code)
+
+
+def _run(args: list[str]) -> int:
+    """Parse with Typer (standalone mode off, so errors reach main) and return the command's exit code."""
+    import click
+
+    app = build_app()
+    try:
+        result = app(args=args, prog_name="bridge", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        raise KeyboardInterrupt from None
+    except click.ClickException as e:
+        e.show()
+        return int(ExitCode.USAGE)
+    return result if isinstance(result, int) else 0
+
+
+def build_app() -> "typer.Typer":  # noqa: F821 - typer is imported lazily
+    """The Typer app with every feature's commands registered."""
+    import importlib
+
+    import typer
+
+    app = typer.Typer(help="Push, run and reach work on your servers safely.", no_args_is_help=True,
+                      pretty_exceptions_enable=False, add_completion=False,
+                      context_settings={"help_option_names": ["-h", "--help"]})
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"bridge.commands.{name}").register(app)
+    return app
+
+
+def _pop_flag(args: list[str], flag: str) -> bool:
+    """Remove `flag` from the options part of `args` (never from after `--`)."""
+    end = args.index("--") if "--" in args else len(args)
+    if flag in args[:end]:
+        args.remove(flag)
+        return True
+    return False
+
+
+def _print_error(error: BridgeError) -> None:
+    sys.stderr.write(f"bridge: error: {error.message}\n")
+    if error.hint:
+        sys.stderr.write(f"  hint: {error.hint}\n")
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe (`bridge … | head`), stop Python complaining at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

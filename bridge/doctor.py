@@ -1,0 +1,136 @@
+"""`bridge test`: is each remote ready? Reachable, host key trusted, auth, git, python3, disk, docker."""
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass, field
+
+from bridge.config import Config, Remote
+from bridge.errors import AuthError, BridgeError, ChangedHostKey, HostKeyError, UnknownHostKey
+from bridge.runners import Runner, SSHRunner, open_runner
+
+MIN_FREE_KB = 100 * 1024
+
+# Assumption about servers: POSIX sh, dirname, df -P. Prints key=value lines only.
+_PROBE = """p={path}
+while [ ! -d "$p" ]; do p=$(dirname "$p"); done
+echo "git=$(git --version 2>/dev/null)"
+echo "python3=$(python3 --version 2>&1 | grep -i '^python' | head -n 1)"
+echo "docker=$(docker version --format '{{{{.Server.Version}}}}' 2>/dev/null | head -n 1)"
+echo "disk=$(df -Pk "$p" 2>/dev/null | awk 'NR==2 {{print $4}}')"
+"""
+
+
+@dataclass
+class Check:
+    """One line of the report; `ok` None means shown for information only."""
+
+    name: str
+    ok: bool | None
+    detail: str = ""
+
+
+@dataclass
+class RemoteReport:
+    """Every check of one remote."""
+
+    remote: str
+    url: str
+    checks: list[Check] = field(default_factory=list)
+    trusted: str | None = None  # fingerprint added to known_hosts by --trust
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok is not False for c in self.checks)
+
+    def to_dict(self) -> dict:
+        return {"remote": self.remote, "url": self.url, "ok": self.ok, "trusted": self.trusted,
+                "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks]}
+
+
+def check_remote(config: Config, remote: Remote, *, trust: bool = False) -> RemoteReport:
+    """Run every check against `remote`; never raises for a failed check, it reports it."""
+    report = RemoteReport(remote.name, remote.url)
+    if remote.kind == "git":
+        report.checks.append(Check("kind", None, "plain git remote: not checked"))
+        return report
+    with open_runner(config, remote) as runner:
+        if isinstance(runner, SSHRunner) and not _connect(runner, report, trust):
+            return report
+        _probe(runner, report, sandbox=config.exec.sandbox is not None)
+    return report
+
+
+def _connect(runner: SSHRunner, report: RemoteReport, trust: bool) -> bool:
+    """Open the connection, recording reachability, host key and auth; True when all passed."""
+    start = time.monotonic()
+    try:
+        runner.connection.open()
+    except UnknownHostKey as e:
+        if not trust:
+            return _fail_at(report, "host key", e)
+        report.trusted = _trust(runner)
+        return _connect(runner, report, trust=False)
+    except ChangedHostKey as e:
+        return _fail_at(report, "host key", e)
+    except AuthError as e:
+        return _fail_at(report, "auth", e)
+    except BridgeError as e:
+        return _fail_at(report, "reachable", e)
+    report.checks += [Check("reachable", True, runner.connection.settings.describe()),
+                      Check("host key", True, "matches known_hosts"),
+                      Check("auth", True, f"as {runner.connection.settings.user}"),
+                      Check("connect", True, f"{(time.monotonic() - start) * 1000:.0f} ms")]
+    return True
+
+
+def _fail_at(report: RemoteReport, step: str, error: BridgeError) -> bool:
+    order = ["reachable", "host key", "auth"]
+    for passed in order[:order.index(step)]:
+        report.checks.append(Check(passed, True))
+    detail = error.message + (f" ({error.hint})" if error.hint else "")
+    report.checks.append(Check(step, False, detail))
+    return False
+
+
+def _trust(runner: SSHRunner) -> str:
+    """Add the server's key to known_hosts (only ever for an unknown key) and return its fingerprint."""
+    from bridge.ssh import hostkeys
+    from bridge.ssh.connection import probe_host_key
+
+    name, key_type, blob = probe_host_key(runner.connection.settings)
+    hostkeys.trust(name, key_type, blob)
+    return f"{key_type} {hostkeys.fingerprint(blob)}"
+
+
+def _probe(runner: Runner, report: RemoteReport, sandbox: bool) -> None:
+    start = time.monotonic()
+    try:
+        code, out, err = runner.run_capture("true", timeout=30)
+        latency = (time.monotonic() - start) * 1000
+        code, out, err = runner.run_capture(_PROBE.format(path=shlex.quote(runner.path or ".")), timeout=30)
+    except BridgeError as e:
+        report.checks.append(Check("commands", False, e.message))
+        return
+    facts = dict(line.split("=", 1) for line in out.decode(errors="replace").splitlines() if "=" in line)
+    report.checks.append(Check("latency", True, f"{latency:.1f} ms"))
+    report.checks.append(_present("git", facts.get("git", ""), "install git on the server"))
+    report.checks.append(_present("python3", facts.get("python3", ""), "install python3 on the server"))
+    report.checks.append(_disk(facts.get("disk", "")))
+    docker = facts.get("docker", "")
+    if sandbox:
+        report.checks.append(_present("docker", docker, "install docker and start dockerd (needed by the sandbox)"))
+    else:
+        report.checks.append(Check("docker", None, docker or "not found (only needed for --sandbox)"))
+
+
+def _present(name: str, version: str, fix: str) -> Check:
+    return Check(name, bool(version), version or f"not found: {fix}")
+
+
+def _disk(free_kb: str) -> Check:
+    if not free_kb.isdigit():
+        return Check("disk free", False, "could not read `df` output")
+    free = int(free_kb)
+    detail = f"{free / 1024 / 1024:.1f} GiB free" if free >= 1024 * 1024 else f"{free / 1024:.0f} MiB free"
+    return Check("disk free", free >= MIN_FREE_KB, detail if free >= MIN_FREE_KB else f"{detail}: free some space")

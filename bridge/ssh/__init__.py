@@ -1,0 +1,23 @@
+"""The one SSH layer: settings resolution, host-key policy, connections.
+
+Usage: ``with connect(config, remote) as conn: conn.run("uname -a")``;
+``conn.transport`` is the authenticated paramiko Transport for channels and forwards.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.config import Config, Remote
+    from bridge.ssh.connection import Connection
+
+
+def connect(config: "Config", remote: "Remote") -> "Connection":
+    """An opened Connection to an ssh:// remote (jump hosts and ~/.ssh/config applied).
+
+    Raises ConnectError, HostKeyError or AuthError (all exit 255).
+    """
+    from bridge.ssh.connection import Connection
+    from bridge.ssh.settings import for_remote
+
+    return Connection(for_remote(config, remote), trust_hint=f"bridge test --trust {remote.name}").open()

@@ -1,0 +1,108 @@
+"""Resolve how to reach a remote: its URL, bridge.yaml and ~/.ssh/config, flattened into one value."""
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge import paths
+from bridge.config import Config, Remote
+from bridge.errors import ConfigError
+from bridge.targets import Endpoint, parse_url
+
+DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    """Everything the SSH layer needs for one hop; `via` is the hop before it (nested allowed)."""
+
+    host: str  # the name the user wrote (alias or address): what known_hosts is checked against
+    hostname: str  # the address to connect to
+    port: int
+    user: str
+    identities: tuple[Path, ...] = ()
+    via: "SSHSettings | None" = None
+    connect_timeout: float = 10.0
+    keepalive: float = 15.0
+    explicit_identity: bool = False
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The name OpenSSH files this host's key under: `host` or `[host]:port`."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+    def describe(self) -> str:
+        """`user@host:port`, for messages."""
+        return f"{self.user}@{self.host}:{self.port}"
+
+    def key(self) -> tuple:
+        """What makes two settings the same connection (for reuse)."""
+        return (self.hostname, self.port, self.user, self.identities, self.via.key() if self.via else None)
+
+
+def for_remote(config: Config, remote: Remote, _depth: int = 0) -> SSHSettings:
+    """Settings for an ssh:// remote, following `via:` remotes and ~/.ssh/config ProxyJump."""
+    if _depth > 8:
+        raise ConfigError(f"remote `{remote.name}`: `via` chain is longer than 8 hops (a loop?)",
+                          hint="check the `via:` keys in bridge.yaml")
+    endpoint = parse_url(remote.url, where=f"remotes.{remote.name}.url")
+    if endpoint.is_local:
+        raise ConfigError(f"remote `{remote.name}` is local, not ssh", hint="use the local runner")
+    via = for_remote(config, config.remotes[remote.via], _depth + 1) if remote.via else None
+    identity = (_expand(remote.identity),) if remote.identity else ()
+    return from_endpoint(endpoint, identities=identity, via=via, connect_timeout=remote.connect_timeout)
+
+
+def from_endpoint(endpoint: Endpoint, *, identities: tuple[Path, ...] = (), via: SSHSettings | None = None,
+                  connect_timeout: float = 10.0, _depth: int = 0) -> SSHSettings:
+    """Fill what the URL leaves open from ~/.ssh/config (HostName, Port, User, IdentityFile, ProxyJump)."""
+    looked_up = _ssh_config_lookup(endpoint.host)
+    config_ids = tuple(_expand(p) for p in looked_up.get("identityfile", []))
+    if via is None and looked_up.get("proxyjump") and _depth < 8:
+        via = _jump(looked_up["proxyjump"], _depth)
+    return SSHSettings(
+        host=endpoint.host,
+        hostname=looked_up.get("hostname", endpoint.host),
+        port=endpoint.port or int(looked_up.get("port", 22)),
+        user=endpoint.user or looked_up.get("user") or getpass.getuser(),
+        identities=identities or config_ids,
+        via=via,
+        connect_timeout=float(looked_up.get("connecttimeout", connect_timeout)),
+        explicit_identity=bool(identities or config_ids),
+    )
+
+
+def _jump(spec: str, depth: int) -> SSHSettings | None:
+    """ProxyJump `[user@]host[:port][,next…]`: the last entry is the hop right before the target."""
+    if spec.lower() == "none":
+        return None
+    via = None
+    for hop in spec.split(","):
+        endpoint = parse_url(f"ssh://{hop.strip()}", where="ProxyJump in ~/.ssh/config")
+        via = from_endpoint(endpoint, via=via, _depth=depth + 1)
+    return via
+
+
+def _ssh_config_lookup(host: str) -> dict:
+    """What ~/.ssh/config says for `host`; an unreadable or missing file counts as empty."""
+    path = paths.ssh_dir() / "config"
+    if not path.is_file():
+        return {}
+    import paramiko
+
+    try:
+        found = paramiko.SSHConfig.from_path(str(path)).lookup(host)
+    except Exception as e:  # paramiko raises several types for bad syntax
+        raise ConfigError(f"{path}: cannot read: {e}", hint="fix the ssh config syntax") from e
+    return dict(found)
+
+
+def _expand(value: str) -> Path:
+    return Path(os.path.expanduser(os.path.expandvars(value)))
+
+
+def default_identities() -> tuple[Path, ...]:
+    """The keys OpenSSH tries when none is configured."""
+    return tuple(paths.ssh_dir() / name for name in DEFAULT_IDENTITIES)

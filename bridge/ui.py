@@ -1,0 +1,52 @@
+"""Rendering shared by the command modules: tables on a terminal, plain text when piped, JSON on request."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Iterable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+
+def console(stderr: bool = False) -> Console:
+    """A Rich console; colour and boxes only on a terminal (NO_COLOR respected)."""
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Print rows as a table on a terminal, as tab-separated lines when piped."""
+    out = console()
+    rows = [[str(cell) for cell in row] for row in rows]
+    if not out.is_terminal:
+        if title:
+            print(title)
+        print("\t".join(columns))
+        for row in rows:
+            print("\t".join(row))
+        return
+    grid = Table(title=title, title_justify="left")
+    for column in columns:
+        grid.add_column(column)
+    for row in rows:
+        grid.add_row(*row)
+    out.print(grid)
+
+
+def print_json(value: Any, *, lines: bool = False) -> None:
+    """Print a value as JSON (one object per line with `lines`)."""
+    if lines:
+        for item in value:
+            sys.stdout.write(json.dumps(item, default=str) + "\n")
+        return
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def say(message: str, *, err: bool = False) -> None:
+    """One line of plain progress or result text."""
+    console(stderr=err).print(message, markup=False)
+
+
+def mark(ok: bool | None) -> str:
+    """✓ / ✗ / – for a check result (– is informational)."""
+    return "ok" if ok else ("-" if ok is None else "FAIL")
