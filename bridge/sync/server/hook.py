@@ -142,11 +142,15 @@ def read_meta(layout: Layout, name: str) -> dict | None:
 
 
 def complete_releases(layout: Layout) -> list:
-    """Names of finished releases (those with a meta file), oldest first."""
+    """Names of finished releases (those with a meta file), oldest first.
+
+    Ordered by the deploy's start time in the meta, not by name: two deploys within one second
+    would otherwise sort by sha.
+    """
     if not layout.releases.is_dir():
         return []
-    names = [n for n in os.listdir(layout.releases) if not n.startswith(".")]
-    return sorted(n for n in names if layout.meta_file(n).is_file())
+    metas = {n: read_meta(layout, n) for n in os.listdir(layout.releases) if not n.startswith(".")}
+    return sorted((n for n, m in metas.items() if m), key=lambda n: (metas[n].get("time", ""), n))
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -394,6 +398,7 @@ class Deploy:
     ref: str
     settings: dict
     steps: list = field(default_factory=list)
+    start: str = ""
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
 
     def step(self, name: str, action: Callable[[], str | None]) -> None:
@@ -451,7 +456,7 @@ def run_deploy(layout: Layout, sha: str, ref: str) -> int:
     with Lock(layout):
         start = utc_now()
         name = unique_name(layout, sha, start)
-        ctx = Deploy(layout, sha, ref, {})
+        ctx = Deploy(layout, sha, ref, {}, start=start.isoformat())
         summary = {"action": "deploy", "sha": sha, "ref": ref, "release": name,
                    "start": start.isoformat(), "deps": "none", "result": "ok"}
         try:
@@ -539,7 +544,7 @@ def raise_in_step(ctx: Deploy, name: str, message: str) -> None:
 def finish(layout: Layout, name: str, ctx: Deploy) -> str:
     """Mark the release complete, then switch `current` to it."""
     layout.meta.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(layout.meta_file(name), {"sha": ctx.sha, "ref": ctx.ref, "time": name.split("-")[0]})
+    write_json_atomic(layout.meta_file(name), {"sha": ctx.sha, "ref": ctx.ref, "time": ctx.start})
     switch_current(layout, name)
     return "current -> releases/" + name
 
@@ -647,9 +652,8 @@ def rollback(layout: Layout, target: str | None) -> int:
     with Lock(layout):
         current = layout.current_release()
         names = complete_releases(layout)
-        if target is None:
-            older = [n for n in names if current is None or n < current]
-            target = older[-1] if older else None
+        if target is None and current in names and names.index(current) > 0:
+            target = names[names.index(current) - 1]
         start = utc_now()
         entry = {"action": "rollback", "from": current, "release": target, "start": start.isoformat()}
         if target is None or target not in names:

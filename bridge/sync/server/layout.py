@@ -78,5 +78,5 @@ class Layout:
 
 
 def release_name(sha: str, now: datetime.datetime) -> str:
-    """`<UTC time>-<sha12>`: sorts by time, and says which commit it holds at a glance."""
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + sha[:12]
+    """`<UTC time to the ms>-<sha12>`: `ls releases/` shows deploy order and each commit at a glance."""
+    return "%s.%03dZ-%s" % (now.strftime("%Y%m%dT%H%M%S"), now.microsecond // 1000, sha[:12])
