@@ -318,7 +318,8 @@ def _check_references(config: Config, raw: Located) -> None:
         if not remote.url:
             raise ConfigError(f"{remotes_node.where(name)}: remote `{name}` has no `url`",
                               hint="add url: ssh://user@host/path or local:///path")
-        parse_url(remote.url, where=f"{node.where('url')}: remotes.{name}.url")
+        if remote.kind == "server":
+            parse_url(remote.url, where=f"{node.where('url')}: remotes.{name}.url")
         if remote.kind not in ("server", "git"):
             raise ConfigError(f"{node.where('kind')}: remotes.{name}.kind must be `server` or `git`",
                               hint="use kind: git for a plain git host such as a GitHub origin")

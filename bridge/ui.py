@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# Rich is imported inside the functions: `bridge --help` must not pay ~40 ms for it.
 
 
-def console(stderr: bool = False) -> Console:
+def console(stderr: bool = False) -> "Console":
     """A Rich console; colour and boxes only on a terminal (NO_COLOR respected)."""
+    from rich.console import Console
+
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
@@ -25,6 +29,8 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
         for row in rows:
             print("\t".join(row))
         return
+    from rich.table import Table
+
     grid = Table(title=title, title_justify="left")
     for column in columns:
         grid.add_column(column)
@@ -44,7 +50,9 @@ def print_json(value: Any, *, lines: bool = False) -> None:
 
 def say(message: str, *, err: bool = False) -> None:
     """One line of plain progress or result text."""
-    console(stderr=err).print(message, markup=False)
+    stream = sys.stderr if err else sys.stdout
+    stream.write(message + "\n")
+    stream.flush()
 
 
 def mark(ok: bool | None) -> str:

@@ -126,8 +126,8 @@ class SSHServer:
         return self.start()
 
     def accepted_connections(self) -> int:
-        """How many connections this sshd has accepted, from its own log: proof of reuse or not."""
-        return self.log.read_text(errors="replace").count("Connection from ")
+        """How many connections this sshd has authenticated, from its own log: proof of reuse or not."""
+        return self.log.read_text(errors="replace").count("Accepted publickey for ")
 
 
 @dataclass

@@ -18,8 +18,8 @@ DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 class SSHSettings:
     """Everything the SSH layer needs for one hop; `via` is the hop before it (nested allowed)."""
 
-    host: str  # the name the user wrote (alias or address): what known_hosts is checked against
-    hostname: str  # the address to connect to
+    host: str  # the name the user wrote (alias or address), for messages
+    hostname: str  # the address to connect to; known_hosts is checked against it, as OpenSSH does
     port: int
     user: str
     identities: tuple[Path, ...] = ()
@@ -31,7 +31,7 @@ class SSHSettings:
     @property
     def known_hosts_name(self) -> str:
         """The name OpenSSH files this host's key under: `host` or `[host]:port`."""
-        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
 
     def describe(self) -> str:
         """`user@host:port`, for messages."""

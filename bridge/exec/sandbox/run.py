@@ -1,0 +1,183 @@
+"""One sandboxed run: attach, hand the launcher its command, stream, enforce timeout and cap, remove."""
+from __future__ import annotations
+
+import re
+import shlex
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from bridge.errors import SandboxError, UsageError
+from bridge.result import ExecResult
+
+from .box import Box, create_run_box, remove, start
+from .cleanup import remove_leftovers
+from .engine import FOREVER, Engine, quote_id
+from .pool import claim, spawn_refill
+from .spec import SandboxSpec
+
+Sink = Callable[[bytes], None]
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass
+class _Output:
+    """Captured output, capped across stdout and stderr together."""
+
+    cap: int
+    on_stdout: Sink | None = None
+    on_stderr: Sink | None = None
+    chunks: dict[int, list[bytes]] = field(default_factory=lambda: {1: [], 2: []})
+    size: int = 0
+    truncated: bool = False
+
+    def add(self, stream: int, data: bytes) -> None:
+        """Keep and forward `data` up to the cap; past it, only note the truncation."""
+        room = self.cap - self.size
+        if len(data) > room:
+            data, self.truncated = data[:room], True
+        if not data:
+            return
+        self.size += len(data)
+        self.chunks.setdefault(stream, []).append(data)
+        sink = self.on_stderr if stream == 2 else self.on_stdout
+        if sink:
+            sink(data)
+
+    def get(self, stream: int) -> bytes:
+        return b"".join(self.chunks.get(stream, []))
+
+
+def run_in_sandbox(spec: SandboxSpec, command: Sequence[str] | str, stdin: bytes | None = None,
+                   env: dict[str, str] | None = None, timeout: float | None = None,
+                   on_stdout: Sink | None = None, on_stderr: Sink | None = None, *,
+                   engine: Engine | None = None, host: str = "local") -> ExecResult:
+    """Run an argv list (or a shell script string) in a fresh container and always remove it.
+
+    Raises SandboxError when the engine or the image is missing; the command's own failure,
+    timeout, OOM kill or overlong output are reported in the ExecResult instead.
+    """
+    engine = engine or Engine()
+    header = launch_header(command, env or {})
+    limit = spec.timeout if timeout is None else timeout
+    began = time.monotonic()
+    box = _acquire(engine, spec)
+    try:
+        out = _Output(spec.output_cap, on_stdout, on_stderr)
+        code, timed_out, oom = _attach_and_run(engine, box, header, stdin, out, _deadline(began, limit))
+    finally:
+        remove(engine, box.id)
+        if spec.pool:
+            spawn_refill(engine, spec)
+    return ExecResult(exit_code=124 if timed_out else code, stdout=out.get(1), stderr=out.get(2),
+                      duration=time.monotonic() - began, timed_out=timed_out, host=host,
+                      truncated=out.truncated, status="oom" if oom else "")
+
+
+def launch_header(command: Sequence[str] | str, env: dict[str, str]) -> bytes:
+    """What the launcher reads on stdin: a line count, env exports, and `exec` of the quoted argv."""
+    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+    if not argv:
+        raise UsageError("nothing to run in the sandbox")
+    bad = [k for k in env if not _ENV_NAME.fullmatch(k)]
+    if bad:
+        raise UsageError(f"invalid environment variable name {bad[0]!r}")
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()] + ["exec " + shlex.join(argv)]
+    script = "\n".join(lines)
+    return f"{script.count(chr(10)) + 1}\n{script}\n".encode()
+
+
+def _acquire(engine: Engine, spec: SandboxSpec) -> Box:
+    """A pooled container when one is ready, else a fresh one (after clearing a dead bridge's leftovers)."""
+    if spec.pool:
+        box = claim(engine, spec)
+        if box:
+            return box
+    else:
+        remove_leftovers(engine)
+    return create_run_box(engine, spec)
+
+
+def _deadline(began: float, limit: float) -> float | None:
+    return began + limit if limit and limit > 0 else None
+
+
+def _attach_and_run(engine: Engine, box: Box, header: bytes, stdin: bytes | None, out: _Output,
+                    deadline: float | None) -> tuple[int, bool, bool]:
+    """Returns (exit code, timed out, OOM-killed)."""
+    sock, rest = engine.hijack(f"/containers/{quote_id(box.id)}/attach",
+                               {"stream": "1", "stdin": "1", "stdout": "1", "stderr": "1"})
+    try:
+        if not box.started:
+            start(engine, box)
+        _feed(sock, header, stdin)
+        if not _pump(sock, rest, out, deadline):
+            return 124, True, False
+    finally:
+        sock.close()
+    if out.truncated:
+        remove(engine, box.id)  # stop a runaway writer now; the exit code is the kill's
+        return 137, False, False
+    return _wait(engine, box, deadline)
+
+
+def _feed(sock: socket.socket, header: bytes, stdin: bytes | None) -> None:
+    """Send the launcher its command, then stdin from a thread (so a big stdin cannot deadlock output), then EOF."""
+    sock.sendall(header)
+    if not stdin:
+        sock.shutdown(socket.SHUT_WR)
+        return
+
+    def write() -> None:
+        try:
+            sock.sendall(stdin)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the command exited without reading all of its stdin
+
+    threading.Thread(target=write, daemon=True).start()
+
+
+def _pump(sock: socket.socket, buf: bytes, out: _Output, deadline: float | None) -> bool:
+    """Demultiplex docker's framed stream into `out` until EOF or the cap; False when the deadline passed."""
+    while not out.truncated:
+        while len(buf) >= 8:
+            stream, size = struct.unpack(">BxxxL", buf[:8])
+            if len(buf) < 8 + size:
+                break
+            out.add(stream, buf[8:8 + size])
+            buf = buf[8 + size:]
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            sock.settimeout(remaining)
+        else:
+            sock.settimeout(None)
+        try:
+            chunk = sock.recv(262144)
+        except socket.timeout:
+            return False
+        if not chunk:
+            return True
+        buf += chunk
+    return True
+
+
+def _wait(engine: Engine, box: Box, deadline: float | None) -> tuple[int, bool, bool]:
+    """Wait for PID 1 to exit (output can close before it does); tell an OOM kill from other exits."""
+    remaining = FOREVER if deadline is None else max(deadline - time.monotonic(), 0.001)
+    try:
+        reply = engine.request("POST", f"/containers/{quote_id(box.id)}/wait", timeout=remaining).json()
+    except SandboxError:
+        if deadline is not None and time.monotonic() >= deadline:
+            return 124, True, False
+        raise
+    code = int(reply["StatusCode"])
+    if code != 137:
+        return code, False, False
+    state = engine.request("GET", f"/containers/{quote_id(box.id)}/json").json()["State"]
+    return code, False, bool(state.get("OOMKilled"))

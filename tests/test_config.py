@@ -1,0 +1,99 @@
+"""Config loading: file:line:key errors, did-you-mean, precedence, bombs refused."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge import config as cfg
+from bridge.errors import ConfigError
+from tests.conftest import write_config
+
+GOOD = """\
+workspace: myapp
+default: prod
+remotes:
+  prod:    {url: "ssh://deploy@203.0.113.10:22/srv/myapp", identity: ~/.ssh/id_ed25519}
+  edge:    {url: "ssh://deploy@localhost:2222/srv/myapp", via: relay}
+  relay:   {url: "ssh://tunnel@relay.example.com"}
+  scratch: local:///tmp/myapp-deploy
+groups:
+  web: [prod, edge]
+deploy:
+  install: auto
+  commands: ["python -m myapp.migrate"]
+  keep_releases: 5
+exec:
+  timeout: 0
+  sandbox: {image: "python:3.12-slim", memory: 512m, cpus: 1.0, pids: 256, network: none}
+tunnel:
+  relay: relay
+  forwards: ["2222:localhost:22"]
+  keepalive: 15
+"""
+
+
+def test_design_example_loads_into_frozen_dataclasses(workspace: Path) -> None:
+    write_config(workspace, GOOD)
+    config = cfg.load(workspace)
+    assert config.workspace == "myapp"
+    assert config.remotes["edge"].via == "relay"
+    assert config.remotes["scratch"].url == "local:///tmp/myapp-deploy"
+    assert config.groups["web"] == ("prod", "edge")
+    assert config.deploy.commands == ("python -m myapp.migrate",)
+    assert config.exec.sandbox is not None and config.exec.sandbox.pids == 256
+    assert config.tunnel.forwards == ("2222:localhost:22",)
+    with pytest.raises(AttributeError):
+        config.workspace = "x"  # type: ignore[misc]
+
+
+def test_found_from_a_subfolder(workspace: Path) -> None:
+    write_config(workspace, GOOD)
+    deep = workspace / "a" / "b"
+    deep.mkdir(parents=True)
+    assert cfg.load(deep).root == workspace.resolve()
+
+
+@pytest.mark.parametrize("text, needle, hint", [
+    ("workspace: x\nremotes:\n  prod: {url: 'ssh://h/p', identiy: k}\n", ":3: unknown key `identiy`", "identity"),
+    ("workspace: x\ndeploy:\n  keep_releases: many\n", ":3: `deploy.keep_releases` must be a number", "keep_releases"),
+    ("workspace: x\nremotes:\n  a: {url: 'ssh://h/p', via: relai}\n  relay: ssh://r\n", ":3:", "relay"),
+    ("workspace: x\ngroups:\n  web: [nope]\n", ":3: `groups.web` names `nope`", ""),
+    ("workspace: x\nremotes:\n  a: {url: 'local://relative'}\n", ":3:", "absolute"),
+    ("workspace: [unclosed\n", ":", "syntax"),
+])
+def test_errors_name_file_line_key_and_fix(workspace: Path, text: str, needle: str, hint: str) -> None:
+    path = write_config(workspace, text)
+    with pytest.raises(ConfigError) as caught:
+        cfg.load(workspace)
+    assert str(path) + needle in caught.value.message
+    assert hint in (caught.value.hint + caught.value.message)
+
+
+def test_alias_bomb_is_refused_not_expanded(workspace: Path) -> None:
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i-1}"] * 10) + "]" for i in range(1, 9)]
+    write_config(workspace, "\n".join(levels) + "\n")
+    with pytest.raises(ConfigError, match="alias bomb"):
+        cfg.load(workspace)
+
+
+def test_huge_file_is_refused(workspace: Path) -> None:
+    write_config(workspace, "workspace: x\n" + "# pad\n" * 100_000)
+    with pytest.raises(ConfigError, match="too large"):
+        cfg.load(workspace)
+
+
+def test_precedence_env_over_workspace_over_user(workspace: Path, home, monkeypatch) -> None:
+    user = cfg.user_config_path()
+    user.parent.mkdir(parents=True)
+    user.write_text("exec:\n  timeout: 7\n  forks: 3\nremotes:\n  mine: ssh://me@box/srv\n")
+    write_config(workspace, "workspace: x\nexec:\n  timeout: 9\n")
+    config = cfg.load(workspace)
+    assert (config.exec.timeout, config.exec.forks) == (9, 3)
+    assert "mine" in config.remotes
+    monkeypatch.setenv("BRIDGE_EXEC_TIMEOUT", "11")
+    assert cfg.load(workspace).exec.timeout == 11
+    monkeypatch.setenv("BRIDGE_EXEC_TIMEOUT", "soon")
+    with pytest.raises(ConfigError, match="BRIDGE_EXEC_TIMEOUT"):
+        cfg.load(workspace)
