@@ -45,9 +45,15 @@ def _assignment_re(patterns: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"(?i)(?<![\w$])(\w*(?:{names})\w*)=(\"[^\"]*\"|'[^']*'|\S+)")
 
 
-def mask_text(text: str, secrets: Iterable[str] = (), patterns: Iterable[str] | None = None) -> str:
-    """`text` with each known secret value and each `NAME=value` of a secret-named variable masked."""
+def mask_values(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each known secret value (longest first) replaced by `***`."""
     for value in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LEN}, key=len, reverse=True):
         text = text.replace(value, MASK)
+    return text
+
+
+def mask_text(text: str, secrets: Iterable[str] = (), patterns: Iterable[str] | None = None) -> str:
+    """`text` with each known secret value and each `NAME=value` of a secret-named variable masked."""
+    text = mask_values(text, secrets)
     pats = tuple(patterns or secret_patterns())
     return _assignment_re(pats).sub(lambda m: f"{m.group(1)}={MASK}", text)
