@@ -50,7 +50,7 @@ def create(engine: Engine, spec: SandboxSpec, name: str, labels: dict[str, str])
         if e.status == 404:
             raise SandboxError(f"sandbox image {spec.image} not found on the docker engine", BUILD_HINT) from e
         raise
-    return Box(reply.json()["id"], name, started=False)
+    return Box(reply.json()["Id"], name, started=False)
 
 
 def create_run_box(engine: Engine, spec: SandboxSpec) -> Box:

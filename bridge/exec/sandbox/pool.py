@@ -1,0 +1,88 @@
+"""Ready containers: started ahead of time, each claimed by exactly one run, then destroyed.
+
+The pool lives on the engine, not in a process, so it survives across bridge invocations:
+idle containers are named `bridge-pool-<token>` and labelled with the spec's key. A run claims
+one by renaming it *by its old name* to `bridge-claim-<token>`; the engine serialises renames
+of a container and refuses both a rename of a name that no longer exists (404) and a rename to
+the current name, so of two racing claimers exactly one wins. The winner then renames it to
+`bridge-run-<token>.<pid>.<host>` so leftover cleanup knows its owner. A pool container has
+only run the launcher, which waits on stdin: no state of any run is ever seen by another.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from .box import CLAIM_PREFIX, POOL_PREFIX, RUN_PREFIX, Box, create, list_boxes, name_of, owner_suffix, remove, start
+from .engine import Engine, EngineError, quote_id
+from .spec import SandboxSpec
+
+POOL_LABEL = "bridge.pool"
+
+
+def claim(engine: Engine, spec: SandboxSpec) -> Box | None:
+    """Take one idle container of this spec for our run, or None when none is ready."""
+    for entry in idle(engine, spec):
+        box = _claim_one(engine, entry["Id"], name_of(entry))
+        if box:
+            return box
+    return None
+
+
+def idle(engine: Engine, spec: SandboxSpec | None = None) -> list[dict]:
+    """Idle pool containers (of one spec, or of all)."""
+    labels = [f"{POOL_LABEL}={spec.key()}"] if spec else [POOL_LABEL]
+    return [e for e in list_boxes(engine, *labels, running_only=True) if name_of(e).startswith(POOL_PREFIX)]
+
+
+def fill(engine: Engine, spec: SandboxSpec) -> int:
+    """Create and start containers until `spec.pool` are idle; returns how many were added."""
+    missing = spec.pool - len(idle(engine, spec))
+    for _ in range(missing):
+        box = create(engine, spec, POOL_PREFIX + secrets.token_hex(6), {POOL_LABEL: spec.key()})
+        try:
+            start(engine, box)
+        except BaseException:
+            remove(engine, box.id)
+            raise
+    return max(missing, 0)
+
+
+def drain(engine: Engine, spec: SandboxSpec | None = None) -> int:
+    """Remove idle pool containers (of one spec, or all); returns how many."""
+    entries = idle(engine, spec)
+    for entry in entries:
+        remove(engine, name_of(entry))
+    return len(entries)
+
+
+def spawn_refill(engine: Engine, spec: SandboxSpec) -> None:
+    """Refill the pool and clear leftovers in a detached process, off the run's critical path.
+
+    A process, not a thread: a one-shot `bridge exec` exits right after its run.
+    """
+    root = str(Path(__file__).resolve().parents[3])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    subprocess.Popen([sys.executable, "-m", "bridge.exec.sandbox.refill", engine.base_url, json.dumps(asdict(spec))],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True, close_fds=True, env=env)
+
+
+def _claim_one(engine: Engine, cid: str, name: str) -> Box | None:
+    token = name[len(POOL_PREFIX):]
+    final = f"{RUN_PREFIX}{token}.{owner_suffix()}"
+    try:
+        _rename(engine, name, CLAIM_PREFIX + token)
+        _rename(engine, CLAIM_PREFIX + token, final)
+    except EngineError:
+        return None  # another run claimed it first (or cleanup took an abandoned claim)
+    return Box(cid, final, started=True)
+
+
+def _rename(engine: Engine, old: str, new: str) -> None:
+    engine.request("POST", f"/containers/{quote_id(old)}/rename", query={"name": new})
