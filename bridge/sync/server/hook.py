@@ -39,6 +39,7 @@ except ImportError:  # imported from the bridge package
 
 ZERO_SHA = "0" * 40
 TAIL_LINES = 20
+LOW_DISK_BYTES = 1 << 20
 DEPLOYABLE_PREFIXES = ("refs/heads/", "refs/bridge/wip/")
 DEFAULT_SETTINGS = {"install": "auto", "commands": [], "healthcheck": None, "keep_releases": 5, "branch": None}
 
@@ -434,6 +435,18 @@ class Deploy:
             raise StepFailed("%s exited with %d" % (label, code))
 
 
+def disk_full_note(layout: Layout, error: str) -> str:
+    """Name a full disk even when a child (git, pip) only said it could not write."""
+    try:
+        free = shutil.disk_usage(str(layout.root)).free
+    except OSError:
+        return ""
+    if free >= LOW_DISK_BYTES or "ENOSPC" in error:
+        return ""
+    return " (disk full on the server: %d KiB free under %s; free space, then push again)" % (
+        free // 1024, layout.root)
+
+
 def describe_os_error(e: OSError) -> str:
     if e.errno == errno.ENOSPC:
         return "disk full on the server (ENOSPC) at %s: free space, then push again" % (e.filename or "?")
@@ -465,7 +478,7 @@ def run_deploy(layout: Layout, sha: str, ref: str) -> int:
             deploy_steps(ctx, name, summary)
         except StepFailed as e:
             summary.update(result="failed", failed_step=ctx.steps[-1]["name"] if ctx.steps else "settings",
-                           error=str(e))
+                           error=str(e) + disk_full_note(layout, str(e)))
             discard(layout, name)
             report_failure(summary, ctx)
         summary.update(duration=round((utc_now() - start).total_seconds(), 3), steps=ctx.steps)
