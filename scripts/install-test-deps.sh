@@ -1,0 +1,20 @@
+#!/bin/sh
+# Install everything the test suite needs on a fresh Debian 12 machine (as root), then start dockerd
+# and build the local sandbox image. Idempotent. README's test command runs this, then pytest.
+set -eu
+cd "$(dirname "$0")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ] || ! command -v dockerd >/dev/null 2>&1 \
+   || ! command -v debootstrap >/dev/null 2>&1 || ! command -v autossh >/dev/null 2>&1 \
+   || ! command -v iptables >/dev/null 2>&1 || ! command -v rsync >/dev/null 2>&1; then
+    apt-get update -qq
+    apt-get install -y -qq openssh-server openssh-client git docker.io debootstrap iptables iproute2 \
+        rsync autossh sudo procps psmisc >/dev/null
+fi
+mkdir -p /run/sshd
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+
+sh scripts/start-dockerd.sh >/dev/null
+sh scripts/build-sandbox-image.sh
