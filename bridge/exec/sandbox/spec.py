@@ -5,8 +5,12 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from bridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bridge.config import SandboxConfig
 
 DEFAULT_IMAGE = "bridge-sandbox:bookworm"
 BUILD_HINT = "run scripts/build-sandbox-image.sh (or set exec.sandbox.image in bridge.yaml)"
@@ -94,3 +98,11 @@ def _mounts(spec: SandboxSpec) -> list[dict]:
     if not spec.workspace:
         return []
     return [{"Type": "bind", "Source": spec.workspace, "Target": "/workspace", "ReadOnly": not spec.writable}]
+
+
+def spec_from_config(config: "SandboxConfig", workspace: str | None = None, timeout: float = 0.0) -> SandboxSpec:
+    """The spec for `exec.sandbox` of bridge.yaml, with the workspace to mount (a checkout or `current`)."""
+    return SandboxSpec(image=config.image, memory=config.memory, cpus=config.cpus, pids=config.pids,
+                       network=config.network, tmpfs_size=config.tmpfs,
+                       output_cap=parse_size(config.output_limit, "output_limit"), workspace=workspace,
+                       writable=config.workspace_writable, timeout=timeout, pool=config.pool)

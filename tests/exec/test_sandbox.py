@@ -1,0 +1,185 @@
+"""The sandbox against a real dockerd: every restriction of DESIGN §4 is tried from inside."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from bridge.errors import ExitCode, SandboxError
+from bridge.exec.sandbox import Engine, run_in_sandbox
+from bridge.exec.sandbox.box import list_boxes, name_of
+from tests.exec.sandbox_env import engine, spec  # noqa: F401 - fixture
+
+CONNECT = """
+import socket, sys
+for host in sys.argv[1:]:
+    try:
+        socket.create_connection((host, {port}), timeout=2).close()
+        print(host, "connected")
+    except OSError as e:
+        print(host, "refused", type(e).__name__)
+"""
+
+
+def mine(engine: Engine) -> list[str]:
+    """Sandbox containers this test process owns (their names carry our pid)."""
+    return [n for n in map(name_of, list_boxes(engine)) if f".{os.getpid()}." in n]
+
+
+@pytest.fixture
+def listener() -> int:
+    """A TCP port listening on all host addresses (loopback and the docker bridge gateway)."""
+    server = socket.create_server(("0.0.0.0", 0))
+    threading.Thread(target=lambda: [server.accept()[0].close() for _ in iter(int, 1)], daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+
+
+def gateway() -> str:
+    """The host's address on the docker bridge (docker0); IPAM config may not list it."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True, text=True, check=True)
+    return out.stdout.split("inet ")[1].split("/")[0]
+
+
+def test_no_network_from_inside(engine, listener) -> None:
+    code = CONNECT.format(port=listener)
+    result = run_in_sandbox(spec(), ["python3", "-c", code, "127.0.0.1", gateway()], engine=engine)
+    assert result.status == "ok", result
+    assert b"connected" not in result.stdout, result.stdout
+    assert result.stdout.count(b"refused") == 2
+    # the same probe with a network proves the listener is reachable at all
+    control = run_in_sandbox(spec(network="bridge"), ["python3", "-c", code, gateway()], engine=engine)
+    assert b"connected" in control.stdout, control
+
+
+def test_root_is_read_only_and_tmp_writable(engine) -> None:
+    result = run_in_sandbox(spec(), "touch /x 2>/dev/null && echo root-writable; "
+                                    "echo hi > /tmp/f && cat /tmp/f", engine=engine)
+    assert (result.exit_code, result.stdout) == (0, b"hi\n"), result
+
+
+def test_workspace_visible_and_read_only(engine, tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("print('from the workspace')\n")
+    tmp_path.chmod(0o755)  # the sandbox user (65534) reads it like any other user would
+    script = "python3 /workspace/app.py; touch /workspace/new 2>/dev/null && echo written"
+    result = run_in_sandbox(spec(workspace=str(tmp_path)), script, engine=engine)
+    assert result.stdout == b"from the workspace\n", result
+    assert not (tmp_path / "new").exists()
+    tmp_path.chmod(0o777)
+    writable = run_in_sandbox(spec(workspace=str(tmp_path), writable=True), "echo x > /workspace/new", engine=engine)
+    assert writable.exit_code == 0, writable
+    assert (tmp_path / "new").read_text() == "x\n"
+
+
+def test_runs_unprivileged(engine) -> None:
+    result = run_in_sandbox(spec(), "id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; "
+                                    "ls /var/run/docker.sock 2>&1", engine=engine)
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == "65534"
+    assert lines[1].split() == ["CapEff:", "0000000000000000"]
+    assert lines[2].split() == ["NoNewPrivs:", "1"]
+    assert "No such file" in lines[3]
+
+
+def test_fork_bomb_stays_inside_the_pids_limit(engine) -> None:
+    counter = ("import os, time\nn = 0\nwhile True:\n    try:\n        pid = os.fork()\n    except OSError:\n"
+               "        break\n    if pid == 0:\n        time.sleep(60)\n        os._exit(0)\n    n += 1\nprint(n)")
+    counted = run_in_sandbox(spec(pids=64), ["python3", "-c", counter], engine=engine)
+    assert counted.exit_code == 0, counted
+    assert 0 < int(counted.stdout) < 64
+    bomb = run_in_sandbox(spec(pids=64), "b() { b | b & }; b", timeout=5, engine=engine)
+    assert bomb.status in ("timeout", "ok", "failed"), bomb
+    assert subprocess.run(["true"]).returncode == 0  # the host can still fork
+    assert mine(engine) == []
+
+
+def test_memory_limit_kills_with_oom(engine) -> None:
+    result = run_in_sandbox(spec(memory="256m"), ["python3", "-c", "b = b'x' * (1 << 30)"], engine=engine)
+    assert (result.exit_code, result.status) == (ExitCode.OOM, "oom"), result
+
+
+def test_timeout_kills_and_removes(engine) -> None:
+    began = time.monotonic()
+    result = run_in_sandbox(spec(), ["sleep", "100"], timeout=2, engine=engine)
+    assert (result.exit_code, result.status, result.timed_out) == (124, "timeout", True), result
+    assert time.monotonic() - began < 10
+    assert mine(engine) == []
+
+
+def test_output_is_capped(engine) -> None:
+    result = run_in_sandbox(spec(output_cap=1 << 20), "head -c 100000000 /dev/zero", engine=engine)
+    assert (result.truncated, result.status) == (True, "output_truncated"), result.status
+    assert len(result.stdout) == 1 << 20
+    assert mine(engine) == []
+
+
+def test_ten_concurrent_runs_see_nothing_of_each_other(engine) -> None:
+    script = "echo $1 > /tmp/mark-$1; sleep 1; ls /tmp; ps -e -o comm= | wc -l; hostname"
+
+    def one(i: int) -> bytes:
+        result = run_in_sandbox(spec(), ["sh", "-c", script, "sh", str(i)], engine=engine)
+        assert result.exit_code == 0, result
+        return result.stdout
+
+    with ThreadPoolExecutor(10) as pool:
+        outputs = list(pool.map(one, range(10)))
+    for i, out in enumerate(outputs):
+        files, procs, _host = out.decode().splitlines()
+        assert files == f"mark-{i}"
+        assert int(procs) <= 4  # sh, sleep's parent shell, ps, wc: no other run's processes
+    assert len({out.splitlines()[-1] for out in outputs}) == 10
+
+
+def test_python_code_runs(engine) -> None:
+    code = b"import json, sys\nprint(json.dumps({'sum': sum(range(10)), 'argv': sys.argv[1:]}))\n"
+    result = run_in_sandbox(spec(), ["python3", "-", "a b"], stdin=code, engine=engine)
+    assert result.stdout == b'{"sum": 45, "argv": ["a b"]}\n', result
+
+
+def test_argv_env_and_stdin_arrive_unchanged(engine) -> None:
+    args = ["a\nb", "it's", "$HOME", "*", ""]
+    env = {"TOKEN": "x'y\n$(id)"}
+    script = "import os, sys; print(repr(sys.argv[1:]), repr(os.environ['TOKEN']), repr(sys.stdin.read()))"
+    result = run_in_sandbox(spec(), ["python3", "-c", script, *args], stdin=b"in\nput", env=env, engine=engine)
+    assert result.stdout.decode() == f"{args!r} {env['TOKEN']!r} 'in\\nput'\n", result
+
+
+def test_output_streams_live_and_apart(engine) -> None:
+    seen: list[tuple[str, bytes, float]] = []
+    began = time.monotonic()
+    result = run_in_sandbox(spec(), "echo out; echo err >&2; sleep 1; echo late", engine=engine,
+                            on_stdout=lambda b: seen.append(("out", b, time.monotonic() - began)),
+                            on_stderr=lambda b: seen.append(("err", b, time.monotonic() - began)))
+    assert (result.stdout, result.stderr) == (b"out\nlate\n", b"err\n")
+    assert seen[0][:2] == ("out", b"out\n") and seen[0][2] < result.duration - 0.5
+    assert ("err", b"err\n") in [s[:2] for s in seen]
+
+
+def test_interrupt_still_removes_the_container(engine) -> None:
+    def interrupt(_: bytes) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_in_sandbox(spec(), "echo go; sleep 100", engine=engine, on_stdout=interrupt)
+    assert mine(engine) == []
+
+
+def test_missing_image_says_how_to_build_it(engine) -> None:
+    with pytest.raises(SandboxError) as caught:
+        run_in_sandbox(spec(image="bridge-sandbox:nope"), ["true"], engine=engine)
+    assert caught.value.exit_code == 125
+    assert "build-sandbox-image.sh" in caught.value.hint
+    assert mine(engine) == []
+
+
+def test_unreachable_engine_says_how_to_start_it(tmp_path: Path) -> None:
+    with pytest.raises(SandboxError) as caught:
+        run_in_sandbox(spec(), ["true"], engine=Engine(f"unix://{tmp_path}/docker.sock"))
+    assert caught.value.exit_code == 125
+    assert "dockerd" in caught.value.hint
