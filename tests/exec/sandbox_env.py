@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,8 +28,12 @@ def start_engine() -> Engine:
 
 
 def assert_no_sandbox_left(engine: Engine) -> None:
-    """After the tests: no container labelled bridge.sandbox remains (idle pool ones drained first)."""
-    drain(engine)
+    """After the tests: no container labelled bridge.sandbox remains (idle pool ones drained first).
+
+    Pool refills run in detached processes, so drain until a second passes with none created.
+    """
+    while drain(engine):
+        time.sleep(1.0)
     left = [name_of(e) for e in list_boxes(engine)]
     assert not left, f"sandbox containers left behind: {left}"
 

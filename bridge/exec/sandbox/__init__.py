@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .cleanup import remove_leftovers
 from .engine import DEFAULT_URL, Engine, connect_engine
-
+from .forward import forward_docker_socket
 from .pool import drain, fill
 from .run import run_in_sandbox
 from .spec import DEFAULT_IMAGE, SandboxSpec, spec_from_config
