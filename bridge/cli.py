@@ -38,16 +38,17 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 def _run(args: list[str]) -> int:
     """Parse with Typer (standalone mode off, so errors reach main) and return the command's exit code."""
-    import click
+    import typer
+    from typer._click.exceptions import ClickException  # typer >= 0.20 vendors click
 
     app = build_app()
     try:
         result = app(args=args, prog_name="bridge", standalone_mode=False)
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return e.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         raise KeyboardInterrupt from None
-    except click.ClickException as e:
+    except ClickException as e:
         e.show()
         return int(ExitCode.USAGE)
     return result if isinstance(result, int) else 0

@@ -247,6 +247,8 @@ def _convert(hint: Any, raw: Any, parent: Located, key: str, dotted: str) -> Any
             return None
         hint = next(a for a in args if a is not type(None))
         origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if raw is None and (origin in (dict, tuple) or dataclasses.is_dataclass(hint)):
+        return hint() if dataclasses.is_dataclass(hint) else origin()  # an empty `remotes:` means none
     if dataclasses.is_dataclass(hint):
         return _build(hint, raw, dotted)
     if origin is dict:

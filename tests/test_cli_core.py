@@ -1,0 +1,100 @@
+"""`bridge init`, `bridge remote`, `bridge test` and the error contract, through the real main()."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.conftest import write_config
+
+
+def test_init_makes_a_git_workspace_with_a_local_remote_and_is_idempotent(bridge, workspace, home) -> None:
+    first = bridge("init", cwd=workspace)
+    assert first.code == 0, first
+    assert (workspace / ".git").is_dir()
+    text = (workspace / "bridge.yaml").read_text()
+    assert "workspace: \"ws\"" in text and "local: {url: \"local://" in text
+    assert str(home.path / ".local/share/bridge") in text
+    second = bridge("init", cwd=workspace)
+    assert second.code == 0, second
+    assert (workspace / "bridge.yaml").read_text() == text
+    assert "kept" in second.out
+
+
+def test_init_with_a_remote_and_name(bridge, workspace, sshd) -> None:
+    result = bridge("init", "--name", "shop", "--remote", "prod", sshd.url("/tmp/shop"), cwd=workspace)
+    assert result.code == 0, result
+    listed = json.loads(bridge("remote", "list", "--json", cwd=workspace).out)
+    assert [r["name"] for r in listed["remotes"]] == ["prod"]
+    assert "workspace: \"shop\"" in (workspace / "bridge.yaml").read_text()
+
+
+def test_remote_add_list_remove_keeps_comments(bridge, workspace) -> None:
+    write_config(workspace, "# my settings\nworkspace: w  # inline\nremotes:\n  # the box\n  a: ssh://h1/srv\n"
+                            "groups:\n  web: [a]\n")
+    assert bridge("remote", "add", "b", "deploy@h2:/srv/b", "--via", "a", cwd=workspace).code == 0
+    text = (workspace / "bridge.yaml").read_text()
+    assert "# my settings" in text and "# inline" in text and "# the box" in text
+    assert 'b: {url: "deploy@h2:/srv/b", via: "a"}' in text
+    listed = bridge("remote", "list", cwd=workspace)
+    assert "a\tssh://h1/srv" in listed.out and "b\tdeploy@h2:/srv/b" in listed.out
+    refused = bridge("remote", "remove", "a", cwd=workspace)
+    assert refused.code == 2 and "group `web`" in refused.err
+    assert bridge("remote", "remove", "b", cwd=workspace).code == 0
+    assert "h2" not in (workspace / "bridge.yaml").read_text()
+    assert "# the box" in (workspace / "bridge.yaml").read_text()
+
+
+def test_remote_add_refuses_duplicates_and_bad_urls_without_touching_the_file(bridge, workspace) -> None:
+    write_config(workspace, "workspace: w\nremotes:\n  a: ssh://h1/srv\n")
+    before = (workspace / "bridge.yaml").read_bytes()
+    dup = bridge("remote", "add", "a", "ssh://h9/x", cwd=workspace)
+    assert dup.code == 2 and "already exists" in dup.err
+    bad = bridge("remote", "add", "c", "local://relative", cwd=workspace)
+    assert bad.code == 2 and "absolute path" in bad.err
+    via = bridge("remote", "add", "d", "ssh://h/x", "--via", "nosuch", cwd=workspace)
+    assert via.code == 2 and "nosuch" in via.err
+    assert (workspace / "bridge.yaml").read_bytes() == before
+
+
+def test_commands_work_from_a_subfolder(bridge, workspace) -> None:
+    write_config(workspace, "workspace: w\nremotes:\n  a: ssh://h1/srv\n")
+    sub = workspace / "src" / "pkg"
+    sub.mkdir(parents=True)
+    assert "ssh://h1/srv" in bridge("remote", "list", cwd=sub).out
+
+
+def test_outside_a_workspace_says_how_to_start(bridge, tmp_path) -> None:
+    result = bridge("remote", "list", cwd=tmp_path)
+    assert result.code == 2
+    assert "no bridge.yaml" in result.err and "bridge init" in result.err
+
+
+def test_unknown_target_suggests_a_name(bridge, workspace) -> None:
+    write_config(workspace, "workspace: w\nremotes:\n  prod: ssh://h1/srv\n")
+    result = bridge("test", "prdo", cwd=workspace)
+    assert result.code == 2 and "did you mean `prod`" in result.err
+
+
+def test_usage_error_exits_2_and_help_has_an_example(bridge) -> None:
+    assert bridge("no-such-command").code == 2
+    help_text = bridge("remote", "add", "--help").out
+    assert "Example: bridge remote add" in help_text
+
+
+def test_local_remote_is_tested_without_ssh(bridge, workspace) -> None:
+    bridge("init", cwd=workspace)
+    result = bridge("test", "--json", cwd=workspace)
+    assert result.code == 0, result
+    checks = {c["name"]: c["ok"] for c in json.loads(result.out)[0]["checks"]}
+    assert checks["git"] and checks["python3"] and checks["disk free"]
+
+
+def test_traceback_flag_shows_the_stack(bridge, workspace) -> None:
+    write_config(workspace, "workspace: [\n")
+    plain = subprocess.run(["python3", "-m", "bridge", "remote", "list"], cwd=workspace, capture_output=True,
+                           text=True)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    debug = subprocess.run(["python3", "-m", "bridge", "--traceback", "remote", "list"], cwd=workspace,
+                           capture_output=True, text=True)
+    assert "Traceback" in debug.stderr
