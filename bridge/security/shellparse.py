@@ -75,7 +75,7 @@ def _parse_into(cmdline: str, walk: _Walk, depth: int, via: tuple[str, ...]) -> 
     if not cmdline.strip():
         raise UnparsableCommand("empty command")
     for node in _bashlex_parse(cmdline):
-        _walk_node(node, walk, depth, via)
+        _walk_node(node, cmdline, walk, depth, via)
 
 
 def _bashlex_parse(cmdline: str) -> list:
@@ -98,7 +98,7 @@ def _children(node) -> list:
     return kids
 
 
-def _walk_node(node, walk: _Walk, depth: int, via: tuple[str, ...]) -> None:
+def _walk_node(node, source: str, walk: _Walk, depth: int, via: tuple[str, ...]) -> None:
     """Visit a node: check hidden substitutions, collect commands, recurse."""
     kind = node.kind
     if kind in ("parameter", "heredoc"):
@@ -108,9 +108,9 @@ def _walk_node(node, walk: _Walk, depth: int, via: tuple[str, ...]) -> None:
                                        "commandsubstitution", "processsubstitution"}:
         raise UnparsableCommand(f"unsupported shell construct: {kind}")
     for child in _children(node):
-        _walk_node(child, walk, depth, via)
+        _walk_node(child, source, walk, depth, via)
     if kind == "command":
-        words = [_word(p) for p in node.parts if p.kind == "word"]
+        words = [_word(p, source) for p in node.parts if p.kind == "word"]
         _resolve(words, walk, depth, via)
 
 
@@ -120,10 +120,39 @@ def _refuse_hidden_substitution(text: str) -> None:
         raise UnparsableCommand(f"command substitution inside {text[:40]!r} cannot be checked")
 
 
-def _word(node) -> Word:
-    """A bashlex word node as a Word, dynamic when it holds a parameter or substitution."""
-    dynamic = any(p.kind in _DYNAMIC_KINDS for p in (node.parts or []))
-    return Word(node.word, dynamic)
+def _word(node, source: str) -> Word:
+    """A bashlex word node as a Word, dynamic when it holds a parameter or substitution.
+
+    bashlex's own `word` text mishandles quotes in some nestings (`'a '"'"'b'` keeps the
+    inner quotes), so static words are unquoted again from the source text.
+    """
+    if any(p.kind in _DYNAMIC_KINDS for p in (node.parts or [])):
+        return Word(node.word, True)
+    start, end = node.pos
+    return Word(unquote(source[start:end]))
+
+
+def unquote(raw: str) -> str:
+    """POSIX quote removal for a word without expansions: quotes, backslashes, line continuations."""
+    out: list[str] = []
+    i, quote = 0, ""
+    while i < len(raw):
+        ch = raw[i]
+        if quote == "'":
+            quote = "" if ch == "'" else quote
+            out.append("" if ch == "'" else ch)
+        elif ch == "\\" and i + 1 < len(raw):
+            nxt = raw[i + 1]
+            i += 1
+            out.append("" if nxt == "\n" else (nxt if not quote or nxt in '$`"\\' else ch + nxt))
+        elif ch in "'\"" and quote in ("", ch):
+            quote = ch if not quote else ""
+        else:
+            out.append(ch)
+        i += 1
+    if quote:
+        raise UnparsableCommand(f"unterminated quote in {raw!r}")
+    return "".join(out)
 
 
 def _resolve(words: list[Word], walk: _Walk, depth: int, via: tuple[str, ...]) -> None:

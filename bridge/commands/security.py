@@ -1,0 +1,163 @@
+"""`bridge keys`, `bridge guard`, `bridge audit`, `bridge replay`: parse, call bridge.security, render."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bridge import ui
+
+
+def register(app: typer.Typer) -> None:
+    """Add the security commands to the app."""
+    keys_app = typer.Typer(help="Grant SSH keys a role through restricted authorized_keys lines.", no_args_is_help=True)
+    keys_app.command("add", epilog="Example: bridge keys add alice --role operator --key @alice.pub")(keys_add)
+    keys_app.command("list", epilog="Example: bridge keys list --json")(keys_list)
+    keys_app.command("remove", epilog="Example: bridge keys remove alice")(keys_remove)
+    app.add_typer(keys_app, name="keys")
+    app.command("guard", epilog="Example (authorized_keys): command=\"/usr/local/bin/bridge guard --as alice\",restrict ssh-ed25519 AAAA...")(guard)
+    audit_app = typer.Typer(help="Read and verify the tamper-evident audit log.", no_args_is_help=True)
+    audit_app.command("show", epilog="Example: bridge audit show --user alice --since 2h")(audit_show)
+    audit_app.command("verify", epilog="Example: bridge audit verify /var/log/bridge/audit.jsonl --head")(audit_verify)
+    app.add_typer(audit_app, name="audit")
+    app.command("replay", epilog="Example: bridge replay ~/.local/state/bridge/recordings/x.cast --speed 2")(replay)
+
+
+FileOpt = Annotated[Optional[Path], typer.Option("--file", help="authorized_keys file (default ~/.ssh/authorized_keys).")]
+
+
+def keys_add(
+    user: Annotated[str, typer.Argument(help="Name the guard will know this key by.")],
+    role: Annotated[str, typer.Option("--role", help="Role from the policy: viewer, operator, admin, ...")],
+    key: Annotated[str, typer.Option("--key", help="The public key, or @path/to/key.pub.")],
+    file: FileOpt = None,
+    bridge_path: Annotated[Optional[str], typer.Option("--bridge", help="Absolute path of bridge on this server.")] = None,
+) -> int:
+    """Grant a public key a role: write a restricted line that forces `bridge guard --as USER`."""
+    from bridge.errors import UsageError
+    from bridge.security import keys, policy
+
+    roles = policy.load_policy().roles
+    if role not in roles:
+        raise UsageError(f"unknown role {role!r}", hint=f"roles: {', '.join(sorted(roles))}")
+    if bridge_path is not None and not Path(bridge_path).is_absolute():
+        raise UsageError(f"--bridge {bridge_path!r} must be an absolute path")
+    path = file or keys.default_file()
+    entry = keys.add_key(path, user, roles[role], keys.read_key_arg(key), [bridge_path] if bridge_path else None)
+    ui.say(f"granted {entry.key.fingerprint} to {user} as {role} in {path}")
+    return 0
+
+
+def keys_list(file: FileOpt = None, json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> int:
+    """List the keys bridge manages in an authorized_keys file."""
+    from bridge.security import keys
+
+    entries = keys.list_keys(file or keys.default_file())
+    rows = [{"user": e.user, "role": e.role, "type": e.key.kind, "fingerprint": e.key.fingerprint,
+             "comment": e.key.comment, "line": e.line} for e in entries]
+    if json:
+        ui.print_json(rows)
+    else:
+        ui.table(None, ["user", "role", "type", "fingerprint", "comment"],
+                 [[r["user"], r["role"] or "-", r["type"], r["fingerprint"], r["comment"]] for r in rows])
+    return 0
+
+
+def keys_remove(
+    user: Annotated[str, typer.Argument(help="User whose keys to remove.")],
+    file: FileOpt = None,
+    fingerprint: Annotated[Optional[str], typer.Option("--fingerprint", help="Remove only this key (SHA256:...).")] = None,
+) -> int:
+    """Remove a user's keys from an authorized_keys file."""
+    from bridge.security import keys
+
+    path = file or keys.default_file()
+    for entry in keys.remove_key(path, user, fingerprint):
+        ui.say(f"removed {entry.key.fingerprint} ({user}) from {path}")
+    return 0
+
+
+def guard(
+    as_user: Annotated[str, typer.Option("--as", help="The user this key belongs to.")],
+    role: Annotated[Optional[str], typer.Option("--role", help="Role granted on the key line (the policy's users map wins).")] = None,
+) -> int:
+    """Forced command for restricted keys: check SSH_ORIGINAL_COMMAND against the policy, audit, then run it."""
+    from bridge.security.guard import run_guard
+
+    return run_guard(as_user, role)
+
+
+def _log_path(file: Optional[Path], server: bool) -> Path:
+    """The log to read: the given file, the server log, or the client log."""
+    from bridge.security import audit
+
+    if file is not None:
+        return file
+    return audit.server_log_path() if server else audit.client_log_path()
+
+
+def audit_show(
+    file: Annotated[Optional[Path], typer.Argument(help="Audit log (default: this user's, or $BRIDGE_AUDIT_LOG).")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", help="Only this user.")] = None,
+    action: Annotated[Optional[str], typer.Option("--action", help="Only this action (exec, push, shell, ...).")] = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="ISO time or age: 30m, 2h, 7d.")] = None,
+    server: Annotated[bool, typer.Option("--server", help="Read the server log (/var/log/bridge).")] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> int:
+    """Show audit entries, filtered."""
+    from bridge.security import audit
+
+    when = audit.parse_since(since) if since else None
+    entries = audit.select(audit.read_entries(_log_path(file, server)), user=user, action=action, since=when)
+    if json:
+        ui.print_json(entries, lines=True)
+        return 0
+    ui.table(None, ["time", "user", "source", "action", "decision", "exit", "command", "rule"],
+             [[e.get("time", ""), e.get("user", ""), e.get("source") or "-", e.get("action", ""),
+               e.get("decision", ""), _dash(e.get("exit_code")), e.get("command") or "-", e.get("rule") or "-"]
+              for e in entries])
+    return 0
+
+
+def _dash(value: object) -> str:
+    """A cell value, `-` for None."""
+    return "-" if value is None else str(value)
+
+
+def audit_verify(
+    file: Annotated[Optional[Path], typer.Argument(help="Audit log (default: this user's, or $BRIDGE_AUDIT_LOG).")] = None,
+    head: Annotated[bool, typer.Option("--head", help="Print the last hash, to keep off the box.")] = False,
+    expect_head: Annotated[Optional[str], typer.Option("--expect-head", help="Fail unless the last hash is this (catches a cut tail).")] = None,
+    server: Annotated[bool, typer.Option("--server", help="Verify the server log (/var/log/bridge).")] = False,
+) -> int:
+    """Check the hash chain: exit 0 when intact, 1 naming the first broken line."""
+    from bridge.security import audit
+
+    path = _log_path(file, server)
+    result = audit.verify(path, audit.audit_key())
+    if not result.ok:
+        ui.say(f"{path}:{result.bad_line}: broken: {result.reason}", err=True)
+        return 1
+    if expect_head and expect_head != result.head:
+        ui.say(f"{path}: last hash is {result.head}, expected {expect_head} (lines removed from the end?)", err=True)
+        return 1
+    ui.say(result.head if head else f"{path}: {result.lines} lines intact")
+    return 0
+
+
+def replay(
+    file: Annotated[Path, typer.Argument(help="An asciicast v2 recording.")],
+    speed: Annotated[float, typer.Option("--speed", help="Playback speed factor.")] = 1.0,
+    max_idle: Annotated[Optional[float], typer.Option("--max-idle", help="Cap pauses at this many seconds.")] = None,
+) -> int:
+    """Play a recorded session in this terminal."""
+    from bridge.security import recording
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    recording.play(file, write, speed=speed, max_idle=max_idle)
+    return 0

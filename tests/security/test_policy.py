@@ -1,0 +1,91 @@
+"""Roles, policy files and workspace rules."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.errors import ConfigError
+from bridge.security.policy import BUILTIN_ROLES, Grant, Policy, check_command, check_permission, check_repo, \
+    load_policy, parse_policy
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_builtin_roles_without_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BRIDGE_POLICY", raising=False)
+    policy = load_policy() if not Path("/etc/bridge/policy.yaml").exists() else Policy()
+    viewer, operator, admin = (policy.grant("u", r) for r in ("viewer", "operator", "admin"))
+    assert not check_command(viewer, "ls").allowed and check_command(viewer, "ls").rule == "viewer.no-exec"
+    assert check_permission(viewer, "pull").allowed and not check_permission(viewer, "push").allowed
+    assert check_command(operator, "ls").allowed and not check_command(operator, "sudo ls").allowed
+    assert not check_permission(operator, "forward").allowed and check_permission(operator, "shell").allowed
+    assert check_command(admin, "sudo ls").allowed and check_permission(admin, "tunnel").allowed
+
+
+def test_unknown_user_is_refused() -> None:
+    assert Policy().grant("nobody") is None
+    decision = check_command(None, "ls")
+    assert (decision.allowed, decision.rule) == (False, "unknown-user")
+
+
+def test_file_roles_users_and_deny_wins(tmp_path: Path) -> None:
+    policy = parse_policy(write(tmp_path, """
+roles:
+  deployer:
+    permissions: [exec, push, pull]
+    allow: [git, "python*", ls, /opt/tools/*]
+    deny: [python2*]
+users:
+  alice: deployer
+  bob: {role: operator, workspaces: [/srv/bob*]}
+"""))
+    alice = policy.grant("alice", key_role="admin")
+    assert alice.role.name == "deployer", "the policy's users map binds over the key line"
+    assert check_command(alice, "git status && python3 -m app").allowed
+    denied = check_command(alice, "python2.7 -V")
+    assert (denied.allowed, denied.rule) == (False, "deployer.deny[python2*]")
+    assert check_command(alice, "cat x").rule == "deployer.allow"
+    assert check_command(alice, "/opt/tools/run").allowed and not check_command(alice, "/usr/bin/run").allowed
+    assert policy.grant("bob").workspaces == ("/srv/bob*",)
+    assert policy.grant("carol", key_role="viewer").role.name == "viewer"
+
+
+def test_workspaces_limit_git(tmp_path: Path) -> None:
+    (tmp_path / "srv/app/repo.git").mkdir(parents=True)
+    (tmp_path / "srv/other/repo.git").mkdir(parents=True)
+    grant = Grant("bob", BUILTIN_ROLES["operator"], (str(tmp_path / "srv/app"),))
+    home = str(tmp_path)
+    assert check_repo(grant, "git-receive-pack", str(tmp_path / "srv/app/repo.git"), home).allowed
+    assert check_repo(grant, "git-upload-pack", "srv/app/repo.git", home).allowed
+    escape = check_repo(grant, "git-receive-pack", "srv/app/../other/repo.git", home)
+    assert (escape.allowed, escape.rule) == (False, "operator.workspaces")
+    (tmp_path / "srv/app/link.git").symlink_to(tmp_path / "srv/other/repo.git")
+    assert not check_repo(grant, "git-receive-pack", "srv/app/link.git", home).allowed
+    viewer = Grant("v", BUILTIN_ROLES["viewer"], ("*",))
+    assert check_repo(viewer, "git-upload-pack", "srv/app/repo.git", home).allowed
+    assert check_repo(viewer, "git-receive-pack", "srv/app/repo.git", home).rule == "viewer.no-push"
+
+
+@pytest.mark.parametrize("text, where", [
+    ("roles:\n  x:\n    permissions: [exec, fly]\n", ":3: roles.x.permissions: unknown permission 'fly'"),
+    ("users:\n  a: b\n  c: ghost\n", ":3: users.c: unknown role 'ghost'"),
+    ("roles:\n  x:\n    alow: [ls]\n", ":3: roles.x.alow: unknown key"),
+    ("rolez: {}\n", ":1: rolez: unknown key"),
+    ("roles: [a]\n", ":1: roles: must be a mapping"),
+])
+def test_errors_name_file_line_and_key(tmp_path: Path, text: str, where: str) -> None:
+    path = write(tmp_path, text.replace("a: b", "a: viewer"))
+    with pytest.raises(ConfigError) as err:
+        parse_policy(path)
+    assert str(err.value).startswith(str(path)) and where in str(err.value), str(err.value)
+
+
+def test_missing_policy_named_by_env_fails_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_POLICY", str(tmp_path / "absent.yaml"))
+    with pytest.raises(ConfigError, match="cannot read policy"):
+        load_policy()
