@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
@@ -228,27 +227,34 @@ def ls_tree(layout: Layout, sha: str) -> dict:
     return entries
 
 
-def link_unchanged(prev: Path, dest: Path, new: dict, old: dict) -> list:
+def changed_paths(layout: Layout, old: str, new: str) -> set:
+    """Paths added, modified or retyped between two commits (deletions simply aren't linked)."""
+    out = git(layout, "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", "--name-only", old, new)
+    return {os.fsdecode(p) for p in out.split(b"\0") if p}
+
+
+def link_unchanged(prev: Path, dest: Path, new: dict, changed: set) -> list:
     """Hardlink every file the commit did not change from the previous release; return paths still to write.
 
     A link shares the inode, so a changed file must never be written through one: changed paths
     are left out here and written fresh by git, which leaves the old release untouched.
     """
-    todo, made = [], set()
-    for path, entry in new.items():
-        if old.get(path) != entry or entry[1] != "blob":
+    todo, made = [], {""}
+    src_root, dst_root = str(prev) + os.sep, str(dest) + os.sep
+    for path, (mode, kind, _) in new.items():
+        if path in changed or kind != "blob":
             todo.append(path)
             continue
         parent = os.path.dirname(path)
         if parent not in made:
-            os.makedirs(dest / parent, exist_ok=True)
+            os.makedirs(dst_root + parent, exist_ok=True)
             made.add(parent)
-        if not copy_entry(prev / path, dest / path, entry[0]):
+        if not copy_entry(src_root + path, dst_root + path, mode):
             todo.append(path)
     return todo
 
 
-def copy_entry(src: Path, dst: Path, mode: str) -> bool:
+def copy_entry(src: str, dst: str, mode: str) -> bool:
     """Link a file (or recreate a symlink) from the previous release; False if it is gone or unlinkable."""
     try:
         if mode == "120000":
@@ -287,7 +293,7 @@ def build_tree(layout: Layout, sha: str, dest: Path) -> str:
         checkout_paths(layout, sha, dest, None)
         return "full checkout (no previous release)"
     new = ls_tree(layout, sha)
-    todo = link_unchanged(layout.release(prev), dest, new, ls_tree(layout, prev_meta["sha"]))
+    todo = link_unchanged(layout.release(prev), dest, new, changed_paths(layout, prev_meta["sha"], sha))
     checkout_paths(layout, sha, dest, todo)
     return "%d files reused from %s, %d written" % (len(new) - len(todo), prev, len(todo))
 
@@ -295,14 +301,14 @@ def build_tree(layout: Layout, sha: str, dest: Path) -> str:
 # ---------------------------------------------------------------- dependencies
 
 
-@dataclass
 class Env:
     """Where a release's dependencies live, for PATH and VIRTUAL_ENV."""
 
-    venv: Path | None = None
-    node_bin: Path | None = None
-    installed: list = field(default_factory=list)
-    reused: list = field(default_factory=list)
+    def __init__(self) -> None:
+        self.venv: Path | None = None
+        self.node_bin: Path | None = None
+        self.installed: list = []
+        self.reused: list = []
 
     def status(self) -> str:
         if self.installed:
@@ -390,17 +396,14 @@ def install_node(ctx: "Deploy", release: Path, env: Env) -> None:
 # ---------------------------------------------------------------- the deploy
 
 
-@dataclass
 class Deploy:
     """One deploy of one commit: runs the steps in order and records each."""
 
-    layout: Layout
-    sha: str
-    ref: str
-    settings: dict
-    steps: list = field(default_factory=list)
-    start: str = ""
-    tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
+    def __init__(self, layout: Layout, sha: str, ref: str, start: str) -> None:
+        self.layout, self.sha, self.ref, self.start = layout, sha, ref, start
+        self.settings: dict = {}
+        self.steps: list = []
+        self.tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
 
     def step(self, name: str, action: Callable[[], str | None]) -> None:
         """Run one step with markers around it; a failure is recorded and re-raised as StepFailed."""
@@ -469,7 +472,7 @@ def run_deploy(layout: Layout, sha: str, ref: str) -> int:
     with Lock(layout):
         start = utc_now()
         name = unique_name(layout, sha, start)
-        ctx = Deploy(layout, sha, ref, {}, start=start.isoformat())
+        ctx = Deploy(layout, sha, ref, start.isoformat())
         summary = {"action": "deploy", "sha": sha, "ref": ref, "release": name,
                    "start": start.isoformat(), "deps": "none", "result": "ok"}
         try:

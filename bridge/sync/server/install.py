@@ -10,8 +10,12 @@ import os
 import subprocess
 import sys
 
-# post-receive runs with cwd = the bare repo; $0 locates it however git spelled the path.
-POST_RECEIVE = '#!/bin/sh\nexec python3 "$(dirname "$0")/../../.bridge/hook.py" --post-receive\n'
+# post-receive runs with cwd = the bare repo; $0 locates it however git spelled the path. hook.py
+# is imported, not run as a script, so its compiled .pyc is cached (a script is recompiled each push).
+POST_RECEIVE = """#!/bin/sh
+exec python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import hook; sys.exit(hook.main(sys.argv[2:]))' \\
+    "$(dirname "$0")/../../.bridge" --post-receive
+"""
 
 
 def write_file(path: str, text: str, mode: int = 0o644) -> None:
