@@ -11,7 +11,7 @@ from typing import NoReturn
 
 from bridge.errors import BridgeError, ExitCode
 
-COMMAND_MODULES = ("core",)
+COMMAND_MODULES = ("core", "tunnel", "exec", "sync")
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

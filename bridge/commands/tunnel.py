@@ -1,0 +1,116 @@
+"""`bridge tunnel up/status/down/install`: keep a server behind a firewall reachable through a relay."""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bridge import ui
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `tunnel` sub-app."""
+    tunnel_app = typer.Typer(help="Reverse tunnel through a relay (any OpenSSH server).", no_args_is_help=True)
+    tunnel_app.command("up", epilog="Example: bridge tunnel up   (under systemd: bridge tunnel install)")(up)
+    tunnel_app.command("status", epilog="Example: bridge tunnel status --json")(status)
+    tunnel_app.command("down", epilog="Example: bridge tunnel down")(down)
+    tunnel_app.command("install", epilog="Example: sudo bridge tunnel install --user deploy")(install)
+    app.add_typer(tunnel_app, name="tunnel")
+
+
+def up() -> int:
+    """Connect to `tunnel.relay` and keep its forwards up, reconnecting forever; SIGTERM stops it cleanly."""
+    from bridge import config as cfg
+    from bridge.tunnel import service
+
+    config = cfg.load(required=True)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stop.set())
+    log = lambda message: ui.say(f"tunnel: {message}", err=True)  # noqa: E731
+    for event, changed in service.up(config, stop, log):
+        if changed:
+            ui.say(f"tunnel: {_describe(event)}")
+    return 0
+
+
+def _describe(event: object) -> str:
+    """One log line per state change."""
+    from bridge.tunnel import events as ev
+
+    if isinstance(event, ev.Connecting):
+        return f"connecting to {event.relay} (attempt {event.attempt})"
+    if isinstance(event, ev.Connected):
+        return f"connected to {event.relay}; forwarding {', '.join(event.forwards)}"
+    if isinstance(event, ev.Disconnected):
+        return f"disconnected: {event.reason}"
+    if isinstance(event, ev.Retrying):
+        return f"error: {event.error}; retrying in {event.in_s:g}s (sooner if the relay answers)"
+    return "stopped: forwards cancelled"
+
+
+def status(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> int:
+    """Show the running tunnel: state, connected since, forwards, heartbeat round trip, reconnects, last error."""
+    from bridge import config as cfg
+    from bridge.tunnel import service
+
+    current = service.status(cfg.load(required=True))
+    if json:
+        ui.print_json(current or {"state": "never started", "running": False})
+        return 0 if current and current["running"] else 1
+    if current is None:
+        ui.say("no tunnel has run in this workspace; start one with `bridge tunnel up`")
+        return 1
+    ui.table(None, ["field", "value"], _status_rows(current))
+    return 0 if current["running"] else 1
+
+
+def _status_rows(current: dict) -> list[list[str]]:
+    rtt = current["last_heartbeat_rtt_ms"]
+    return [
+        ["state", current["state"]], ["pid", str(current["pid"])], ["relay", current["relay"]],
+        ["connected since", _when(current["connected_since"])], ["forwards", ", ".join(current["forwards"])],
+        ["last heartbeat", "-" if rtt is None else f"{rtt:g} ms round trip, {_ago(current['last_heartbeat_at'])}"],
+        ["reconnects", str(current["reconnects"])], ["last error", current["last_error"] or "-"],
+    ]
+
+
+def _when(stamp: float | None) -> str:
+    return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) + f" ({_ago(stamp)})"
+
+
+def _ago(stamp: float | None) -> str:
+    return "-" if stamp is None else f"{time.time() - stamp:.0f}s ago"
+
+
+def down() -> int:
+    """Stop the running tunnel: it cancels its forwards on the relay and exits."""
+    from bridge import config as cfg
+    from bridge.tunnel import service
+
+    result = service.down(cfg.load(required=True))
+    ui.say(f"stopped tunnel (pid {result.pid})" if result.stopped else "no tunnel is running here")
+    return 0
+
+
+def install(
+    user: Annotated[Optional[str], typer.Option("--user", help="Run the tunnel as this user (default: you).")] = None,
+    print_only: Annotated[bool, typer.Option("--print", help="Only print the unit.")] = False,
+    path: Annotated[Optional[Path], typer.Option("--path", help="Write here instead of /etc/systemd/system/.")] = None,
+) -> int:
+    """Write a systemd unit that runs `bridge tunnel up` at boot (no login needed) and restarts it always."""
+    from bridge import config as cfg
+    from bridge.tunnel import service
+
+    config = cfg.load(required=True)
+    if print_only:
+        ui.say(service.unit_for(config, user)[1].rstrip("\n"))
+        return 0
+    written = service.install(config, user, path)
+    ui.say(f"wrote {written}")
+    ui.say(f"enable it with: sudo systemctl daemon-reload && sudo systemctl enable --now {written.name}")
+    return 0

@@ -1,0 +1,50 @@
+"""What the supervisor yields: one event per state change, rendered by the CLI and kept in the state file."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Connecting:
+    """An attempt to reach the relay starts."""
+
+    relay: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The relay granted every forward; the tunnel is usable."""
+
+    relay: str
+    forwards: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The relay answered a heartbeat after `rtt_s` seconds (not a state change: kept, not logged)."""
+
+    rtt_s: float
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """A live tunnel died: the relay closed it or stopped answering heartbeats."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Retrying:
+    """An attempt failed (`error`); the next one starts in `in_s` seconds, sooner if the relay comes back."""
+
+    in_s: float
+    error: str
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """`down` or SIGTERM: forwards cancelled, the process exits 0."""
+
+
+Event = Connecting | Connected | Heartbeat | Disconnected | Retrying | Stopped

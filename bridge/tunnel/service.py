@@ -1,0 +1,113 @@
+"""`bridge tunnel up/status/down/install`: the glue between config, the supervisor and the state file."""
+from __future__ import annotations
+
+import getpass
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from bridge.config import Config
+from bridge.errors import BridgeError, ConfigError
+from bridge.tunnel import state as st
+from bridge.tunnel import systemd
+from bridge.tunnel.events import Event
+from bridge.tunnel.forwards import parse_forwards
+from bridge.tunnel.pipe import Log
+from bridge.tunnel.supervisor import Plan, Supervisor
+
+
+def plan_for(config: Config) -> Plan:
+    """The tunnel described by `tunnel:` in bridge.yaml; raises ConfigError when it names no relay or forward."""
+    from bridge.ssh.settings import for_remote
+
+    tunnel = config.tunnel
+    if not tunnel.relay:
+        raise ConfigError("bridge.yaml has no `tunnel.relay`",
+                          hint="add `tunnel: {relay: NAME, forwards: [\"2222:localhost:22\"]}` naming a remote")
+    if tunnel.keepalive <= 0 or tunnel.backoff_cap <= 0:
+        raise ConfigError("`tunnel.keepalive` and `tunnel.backoff_cap` must be positive seconds",
+                          hint="e.g. keepalive: 15, backoff_cap: 30")
+    settings = for_remote(config, config.remotes[tunnel.relay])
+    return Plan(settings, parse_forwards(tunnel.forwards), tunnel.keepalive, tunnel.backoff_cap)
+
+
+def up(config: Config, stop: threading.Event, log: Log) -> Iterator[tuple[Event, bool]]:
+    """Run the tunnel until `stop`; yields (event, changed) and keeps the state file current.
+
+    Raises BridgeError only for what retrying cannot fix: bad config, or a tunnel already running here.
+    """
+    plan = plan_for(config)
+    path = st.state_path(config.workspace)
+    _refuse_second_instance(path)
+    current = st.TunnelState(pid=os.getpid(), relay=plan.settings.describe(),
+                             forwards=[str(f) for f in plan.forwards])
+    for event in Supervisor(plan, stop, log).run():
+        changed = current.apply(event)
+        st.save(path, current)
+        yield event, changed
+
+
+def _refuse_second_instance(path: Path) -> None:
+    running = st.load(path)
+    if running and running.pid != os.getpid() and running.state != "stopped" and st.is_running(running.pid):
+        raise BridgeError(f"a tunnel for this workspace is already running (pid {running.pid})",
+                          hint="`bridge tunnel status` shows it; `bridge tunnel down` stops it")
+
+
+def status(config: Config) -> dict | None:
+    """The running (or last) tunnel's state, with `running` telling whether its process is alive."""
+    current = st.load(st.state_path(config.workspace))
+    if current is None:
+        return None
+    running = current.state != "stopped" and st.is_running(current.pid)
+    return {**current.to_dict(), "running": running, "state": current.state if running else "stopped"}
+
+
+@dataclass(frozen=True)
+class DownResult:
+    pid: int | None
+    stopped: bool
+
+
+def down(config: Config, timeout: float = 15.0) -> DownResult:
+    """SIGTERM the running tunnel and wait for it to cancel its forwards and exit."""
+    current = st.load(st.state_path(config.workspace))
+    if current is None or current.state == "stopped" or not st.is_running(current.pid):
+        return DownResult(None, False)
+    os.kill(current.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not st.is_running(current.pid) or _reaped_state(config) == "stopped":
+            return DownResult(current.pid, True)
+        time.sleep(0.05)
+    raise BridgeError(f"the tunnel (pid {current.pid}) did not stop within {timeout:g}s",
+                      hint=f"kill {current.pid}")
+
+
+def _reaped_state(config: Config) -> str | None:
+    current = st.load(st.state_path(config.workspace))
+    return current.state if current else None
+
+
+def unit_for(config: Config, user: str | None = None) -> tuple[str, str]:
+    """(unit name, unit text) for this workspace; checks the tunnel config first."""
+    plan_for(config)
+    if config.root is None:
+        raise ConfigError("no bridge.yaml here", hint="run `bridge tunnel install` inside the workspace")
+    name = systemd.unit_name(config.workspace)
+    return name, systemd.render_unit(workspace=config.root, user=user or getpass.getuser(), name=config.workspace)
+
+
+def install(config: Config, user: str | None, path: Path | None) -> Path:
+    """Write the unit (default /etc/systemd/system/NAME); raises BridgeError when the folder is not writable."""
+    name, text = unit_for(config, user)
+    target = path or systemd.UNIT_DIR / name
+    try:
+        return systemd.write_unit(text, target)
+    except PermissionError as e:
+        raise BridgeError(f"cannot write {target}: permission denied",
+                          hint="run it with sudo, or `bridge tunnel install --print` and copy it yourself") from e
