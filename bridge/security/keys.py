@@ -30,7 +30,7 @@ from bridge.security.policy import Role
 KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
              "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-dss")
 _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-_GUARD = re.compile(r"\bguard --as (\S+)(?: --role (\S+))?")
+_GUARD = re.compile(r"\bguard --as ([^\s\"]+)(?: --role ([^\s\"]+))?")
 
 
 @dataclass(frozen=True)

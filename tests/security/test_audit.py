@@ -1,0 +1,149 @@
+"""The audit chain catches edits, deletions and reordering, and survives concurrent writers."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bridge.security import audit
+from tests.conftest import REPO, Result
+from tests.security.conftest import audit_lines
+
+
+def fill(path: Path, count: int = 5, key: bytes | None = None) -> None:
+    for i in range(count):
+        audit.append(path, audit.build_entry(action="exec", command=f"echo {i}", exit_code=0, user="u"), key)
+
+
+def test_chain_links_every_line(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    fill(log, 3)
+    lines = audit_lines(log)
+    assert lines[0]["prev"] == audit.GENESIS
+    assert [line["prev"] for line in lines[1:]] == [line["hash"] for line in lines[:-1]]
+    result = audit.verify(log)
+    assert result.ok and result.lines == 3 and result.head == lines[-1]["hash"]
+    assert set(lines[0]) >= {"time", "user", "source", "host", "workspace", "action", "command", "exit_code",
+                             "duration", "decision", "rule", "prev", "hash"}
+
+
+def test_cli_verify_intact_and_head(sec: Callable[..., Result], tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    fill(log, 4)
+    ok = sec("audit", "verify", str(log))
+    assert ok.code == 0 and "4 lines intact" in ok.out
+    head = sec("audit", "verify", str(log), "--head")
+    assert head.out.strip() == audit_lines(log)[-1]["hash"]
+    assert sec("audit", "verify", str(log), "--expect-head", "0" * 64).code == 1
+
+
+def _edit_byte(lines: list[bytes]) -> list[bytes]:
+    lines[2] = lines[2].replace(b"echo 2", b"echo 9")
+    return lines
+
+
+def _delete(lines: list[bytes]) -> list[bytes]:
+    return lines[:2] + lines[3:]
+
+
+def _swap(lines: list[bytes]) -> list[bytes]:
+    lines[2], lines[3] = lines[3], lines[2]
+    return lines
+
+
+def _break_json(lines: list[bytes]) -> list[bytes]:
+    lines[2] = lines[2][:-1]
+    return lines
+
+
+@pytest.mark.parametrize("tamper, reason", [
+    (_edit_byte, "edited"), (_delete, "deleted"), (_swap, "moved"), (_break_json, "not valid JSON"),
+])
+def test_tampering_fails_at_the_right_line(sec: Callable[..., Result], tmp_path: Path, tamper, reason) -> None:
+    log = tmp_path / "audit.jsonl"
+    fill(log, 6)
+    log.write_bytes(b"\n".join(tamper(log.read_bytes().splitlines())) + b"\n")
+    result = audit.verify(log)
+    assert (result.ok, result.bad_line, result.lines) == (False, 3, 2)
+    assert reason in result.reason
+    cli = sec("audit", "verify", str(log))
+    assert cli.code == 1 and f"{log}:3: broken" in cli.err and reason in cli.err
+
+
+def test_edit_of_the_last_line_is_caught(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    fill(log, 3)
+    log.write_bytes(log.read_bytes().replace(b"echo 2", b"echo X"))
+    assert audit.verify(log).bad_line == 3
+
+
+def test_hmac_key_is_needed_to_verify_and_to_forge(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    fill(log, 3, key=b"k1")
+    assert audit.verify(log, b"k1").ok
+    assert "BRIDGE_AUDIT_KEY" in audit.verify(log).reason
+    assert audit.verify(log, b"wrong").bad_line == 1
+    # An attacker without the key rewrites line 2 with a plain sha256: refused under the key.
+    entries = audit_lines(log)
+    forged = dict(entries[1], command="nothing to see", alg="sha256")
+    forged["hash"] = audit.entry_hash(forged, None)
+    lines = log.read_text().splitlines()
+    lines[1] = json.dumps(forged)
+    log.write_text("\n".join(lines) + "\n")
+    assert audit.verify(log, b"k1").bad_line == 2
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from bridge.security import audit
+for i in range(25):
+    audit.append(Path(sys.argv[1]), audit.build_entry(action="exec", command=f"w{sys.argv[2]}-{i}", user="u"))
+"""
+
+
+def test_twenty_concurrent_writers_keep_one_chain(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(log), str(n)], env={"PYTHONPATH": str(REPO)})
+             for n in range(20)]
+    assert [p.wait(120) for p in procs] == [0] * 20
+    result = audit.verify(log)
+    assert result.ok and result.lines == 500, result
+    assert len({e["command"] for e in audit_lines(log)}) == 500
+
+
+def test_record_never_raises_on_disk_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "is-a-dir"
+    folder.mkdir()
+    assert audit.record(action="exec", command="ls", exit_code=0, path=folder) is None
+    assert "audit log" in capsys.readouterr().err
+
+
+def test_record_writes_client_log_with_secrets_masked(home, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = audit.record(action="exec", command="bridge exec --env API_TOKEN=hunter22 -- deploy hunter22",
+                         exit_code=0, duration=0.5, host="web1", workspace="myapp", user="dev",
+                         secrets=("hunter22",))
+    log = home.path / ".local/state/bridge/audit.jsonl"
+    assert entry is not None and audit_lines(log)[-1]["hash"] == entry["hash"]
+    assert "hunter22" not in log.read_text() and "API_TOKEN=***" in log.read_text()
+    monkeypatch.setenv("BRIDGE_AUDIT_LOG", str(home.path / "elsewhere.jsonl"))
+    audit.record(action="push", user="dev")
+    assert audit_lines(home.path / "elsewhere.jsonl")[0]["action"] == "push"
+
+
+def test_show_filters_and_json(sec: Callable[..., Result], tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    audit.append(log, audit.build_entry(action="exec", command="ls", user="alice", exit_code=0))
+    audit.append(log, audit.build_entry(action="push", user="bob", decision="denied", rule="viewer.no-push"))
+    out = sec("audit", "show", str(log), "--user", "bob", "--json")
+    rows = [json.loads(line) for line in out.out.splitlines()]
+    assert out.code == 0 and [r["action"] for r in rows] == ["push"]
+    table = sec("audit", "show", str(log), "--since", "1h")
+    assert "alice" in table.out and "viewer.no-push" in table.out
+    assert sec("audit", "show", str(log), "--since", "2099-01-01", "--json").out == ""
+    bad = sec("audit", "show", str(log), "--since", "yesterday-ish")
+    assert bad.code == 1 and "--since" in bad.err
