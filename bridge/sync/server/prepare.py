@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence, Tuple
 
 from bridge.errors import RemoteError
+from bridge.sync.server.layout import Layout
 
 HERE = Path(__file__).resolve().parent
 SERVER_FILES = ("hook.py", "layout.py")
@@ -78,4 +79,4 @@ def run_local(argv: Sequence[str], stdin: bytes) -> Tuple[int, str]:
 
 def hook_argv(root: str, *args: str, python: str = "python3") -> list:
     """argv to run the installed hook (`--deploy SHA`, `--rollback`, `--list`, `--status`) on the target."""
-    return [python, str(Path(root) / ".bridge" / "hook.py"), "--root", root, *args]
+    return [python, str(Layout(Path(root)).hook), "--root", root, *args]
