@@ -1,0 +1,70 @@
+"""Faults, produced for real: relay crash, silent cut, wrong key, forwarded port taken."""
+from __future__ import annotations
+
+import socket
+import time
+
+from tests.tunnel.conftest import BACKOFF_CAP, KEEPALIVE, TunnelEnv, wait_for
+from tests.tunnel.netns import kill_with_sessions
+from tests.sshd import keygen
+
+
+def test_relay_killed_with_its_sessions_and_restarted(tunnel_env: TunnelEnv) -> None:
+    env = tunnel_env.start()
+    wait_for(env.usable, 15)
+    for outage in (1.0, 3.0):
+        kill_with_sessions(env.relay)
+        assert not env.usable()
+        time.sleep(outage)
+        env.relay.start()
+        back = wait_for(env.usable, BACKOFF_CAP + 2)
+        assert back < BACKOFF_CAP + 2
+    assert env.proc.poll() is None
+    assert env.output().count("disconnected: the relay closed the connection") == 2
+    assert env.output().count("connected to") == 3
+
+
+def test_silent_cut_noticed_within_two_heartbeats_and_healed(tunnel_env: TunnelEnv) -> None:
+    env = tunnel_env.start()
+    wait_for(env.usable, 15)
+    time.sleep(KEEPALIVE + 0.5)  # steady state: a heartbeat has been answered
+    env.ns.cut()
+    noticed = wait_for(lambda: "no answer to a heartbeat" in env.output(), 2 * KEEPALIVE + 1, every=0.1)
+    assert noticed <= 2 * KEEPALIVE + 0.5
+    time.sleep(20 - noticed)
+    env.ns.heal()
+    wait_for(env.usable, 20)
+    assert env.proc.poll() is None
+
+
+def test_wrong_key_at_the_relay_is_retried_until_fixed(tunnel_env: TunnelEnv) -> None:
+    env = tunnel_env
+    authorized = env.relay.authorized_keys.read_text()
+    other = keygen(env.relay.dir / "other_key")
+    env.relay.authorized_keys.write_text(other.with_suffix(".pub").read_text())
+    env.start()
+    wait_for(lambda: env.output().count("permission denied (publickey)") >= 3, 20, every=0.2)
+    assert env.proc.poll() is None and not env.usable()
+    assert "retrying in" in env.output()
+    env.relay.authorized_keys.write_text(authorized)
+    wait_for(env.usable, BACKOFF_CAP + 2)
+
+
+def test_forwarded_port_taken_on_the_relay_is_retried_until_free(tunnel_env: TunnelEnv) -> None:
+    env = tunnel_env
+    squatters = [_listen(family, address, env.relay_port)
+                 for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1"))]
+    env.start()
+    wait_for(lambda: env.output().count(f"refused to forward localhost:{env.relay_port}") >= 2, 20, every=0.2)
+    assert "the port is in use there" in env.output() and env.proc.poll() is None
+    for sock in squatters:
+        sock.close()
+    wait_for(env.usable, BACKOFF_CAP + 2)
+
+
+def _listen(family: int, address: str, port: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((address, port))
+    sock.listen()
+    return sock
