@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 def _run(args: list[str]) -> int:
     """Parse with Typer (standalone mode off, so errors reach main) and return the command's exit code."""
+    if args[:1] == ["exec"]:  # warm path: the connection keeper runs it, no typer/rich/paramiko/yaml
+        from bridge.exec.fast import try_warm
+
+        code = try_warm(args[1:])
+        if code is not None:
+            return code
     import typer
     from typer._click.exceptions import ClickException  # typer >= 0.20 vendors click
 

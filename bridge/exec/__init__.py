@@ -1,0 +1,25 @@
+"""Run commands and Python code on one target or a fleet: `from bridge.exec import CodeExecutor, ExecResult`.
+
+Names load on first use, so the warm `bridge exec` path (bridge.exec.fast) stays stdlib-only.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bridge.exec.api import CodeExecutor
+    from bridge.result import ExecResult
+
+__all__ = ["CodeExecutor", "ExecResult"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CodeExecutor":
+        from bridge.exec.api import CodeExecutor
+
+        return CodeExecutor
+    if name == "ExecResult":
+        from bridge.result import ExecResult
+
+        return ExecResult
+    raise AttributeError(f"module 'bridge.exec' has no attribute {name!r}")

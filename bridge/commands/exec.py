@@ -1,0 +1,62 @@
+"""`bridge exec` and `bridge shell`: parse, call bridge.exec.command, return its exit code."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+import typer
+from typer.core import TyperCommand
+
+COMMAND_KEY = "bridge_command"
+
+
+class SplitAtDashes(TyperCommand):
+    """Keep everything after `--` apart, so a target before it is never confused with the command."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta[COMMAND_KEY] = tuple(args[cut + 1:])
+            args = args[:cut]
+        return super().parse_args(ctx, args)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `exec` and `shell` to the app."""
+    app.command("exec", cls=SplitAtDashes, epilog="Examples: bridge exec prod -- uname -a;  "
+                "bridge exec --on web --json -- systemctl is-active app;  bridge exec --python job.py")(exec_)
+    app.command("shell", epilog="Example: bridge shell prod")(shell)
+
+
+def exec_(
+    ctx: typer.Context,
+    target: Annotated[Optional[str], typer.Argument(help="Remote, group, a,b list or `all` (default: the default remote).")] = None,
+    on: Annotated[Optional[str], typer.Option("--on", help="Same as TARGET.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds; ends the whole remote process tree, exit 124.")] = None,
+    env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="K=V for the command (repeatable).")] = None,
+    cwd: Annotated[Optional[str], typer.Option(help="Directory on the server (default: deployed current, else home).")] = None,
+    tty: Annotated[bool, typer.Option("--tty", "-t", help="Allocate a PTY (window size and Ctrl-C forwarded).")] = False,
+    sudo: Annotated[bool, typer.Option(help="Run through sudo; the password is asked once (or BRIDGE_SUDO_PASSWORD).")] = False,
+    python: Annotated[Optional[str], typer.Option("--python", help="Run this Python file (`-`: stdin) on the target.")] = None,
+    forks: Annotated[Optional[int], typer.Option(help="Hosts at a time (default 32).")] = None,
+    json: Annotated[bool, typer.Option("--json", help="One JSON object per host per line.")] = False,
+    no_reuse: Annotated[bool, typer.Option("--no-reuse", help="Do not use or start the connection keeper.")] = False,
+    sandbox: Annotated[bool, typer.Option(help="Run inside a locked-down Docker container on the target.")] = False,
+) -> int:
+    """Run a command (after `--`) or Python code on one target or a fleet; exits with the command's code."""
+    from bridge.exec.command import ExecOptions, execute
+    from bridge.exec.remote import parse_env
+
+    command: tuple[str, ...] = ctx.meta.get(COMMAND_KEY, ())
+    if on and target:
+        command, target = (target, *command), on
+    options = ExecOptions(command=command, target=on or target, env=parse_env(env or []), cwd=cwd,
+                          timeout=timeout, tty=tty, sudo=sudo, python=python, forks=forks, json=json,
+                          sandbox=sandbox)
+    return execute(options)
+
+
+def shell(target: Annotated[Optional[str], typer.Argument(help="Remote (default: the default remote).")] = None) -> Any:
+    """Open an interactive login shell on the target, with a PTY."""
+    from bridge.exec.interactive import shell as open_shell
+
+    return open_shell(target)

@@ -1,0 +1,121 @@
+"""`bridge exec` and `bridge shell` once parsed: pick one host or a fleet, run, render, return the exit code."""
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bridge import config as cfg
+from bridge import targets
+from bridge.config import Config, Remote
+from bridge.errors import UsageError
+from bridge.exec import output
+from bridge.exec.service import ExecRequest, fleet_exit_code, run_fleet, run_one
+from bridge.runners import Stdin
+from bridge.ssh.pool import ConnectionPool
+
+PYTHON = ("python3", "-")  # the deployed venv's python3 comes first on PATH when there is one
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    """Everything `bridge exec` was asked to do."""
+
+    command: tuple[str, ...] = ()
+    target: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    timeout: float | None = None
+    tty: bool = False
+    sudo: bool = False
+    python: str | None = None
+    forks: int | None = None
+    json: bool = False
+    sandbox: bool = False
+
+
+def execute(options: ExecOptions) -> int:
+    """Run `options` on its targets and return bridge's exit code. Raises BridgeError (single host)."""
+    config = cfg.load()
+    remotes = targets.resolve(config, options.target)
+    request, stdin = _request(config, options)
+    if options.tty or options.sudo:
+        from bridge.exec import interactive
+
+        return interactive.run(config, remotes, request, options)
+    if len(remotes) == 1 and not options.json:
+        return _single(config, remotes[0], request, stdin)
+    data = stdin if isinstance(stdin, bytes) else (b"".join(stdin) if stdin is not None else None)
+    return _fleet(config, remotes, request, data, options)
+
+
+def _request(config: Config, options: ExecOptions) -> tuple[ExecRequest, Stdin]:
+    """The request and its stdin: the code for --python, else this process's stdin (None: send EOF)."""
+    timeout = options.timeout if options.timeout is not None else (config.exec.timeout or None)
+    if options.python:
+        if options.command:
+            raise UsageError("--python takes no command after `--`", hint="pass arguments inside the code")
+        code = sys.stdin.buffer.read() if options.python == "-" else _read_file(options.python)
+        return ExecRequest(PYTHON, options.env, options.cwd, timeout), code
+    if not options.command:
+        raise UsageError("no command given", hint="bridge exec prod -- uname -a")
+    return ExecRequest(options.command, options.env, options.cwd, timeout), stdin_source()
+
+
+def _read_file(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from e
+
+
+def stdin_source(fd: int = 0) -> Iterator[bytes] | None:
+    """This process's stdin as chunks; None (send EOF now) when it is a terminal, /dev/null or closed."""
+    if not has_input(fd):
+        return None
+
+    def chunks() -> Iterator[bytes]:
+        while data := os.read(fd, 65536):
+            yield data
+
+    return chunks()
+
+
+def has_input(fd: int = 0) -> bool:
+    """True when stdin is a pipe or file worth forwarding (not a TTY, not /dev/null, not closed)."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    if os.isatty(fd):
+        return False
+    return not (stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev)
+
+
+def _single(config: Config, remote: Remote, request: ExecRequest, stdin: Stdin) -> int:
+    """One host: raw output straight through; connection failures raise (exit 255)."""
+    result = run_one(config, remote, request, stdin=stdin, on_stdout=output.stdout_sink,
+                     on_stderr=output.stderr_sink, capture=False)
+    if result.timed_out:
+        sys.stderr.write(f"bridge: {remote.name}: timed out after {request.timeout:g}s\n")
+    return result.exit_code
+
+
+def _fleet(config: Config, remotes: list[Remote], request: ExecRequest, stdin: bytes | None,
+           options: ExecOptions) -> int:
+    """Many hosts: prefixed lines as they come (or JSON lines at the end), then the summary."""
+    printer = output.Prefixed([r.name for r in remotes])
+    live = not options.json
+    with ConnectionPool() as pool:
+        results = run_fleet(config, remotes, request, forks=options.forks or config.exec.forks, stdin=stdin,
+                            on_output=printer.output if live else None,
+                            on_done=(lambda r: printer.done(r.host)) if live else None, pool=pool)
+    rows = [r.to_dict() for r in results]
+    for row in rows if options.json else ():
+        output.json_line(row)
+    if live:
+        output.summary(rows)
+    return fleet_exit_code(results)

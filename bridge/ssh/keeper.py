@@ -1,0 +1,224 @@
+"""The connection keeper: a per-user background process that holds authenticated SSH connections,
+so a second `bridge exec` skips the handshake (OpenSSH's ControlMaster/ControlPersist idea).
+
+This module is the transport only, and stdlib-only at import time (the warm client loads it):
+the unix socket (0600 in the 0700 runtime dir, peers of another uid refused with SO_PEERCRED),
+a tiny framed protocol, spawning as a daemon, and the accept loop that exits when idle. What a
+request means is the caller's handler (bridge.exec.keeperd); connections come from the SSH
+layer's pool, so host keys and identities are checked exactly as for a direct connection.
+
+Frame: 1 byte kind, 4 bytes big-endian length, payload.
+  client → keeper: R request (JSON), I stdin bytes, E stdin EOF
+  keeper → client: A accepted, F fall back (JSON reason), 1 stdout, 2 stderr, X exit (JSON)
+"""
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+from typing import Callable
+
+HEADER = struct.Struct(">cI")
+SOCKET_NAME = "keeper.sock"
+LOCK_NAME = "keeper.lock"
+DEFAULT_IDLE = 300.0
+
+
+def runtime_dir() -> str:
+    """bridge.paths.runtime_dir() without importing pathlib (the warm path counts milliseconds)."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and os.path.isabs(base):
+        return os.path.join(base, "bridge")
+    return f"/tmp/bridge-{os.getuid()}"
+
+
+def socket_path() -> str:
+    return os.path.join(runtime_dir(), SOCKET_NAME)
+
+
+class Peer:
+    """One end of a keeper connection: whole frames in and out; sends are thread-safe."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._send_lock = threading.Lock()
+        self._file = sock.makefile("rb", buffering=65536)
+
+    def send(self, kind: bytes, payload: bytes = b"") -> None:
+        head = HEADER.pack(kind, len(payload))
+        with self._send_lock:
+            if len(payload) < 16384:
+                self.sock.sendall(head + payload)  # one write for the small frames of a short command
+            else:
+                self.sock.sendall(head)
+                self.sock.sendall(payload)
+
+    def recv(self) -> tuple[bytes, bytes]:
+        """The next frame; raises EOFError when the other side has gone."""
+        head = self._file.read(HEADER.size)
+        if len(head) < HEADER.size:
+            raise EOFError("keeper connection closed")
+        kind, size = HEADER.unpack(head)
+        payload = self._file.read(size) if size else b""
+        if len(payload) < size:
+            raise EOFError("keeper connection closed mid-frame")
+        return kind, payload
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def connect(path: str | None = None) -> Peer | None:
+    """A connection to a running keeper, or None when there is none (missing or stale socket)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path or socket_path())
+    except OSError:
+        sock.close()
+        return None
+    return Peer(sock)
+
+
+def spawn(module: str) -> None:
+    """Start `python -m module` as a daemon (double fork, new session, stdio on /dev/null), not waiting."""
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.execv(sys.executable, [sys.executable, "-m", module])
+    finally:
+        os._exit(127)
+
+
+def connect_or_spawn(module: str, wait: float = 10.0) -> Peer | None:
+    """The running keeper, else start one and connect as soon as it listens; None if it never does."""
+    peer = connect()
+    if peer is not None:
+        return peer
+    spawn(module)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        time.sleep(0.005)
+        peer = connect()
+        if peer is not None:
+            return peer
+    return None
+
+
+Handler = Callable[[Peer], None]
+
+
+def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[], None] | None = None) -> None:
+    """Accept clients of this uid until `idle` seconds pass without one; each runs `handler` on a thread.
+
+    Returns at once when another keeper holds the lock (two clients raced to start one).
+    """
+    folder = _private_dir(runtime_dir())
+    lock = _take_lock(os.path.join(folder, LOCK_NAME))
+    if lock is None:
+        return
+    listener = _listen(os.path.join(folder, SOCKET_NAME))
+    state = {"active": 0, "last": time.monotonic()}
+    state_lock = threading.Lock()
+    try:
+        _accept_loop(listener, handler, idle, state, state_lock, on_idle)
+    finally:
+        os.unlink(os.path.join(folder, SOCKET_NAME))
+        listener.close()
+        os.close(lock)
+
+
+def _accept_loop(listener: socket.socket, handler: Handler, idle: float, state: dict,
+                 state_lock: threading.Lock, on_idle: Callable[[], None] | None) -> None:
+    listener.settimeout(1.0)
+    while True:
+        try:
+            sock, _ = listener.accept()
+        except socket.timeout:
+            with state_lock:
+                if not state["active"] and time.monotonic() - state["last"] > idle:
+                    return
+            if on_idle:
+                on_idle()
+            continue
+        if not _same_user(sock):
+            sock.close()
+            continue
+        threading.Thread(target=_client, args=(sock, handler, state, state_lock), daemon=True).start()
+
+
+def _client(sock: socket.socket, handler: Handler, state: dict, state_lock: threading.Lock) -> None:
+    with state_lock:
+        state["active"] += 1
+    peer = Peer(sock)
+    try:
+        handler(peer)
+    except (OSError, EOFError):
+        pass  # the client went away (Ctrl-C, closed pipe): its channel was closed by the runner
+    finally:
+        peer.close()
+        with state_lock:
+            state["active"] -= 1
+            state["last"] = time.monotonic()
+
+
+def _same_user(sock: socket.socket) -> bool:
+    """SO_PEERCRED: only processes of our own uid may use our connections."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid == os.getuid()
+
+
+def _private_dir(path: str) -> str:
+    """The runtime dir, 0700 and ours (refuse one that belongs to someone else)."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.stat(path)
+    if st.st_uid != os.getuid():
+        raise PermissionError(f"{path} belongs to uid {st.st_uid}")
+    os.chmod(path, 0o700)
+    return path
+
+
+def _take_lock(path: str) -> int | None:
+    """An exclusive flock held for the keeper's lifetime; None when another keeper has it."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def _listen(path: str) -> socket.socket:
+    """Bind the 0600 socket, replacing a stale one (we hold the lock, so nobody else serves it)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(old)
+    listener.listen(64)
+    return listener
