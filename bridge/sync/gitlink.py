@@ -1,0 +1,202 @@
+"""Carry local git's ssh traffic over bridge's own authenticated Connection.
+
+git runs `GIT_SSH_COMMAND host 'git-receive-pack '\\''/path'\\'''`. We point that at a tiny
+stdlib relay (RELAY, run with `python -I -S`) which hands the command to this process over a
+private unix socket; we check it names exactly the expected service and repo, open an exec
+channel on the Connection (so host keys, `via`, identity and ports follow the one SSH layer)
+and pump bytes both ways. Frames back to the relay: 1 byte kind + 4 byte length + payload.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import socket
+import struct
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bridge.errors import BridgeError, ConnectError
+
+if TYPE_CHECKING:
+    from bridge.ssh.connection import Connection
+
+SERVICES = ("git-receive-pack", "git-upload-pack")
+OUT, ERR, EXIT = 1, 2, 3
+CHUNK = 65536
+
+# Runs under `python -I -S -c`: stdlib only, ~15 ms to start. argv: socket, host, command.
+RELAY = r"""
+import os,socket,struct,sys,threading
+s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1])
+a="\0".join(sys.argv[2:]).encode("utf-8","surrogateescape");s.sendall(struct.pack("!I",len(a))+a)
+def up():
+    while True:
+        d=os.read(0,65536)
+        if not d:
+            break
+        s.sendall(d)
+    try:s.shutdown(socket.SHUT_WR)
+    except OSError:pass
+threading.Thread(target=up,daemon=True).start()
+b=b"";code=255
+while True:
+    d=s.recv(262144)
+    if not d:
+        break
+    b+=d
+    while len(b)>=5:
+        k,n=struct.unpack("!BI",b[:5])
+        if len(b)<5+n:
+            break
+        p=b[5:5+n];b=b[5+n:]
+        if k==3:
+            code=int(p)
+        else:
+            fd=1 if k==1 else 2
+            while p:
+                p=p[os.write(fd,p):]
+if code==255:
+    os.write(2,b"bridge: the connection to the server was lost\n")
+os._exit(code)
+"""
+
+
+@dataclass
+class LinkState:
+    """What happened on the link, for the caller's error message: refused commands, dropped connections."""
+
+    errors: list[str] = field(default_factory=list)
+    sessions: int = 0
+
+
+class GitLink:
+    """A unix-socket relay server bound to one Connection and one repo path; a context manager.
+
+    `env()` is what a local `git push/fetch` needs; `url` is the remote to give it.
+    """
+
+    def __init__(self, connection: "Connection", repo_path: str) -> None:
+        self.connection = connection
+        self.repo_path = repo_path
+        self.state = LinkState()
+        self._dir = tempfile.mkdtemp(prefix="bridge-git-")  # 0700; /tmp keeps the socket path short
+        self._path = os.path.join(self._dir, "s")
+        self._server = socket.socket(socket.AF_UNIX)
+        self._server.bind(self._path)
+        os.chmod(self._path, 0o600)
+        self._server.listen(4)
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+
+    def __enter__(self) -> "GitLink":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def url(self) -> str:
+        """scp-like, so git passes no port (the `simple` ssh variant refuses one)."""
+        return "bridge:" + self.repo_path
+
+    def env(self) -> dict[str, str]:
+        """Environment for git: our relay as ssh, protocol variant `simple` (no `-G` probe, no options)."""
+        relay = shlex.join([sys.executable, "-I", "-S", "-c", RELAY, self._path])
+        return {"GIT_SSH_COMMAND": relay, "GIT_SSH_VARIANT": "simple", "GIT_SSH": ""}
+
+    def close(self) -> None:
+        """Stop accepting and remove the socket folder."""
+        try:
+            self._server.close()
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        """One git session: validate the command, run it on the server, relay bytes and the exit code."""
+        self.state.sessions += 1
+        with client:
+            try:
+                command = self._checked_command(_read_args(client))
+                status = self._relay(client, command)
+            except BridgeError as e:
+                self.state.errors.append(e.message)
+                _send(client, ERR, f"bridge: {e.message}\n".encode())
+                status = 255
+            _send(client, EXIT, str(status).encode())
+
+    def _checked_command(self, args: list[str]) -> str:
+        """Only `git-receive-pack`/`git-upload-pack` of our repo may run; rebuild it, never forward it."""
+        try:
+            words = shlex.split(args[-1]) if args else []
+        except ValueError:
+            words = []
+        if len(words) != 2 or words[0] not in SERVICES or words[1] != self.repo_path:
+            raise BridgeError(f"refused git command {args[-1] if args else ''!r}: expected a git service "
+                              f"on {self.repo_path!r}")
+        return shlex.join(words)
+
+    def _relay(self, client: socket.socket, command: str) -> int:
+        from bridge.ssh.pump import pump
+
+        channel = self.connection.exec_channel(command)
+        upstream = threading.Thread(target=_upload, args=(client, channel), daemon=True)
+        upstream.start()
+        try:
+            status = pump(channel, on_stdout=lambda d: _send(client, OUT, d),
+                          on_stderr=lambda d: _send(client, ERR, d))
+        except ConnectError as e:
+            raise ConnectError(f"{self.connection.settings.describe()}: connection lost during git transfer",
+                               hint=e.hint) from e
+        finally:
+            channel.close()
+        if status is None or status < 0:
+            raise ConnectError(f"{self.connection.settings.describe()}: {command.split()[0]} ended without "
+                               "an exit status (killed, or the connection dropped)")
+        return status
+
+
+def _upload(client: socket.socket, channel: Any) -> None:
+    """git's stdin (the pack we push, or fetch negotiation) to the channel; EOF becomes shutdown_write."""
+    try:
+        while True:
+            data = client.recv(CHUNK)
+            if not data:
+                break
+            channel.sendall(data)
+        channel.shutdown_write()
+    except (OSError, EOFError):
+        pass  # the channel died: the pump side reports it
+
+
+def _read_exact(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise BridgeError("the git relay hung up before sending its command")
+        data += chunk
+    return data
+
+
+def _read_args(sock: socket.socket) -> list[str]:
+    (size,) = struct.unpack("!I", _read_exact(sock, 4))
+    return _read_exact(sock, size).decode("utf-8", "surrogateescape").split("\0")
+
+
+def _send(sock: socket.socket, kind: int, payload: bytes) -> None:
+    try:
+        sock.sendall(struct.pack("!BI", kind, len(payload)) + payload)
+    except OSError:
+        pass  # git went away (killed, or it already failed); nothing left to tell it

@@ -1,0 +1,112 @@
+"""What `bridge push/pull/status/rollback` and `init` call: targets resolved, hosts run in parallel.
+
+Each host's failure becomes its result (one bad host never hides the others); events stream
+to the caller's `emit` from worker threads, tagged with the host.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from bridge import targets
+from bridge.config import Config, Remote
+from bridge.errors import BridgeError, UsageError
+from bridge.sync import gitlocal, wip
+from bridge.sync.push import PushPlan, PushResult, failure, push_git, push_server
+from bridge.sync.report import Emit
+from bridge.sync.target import Target
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class HostDone:
+    """A host finished; `result` is its PushResult (or pull/status value)."""
+
+    host: str
+    result: object
+
+
+@dataclass
+class PushJob:
+    """A planned push: what ships, to whom, and what stays behind on this machine."""
+
+    plan: PushPlan
+    remotes: list[Remote]
+    not_shipped: list[gitlocal.Change] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def workspace_root(config: Config) -> Path:
+    """The git work tree of this workspace. Raises GitError outside one."""
+    return gitlocal.toplevel(config.root or Path.cwd())
+
+
+def plan_push(config: Config, spec: str | None, *, wip_: bool = False, deploy: bool = True,
+              force: bool = False) -> PushJob:
+    """Decide the commit and ref to ship; with `wip_` snapshot the work tree first (nothing local moves)."""
+    root = workspace_root(config)
+    remotes = targets.resolve(config, spec)
+    changes = gitlocal.changes(root)
+    if wip_:
+        branch = _branch_or_default(root)
+        sha, ref = wip.snapshot(root), f"refs/bridge/wip/{branch}"
+    else:
+        branch = gitlocal.current_branch(root)
+        sha, ref = gitlocal.out(root, "rev-parse", "HEAD"), f"refs/heads/{branch}"
+    plan = PushPlan(root, branch, sha, ref, wip=wip_, deploy=deploy, force=force)
+    job = PushJob(plan, remotes, [] if wip_ else changes)
+    if wip_:
+        job.skipped = [r.name for r in remotes if r.kind == "git"]
+        job.remotes = [r for r in remotes if r.kind != "git"]
+    if not job.remotes:
+        raise UsageError("--wip snapshots go to servers only, and no server is among the targets")
+    return job
+
+
+def _branch_or_default(root: Path) -> str:
+    """The branch name for a --wip ref; an unborn or detached HEAD still gets one."""
+    proc = gitlocal.git(root, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+    return proc.stdout.decode(errors="surrogateescape").strip() or "detached"
+
+
+def push(config: Config, job: PushJob, emit: Emit) -> list[PushResult]:
+    """Push `job` to every remote in parallel; each outcome (ok or not) is emitted as HostDone and returned."""
+
+    def one(remote: Remote) -> PushResult:
+        try:
+            if remote.kind == "git":
+                result = push_git(remote, job.plan, emit)
+            else:
+                result = push_server(config, remote, job.plan, emit)
+        except BridgeError as e:
+            result = failure(remote.name, remote.kind, job.plan.sha, e)
+        emit(HostDone(remote.name, result))
+        return result
+
+    return fan_out(config, job.remotes, one)
+
+
+def fan_out(config: Config, remotes: list[Remote], work: Callable[[Remote], T]) -> list[T]:
+    """Run `work` for each remote, in threads when there are several; results in the remotes' order."""
+    if len(remotes) == 1:
+        return [work(remotes[0])]
+    with ThreadPoolExecutor(max_workers=max(1, min(config.exec.forks, len(remotes)))) as pool:
+        return list(pool.map(work, remotes))
+
+
+def prepare_remotes(config: Config) -> list[tuple[str, str | None]]:
+    """`bridge init`: prepare every server remote's deploy root; (name, error or None) per remote."""
+    servers = [r for r in config.remotes.values() if r.kind == "server" and targets.parse_url(r.url).path]
+
+    def one(remote: Remote) -> tuple[str, str | None]:
+        try:
+            with Target(config, remote) as target:
+                target.ensure_prepared(config.deploy, always=True)
+            return remote.name, None
+        except BridgeError as e:
+            return remote.name, e.message
+
+    return fan_out(config, servers, one) if servers else []

@@ -1,0 +1,150 @@
+"""One deploy target as sync sees it: a runner (local or SSH), its deploy root, and git access to repo.git.
+
+local:// and ssh:// take the same path through here; only how bytes travel differs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from bridge.config import Config, DeployConfig, Remote
+from bridge.errors import ConfigError
+from bridge.runners import Runner, open_runner
+from bridge.sync.server.layout import Layout
+from bridge.sync.server.prepare import HERE, SERVER_FILES, DeploySettings, hook_argv, prepare_root
+
+STAMP_NAME = "client-stamp"
+# $1 root, $2 stamp: exit 0 only when this exact hook version and settings are installed.
+STAMP_CHECK = 'test "$(cat "$1/.bridge/client-stamp" 2>/dev/null)" = "$2" && test -f "$1/repo.git/HEAD"'
+STAMP_WRITE = 'printf %s "$2" > "$1/.bridge/client-stamp"'
+
+
+class Target:
+    """A server remote opened for sync; a context manager that closes its connection."""
+
+    def __init__(self, config: Config, remote: Remote) -> None:
+        self.remote = remote
+        self.host = remote.name
+        self.runner: Runner = open_runner(config, remote)
+        if not self.runner.path.startswith("/"):
+            raise ConfigError(f"remotes.{remote.name}.url has no absolute path: {remote.url}",
+                              hint="write ssh://user@host/abs/path (the deploy root on the server)")
+        self.layout = Layout(Path(self.runner.path))
+
+    def __enter__(self) -> "Target":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.runner.close()
+
+    @property
+    def root(self) -> str:
+        return str(self.layout.root)
+
+    @property
+    def is_local(self) -> bool:
+        return bool(getattr(self.runner, "is_local", False))
+
+    def run(self, argv: Sequence[str], stdin: bytes | None = None) -> tuple[int, str, str]:
+        """Run argv on the target (quoted here, never built from a string); (code, stdout, stderr)."""
+        code, out, err = self.runner.run_capture(shlex.join(argv), stdin=stdin)
+        return code, out.decode(errors="replace"), err.decode(errors="replace")
+
+    def stream(self, argv: Sequence[str], on_line: Callable[[str], None]) -> int:
+        """Run argv on the target, handing each output line (stdout and stderr) over as it comes."""
+        if self.is_local:
+            return _stream_local(argv, on_line)
+        return _stream_ssh(self.runner.connection, shlex.join(argv), on_line)  # type: ignore[attr-defined]
+
+    def hook(self, *args: str) -> list[str]:
+        """argv of the installed deploy hook with `args`."""
+        return hook_argv(self.root, *args)
+
+    @contextmanager
+    def git_remote(self) -> Iterator[tuple[str, dict[str, str], object]]:
+        """(url, env, link) for local git to reach repo.git; over SSH through a GitLink on our Connection."""
+        if self.is_local:
+            yield str(self.layout.repo), {}, None
+            return
+        from bridge.sync.gitlink import GitLink
+
+        with GitLink(self.runner.connection.open(), str(self.layout.repo)) as link:  # type: ignore[attr-defined]
+            yield link.url, link.env(), link
+
+    def ensure_prepared(self, deploy: DeployConfig, *, always: bool = False) -> bool:
+        """Install hook and settings unless this exact version already is; True when it prepared now."""
+        settings = deploy_settings(deploy)
+        want = stamp(settings)
+        if not always and self.run(["sh", "-c", STAMP_CHECK, "sh", self.root, want])[0] == 0:
+            return False
+        self.prepare(settings)
+        self.run(["sh", "-c", STAMP_WRITE, "sh", self.root, want])
+        return True
+
+    def prepare(self, settings: DeploySettings) -> dict:
+        """Create or update the deploy root (bare repo, hook, settings). Raises RemoteError."""
+        return prepare_root(self._run_for_prepare, self.root, settings)
+
+    def _run_for_prepare(self, argv: Sequence[str], stdin: bytes) -> tuple[int, str]:
+        code, out, err = self.run(argv, stdin)
+        return code, out if code == 0 else out + err
+
+
+def deploy_settings(deploy: DeployConfig) -> DeploySettings:
+    """bridge.yaml's `deploy:` as the hook's deploy.json."""
+    return DeploySettings(install=deploy.install, commands=tuple(deploy.commands), healthcheck=deploy.healthcheck,
+                          keep_releases=deploy.keep_releases, branch=deploy.branch)
+
+
+def stamp(settings: DeploySettings) -> str:
+    """Changes whenever the server files or the settings change, so the next push re-prepares."""
+    digest = hashlib.sha256(json.dumps(settings.as_json(), sort_keys=True).encode())
+    for name in (*SERVER_FILES, "install.py"):
+        digest.update((HERE / name).read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def _stream_local(argv: Sequence[str], on_line: Callable[[str], None]) -> int:
+    proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    for raw in iter(proc.stdout.readline, b""):
+        on_line(raw.decode(errors="replace").rstrip("\n"))
+    return proc.wait()
+
+
+def _stream_ssh(connection: object, command: str, on_line: Callable[[str], None]) -> int:
+    from bridge.ssh.pump import pump
+
+    lines = LineSplitter(on_line)
+    channel = connection.exec_channel(command)  # type: ignore[attr-defined]
+    try:
+        status = pump(channel, on_stdout=lines.feed, on_stderr=lines.feed)
+    finally:
+        channel.close()
+    lines.flush()
+    return -1 if status is None else status
+
+
+class LineSplitter:
+    """Bytes in, whole decoded lines out (`\\n` or git's `\\r` progress ends)."""
+
+    def __init__(self, on_line: Callable[[str], None]) -> None:
+        self.on_line = on_line
+        self.buffer = b""
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data.replace(b"\r", b"\n")
+        *whole, self.buffer = self.buffer.split(b"\n")
+        for line in whole:
+            if line:
+                self.on_line(line.decode(errors="replace"))
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.on_line(self.buffer.decode(errors="replace"))
+        self.buffer = b""
