@@ -36,7 +36,14 @@ def init(
     ui.say(f"{'wrote' if report.created_config else 'kept'} {report.root / cfg.CONFIG_NAME}")
     for added in report.added:
         ui.say(f"added remote {added}")
-    return 0
+    from bridge.sync import service as sync
+
+    failed = 0
+    for remote_name, error in sync.prepare_remotes(cfg.load(start=report.root, required=True)):
+        ui.say(f"prepared remote {remote_name}" if error is None else f"could not prepare {remote_name}: {error}",
+               err=error is not None)
+        failed += error is not None
+    return 1 if failed else 0
 
 
 def remote_add(
