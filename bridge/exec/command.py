@@ -42,6 +42,8 @@ def execute(options: ExecOptions) -> int:
     config = cfg.load()
     remotes = targets.resolve(config, options.target)
     request, stdin = _request(config, options)
+    if options.sandbox:
+        return _sandboxed(config, remotes, request, stdin)
     if options.tty or options.sudo:
         from bridge.exec import interactive
 
@@ -101,6 +103,17 @@ def _single(config: Config, remote: Remote, request: ExecRequest, stdin: Stdin) 
                      on_stderr=output.stderr_sink, capture=False)
     if result.timed_out:
         sys.stderr.write(f"bridge: {remote.name}: timed out after {request.timeout:g}s\n")
+    return result.exit_code
+
+
+def _sandboxed(config: Config, remotes: list[Remote], request: ExecRequest, stdin: Stdin) -> int:
+    """--sandbox: one host, output streamed; the container's code (125 engine error, 137 OOM kill)."""
+    from bridge.exec.sandbox_link import run_sandboxed
+
+    if len(remotes) != 1:
+        raise UsageError("--sandbox runs on one host", hint="name a single remote")
+    data = stdin if isinstance(stdin, bytes) or stdin is None else b"".join(stdin)
+    result = run_sandboxed(config, remotes[0], request, data, output.stdout_sink, output.stderr_sink)
     return result.exit_code
 
 

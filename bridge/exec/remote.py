@@ -30,6 +30,7 @@ def command_text(command: Sequence[str] | str) -> str:
 def script(command: Sequence[str] | str, *, deploy_path: str = "", cwd: str | None = None,
            env: Mapping[str, str] | None = None) -> str:
     """The sh text that enters the directory, sets the deployment's environment and runs `command`."""
+    deploy_path = deploy_path.rstrip("/")
     lines = [_enter(deploy_path, cwd), *_deploy_env(deploy_path), *_exports(env or {})]
     return "\n".join([*filter(None, lines), command_text(command), "exit $?"])
 
