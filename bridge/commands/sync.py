@@ -127,7 +127,22 @@ def _fleet_code(codes: list[int]) -> int:
 
 def pull(target: Annotated[Optional[str], typer.Argument(help=TARGET_HELP)] = None) -> int:
     """Bring commits made on the server back: fast-forward, else a merge that never discards local work."""
-    raise NotImplementedError
+    from bridge import config as cfg
+    from bridge.sync import service
+
+    for result in service.pull(cfg.load(required=True), target):
+        ui.say(_pull_line(result))
+    return 0
+
+
+def _pull_line(result: Any) -> str:
+    where = f"{result.remote}/{result.branch}"
+    if result.action == "nothing":
+        return f"{where}: the server has no such branch; nothing to pull"
+    if result.action == "up-to-date":
+        return f"{where}: already up to date"
+    verb = "fast-forwarded" if result.action == "fast-forward" else "merged"
+    return f"{where}: {verb} {result.commits} commit(s); HEAD is {result.sha[:12]}"
 
 
 def status(
@@ -135,7 +150,38 @@ def status(
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> int:
     """Local branch vs each remote: ahead/behind, dirty files, deployed commit, last deploy, reachable."""
-    raise NotImplementedError
+    from bridge import config as cfg
+    from bridge.sync import service
+
+    config = cfg.load(required=True)
+    rows = service.status(config, target or "all")
+    if json:
+        ui.print_json([r.to_dict() for r in rows])
+    else:
+        _render_status(rows)
+    return 0 if all(r.reachable for r in rows) else 255
+
+
+def _render_status(rows: list) -> None:
+    if rows and rows[0].dirty:
+        ui.say(f"dirty ({len(rows[0].dirty)}): " + ", ".join(rows[0].dirty[:10]) + (" …" if len(rows[0].dirty) > 10 else ""))
+    table = [[r.remote, "yes" if r.reachable else "NO", _sync_cell(r), (r.deployed_sha or "")[:12], r.current or "",
+              _last_cell(r.last), r.error or ""] for r in rows]
+    ui.table(f"branch {rows[0].branch}" if rows else None,
+             ["remote", "reachable", "ahead/behind", "deployed", "release", "last deploy", "error"], table)
+
+
+def _sync_cell(row: Any) -> str:
+    if row.ahead is None:
+        return "?" if row.remote_sha else ""
+    return f"+{row.ahead} -{row.behind}" + ("" if row.remote_sha else " (not on remote)")
+
+
+def _last_cell(last: dict | None) -> str:
+    if not last:
+        return ""
+    failed = f" at {last['failed_step']}" if last.get("failed_step") else ""
+    return f"{last.get('action', 'deploy')} {last.get('result')}{failed} {last.get('start', '')[:19]} {last.get('duration', 0):.2f}s"
 
 
 def rollback(
@@ -143,5 +189,20 @@ def rollback(
     to: Annotated[Optional[str], typer.Option("--to", help="Release name (default: the one before current).")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List releases instead.")] = False,
 ) -> int:
-    """Switch `current` back to an earlier release."""
-    raise NotImplementedError
+    """Switch `current` back to an earlier release (`--list` shows them)."""
+    from bridge import config as cfg
+    from bridge.sync import rollback as rb
+    from bridge.sync import service
+
+    config = cfg.load(required=True)
+    remote = service.server_remote(config, target)
+    if list_:
+        rows = rb.releases(config, remote)
+        ui.table(f"releases on {remote.name}", ["", "release", "commit", "ref", "time"],
+                 [["*" if r["current"] else "", r["release"], (r["sha"] or "")[:12], r["ref"] or "", r["time"] or ""]
+                  for r in rows])
+        return 0
+    report = rb.rollback(config, remote, to, PushRenderer(multi=False).emit)
+    done = report.done or {}
+    ui.say(f"{remote.name}: current -> releases/{done.get('release')} (was {done.get('from')})")
+    return 0

@@ -14,8 +14,12 @@ from bridge import targets
 from bridge.config import Config, Remote
 from bridge.errors import BridgeError, UsageError
 from bridge.sync import gitlocal, wip
+from bridge.sync.pull import PullResult
+from bridge.sync.pull import pull as pull_one
 from bridge.sync.push import PushPlan, PushResult, failure, push_git, push_server
 from bridge.sync.report import Emit
+from bridge.sync.status import RemoteStatus
+from bridge.sync.status import status as status_one
 from bridge.sync.target import Target
 
 T = TypeVar("T")
@@ -110,3 +114,26 @@ def prepare_remotes(config: Config) -> list[tuple[str, str | None]]:
             return remote.name, e.message
 
     return fan_out(config, servers, one) if servers else []
+
+
+def pull(config: Config, spec: str | None) -> list[PullResult]:
+    """Pull from each target in turn (merges must not interleave in one work tree)."""
+    root = workspace_root(config)
+    return [pull_one(config, remote, root) for remote in targets.resolve(config, spec)]
+
+
+def status(config: Config, spec: str | None) -> list[RemoteStatus]:
+    """Every target's status, asked in parallel; unreachable hosts are rows, not errors."""
+    root = workspace_root(config)
+    branch = gitlocal.current_branch(root)
+    dirty = [str(c) for c in gitlocal.changes(root)]
+    return fan_out(config, targets.resolve(config, spec), lambda r: status_one(config, r, root, branch, dirty))
+
+
+def server_remote(config: Config, spec: str | None) -> Remote:
+    """Exactly one server remote (rollback acts on one deploy root at a time)."""
+    remotes = [r for r in targets.resolve(config, spec) if r.kind == "server"]
+    if len(remotes) != 1:
+        raise UsageError(f"rollback needs one server remote; `{spec or 'default'}` names {len(remotes)}",
+                         hint="name a single remote: bridge rollback prod")
+    return remotes[0]
