@@ -1,0 +1,153 @@
+"""`bridge exec` on one host against a real sshd: exit codes, streams, bytes, stdin, timeout, env, quoting."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from tests.exec.exec_fixtures import Target, stop_keepers, target  # noqa: F401 - fixtures
+
+WAYS = {"keeper": [], "direct": ["--no-reuse"]}
+
+
+@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("code", [0, 1, 42])
+def test_exit_code_is_the_remote_commands(target: Target, way: str, code: int) -> None:
+    result = target.exec(*WAYS[way], "--", "sh", "-c", f"exit {code}")
+    assert result.code == code, result
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_killed_by_a_signal_exits_128_plus_n(target: Target, way: str) -> None:
+    result = target.exec(*WAYS[way], "--", "sh", "-c", "kill -TERM $$")
+    assert result.code == 128 + 15, result
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_stdout_and_stderr_stay_apart(target: Target, way: str) -> None:
+    result = target.exec(*WAYS[way], "--", "sh", "-c", "echo out; echo err >&2; echo out2")
+    assert (result.out, result.err) == ("out\nout2\n", "err\n")
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_50_mb_of_binary_output_arrive_byte_exact(target: Target, way: str, tmp_path) -> None:
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(50 * 1024 * 1024))
+    result = target.exec(*WAYS[way], "--", "cat", str(blob))
+    assert result.code == 0
+    assert hashlib.sha256(result.stdout).hexdigest() == hashlib.sha256(blob.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_stdin_is_forwarded(target: Target, way: str) -> None:
+    data = b"hi\n" + bytes(range(256)) * 1000
+    result = target.exec(*WAYS[way], "--", "cat", input=data)
+    assert result.stdout == data
+
+
+def test_no_stdin_means_eof_at_once(target: Target) -> None:
+    proc = subprocess.run([*_bridge_argv(), "exec", "--", "cat"], cwd=target.workspace, env=_env(target),
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    assert (proc.returncode, proc.stdout) == (0, b"")
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_timeout_ends_the_whole_remote_tree(target: Target, way: str) -> None:
+    marker = f"{900 + int(uuid.uuid4().int % 99)}.{uuid.uuid4().int % 10**6}"
+    began = time.monotonic()
+    result = target.exec(*WAYS[way], "--timeout", "1", "--", "sh", "-c", f"sleep {marker} & sleep {marker}")
+    assert result.code == 124, result
+    assert "timed out" in result.err
+    assert time.monotonic() - began < 15
+    time.sleep(0.3)
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert f"sleep {marker}" not in ps
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_env_values_arrive_intact(target: Target, way: str) -> None:
+    values = {"A": "two words", "B": "it's \"quoted\" $HOME `x`", "C": "line1\nline2", "D": "ünïcødé €"}
+    flags = [f for k, v in values.items() for f in ("--env", f"{k}={v}")]
+    code = "import os, json; print(json.dumps({k: os.environ[k] for k in 'ABCD'}))"
+    result = target.exec(*WAYS[way], *flags, "--", "python3", "-c", code)
+    assert json.loads(result.out) == values, result
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_an_argument_with_shell_syntax_stays_one_argument(target: Target, way: str, tmp_path) -> None:
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    nasty = f"x; rm -rf {canary}; echo $(id) `id` && true"
+    result = target.exec(*WAYS[way], "--", "printf", "%s\n", nasty)
+    assert result.out == nasty + "\n"
+    assert canary.is_dir()
+
+
+def test_runs_in_deployed_current_with_its_environment(target: Target) -> None:
+    current = target.deploy / "current"
+    (current / ".venv" / "bin").mkdir(parents=True)
+    (current / "node_modules" / ".bin").mkdir(parents=True)
+    result = target.exec("--", "sh", "-c", 'pwd; echo "$VIRTUAL_ENV"; echo "$PATH"')
+    pwd, venv, path = result.out.splitlines()
+    assert (pwd, venv) == (str(current), f"{current}/.venv")
+    assert path.startswith(f"{current}/node_modules/.bin:{current}/.venv/bin:")
+
+
+def test_cwd_defaults_to_home_without_a_deploy_and_follows_cwd(target: Target) -> None:
+    assert target.exec("--", "pwd").out.strip() == os.path.expanduser("~root")
+    assert target.exec("--cwd", "/etc", "--", "pwd").out == "/etc\n"
+    missing = target.exec("--cwd", "/no/such/dir", "--", "pwd")
+    assert missing.code == 1 and "/no/such/dir" in missing.err
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_python_code_from_stdin_and_file(target: Target, way: str, tmp_path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text("import sys\nprint('file', sys.argv[0])\nsys.exit(3)\n")
+    from_file = target.exec(*WAYS[way], "--python", str(script))
+    assert (from_file.code, from_file.out) == (3, "file -\n")
+    from_stdin = target.exec(*WAYS[way], "--python", "-", input="print(6 * 7)")
+    assert from_stdin.out == "42\n"
+
+
+def test_local_target_runs_the_same_way(target: Target) -> None:
+    result = target.exec("here", "--env", "X=a b", "--", "sh", "-c", 'echo "$X"; echo e >&2; exit 5')
+    assert (result.code, result.out, result.err) == (5, "a b\n", "e\n")
+
+
+def test_unreachable_host_exits_255_with_a_hint(target: Target) -> None:
+    target.server.stop()
+    result = target.exec("--", "true")
+    assert result.code == 255
+    assert "cannot connect" in result.err and "hint:" in result.err
+
+
+def test_tty_gives_the_command_a_terminal(target: Target) -> None:
+    result = target.exec("--tty", "--", "sh", "-c", "tty; exit 7")
+    assert result.code == 7
+    assert result.out.startswith("/dev/pts/")
+
+
+def test_sudo_runs_as_root(target: Target) -> None:
+    result = target.exec("--sudo", "--", "id", "-u")
+    assert (result.code, result.out.strip()) == (0, "0")
+
+
+def test_usage_errors_exit_2(target: Target) -> None:
+    assert target.exec().code == 2
+    assert target.exec("--env", "NOEQUALS", "--", "true").code == 2
+
+
+def _bridge_argv() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "bridge"]
+
+
+def _env(target: Target) -> dict[str, str]:
+    return dict(os.environ)

@@ -1,0 +1,48 @@
+"""Fan-out against real sshd instances: prefixed lines, summary, JSON lines, exit codes across hosts."""
+from __future__ import annotations
+
+import json
+import time
+
+from tests.conftest import write_config
+from tests.exec.exec_fixtures import stop_keepers  # noqa: F401 - fixture
+
+
+def _fleet(sshd_factory, workspace, count: int) -> list:
+    servers = [sshd_factory() for _ in range(count)]
+    remotes = "".join(f"  h{i:02d}: {{url: \"{s.url('/tmp')}\"}}\n" for i, s in enumerate(servers))
+    members = ", ".join(f"h{i:02d}" for i in range(count))
+    write_config(workspace, f"workspace: w\nremotes:\n{remotes}groups:\n  web: [{members}]\n")
+    return servers
+
+
+def test_twenty_hosts_two_stopped(bridge, sshd_factory, workspace) -> None:
+    servers = _fleet(sshd_factory, workspace, 20)
+    servers[3].stop()
+    servers[17].stop()
+    began = time.monotonic()
+    result = bridge("exec", "--on", "web", "--json", "--", "sh", "-c", "echo up; echo warn >&2", cwd=workspace)
+    assert time.monotonic() - began < 30
+    assert result.code == 255, result
+    rows = [json.loads(line) for line in result.out.splitlines()]
+    assert len(rows) == 20 and set(rows[0]) >= {"host", "exit_code", "stdout", "stderr", "duration", "error"}
+    down = [r["host"] for r in rows if r["status"] == "unreachable"]
+    assert down == ["h03", "h17"]
+    up = [r for r in rows if r["status"] == "ok"]
+    assert len(up) == 18 and all(r["stdout"] == "up\n" and r["stderr"] == "warn\n" for r in up)
+    assert all("cannot connect" in r["error"] for r in rows if r["host"] in down)
+
+
+def test_prefixed_lines_then_summary_plain_when_piped(bridge, sshd_factory, workspace) -> None:
+    _fleet(sshd_factory, workspace, 3)
+    result = bridge("exec", "--on", "h00,h02", "--", "sh", "-c", "echo one; printf two; echo e >&2", cwd=workspace)
+    assert result.code == 0, result
+    assert sorted(result.out.splitlines()) == ["h00 | one", "h00 | two", "h02 | one", "h02 | two"]
+    assert "\x1b[" not in result.out
+    assert "h00 | e" in result.err and "host" in result.err and "status" in result.err
+
+
+def test_a_failure_somewhere_exits_1(bridge, sshd_factory, workspace) -> None:
+    _fleet(sshd_factory, workspace, 2)
+    result = bridge("exec", "--on", "all", "--forks", "1", "--", "sh", "-c", "test $(hostname) = never", cwd=workspace)
+    assert result.code == 1

@@ -1,0 +1,86 @@
+"""The connection keeper: reuse proven from sshd's own log, recovery from a killed keeper or stale socket."""
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.exec.exec_fixtures import Target, keeper_pid, stop_keepers, target  # noqa: F401 - fixtures
+
+
+def _runtime(home) -> Path:
+    return Path(home.env["XDG_RUNTIME_DIR"]) / "bridge"
+
+
+def test_second_call_reuses_the_connection(target: Target, home) -> None:
+    for word in ("one", "two", "three"):
+        result = target.exec("--", "echo", word)
+        assert (result.code, result.out) == (0, f"{word}\n"), result
+    assert target.server.accepted_connections() == 1
+
+
+def test_socket_is_private(target: Target, home) -> None:
+    target.exec("--", "true")
+    folder = _runtime(home)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "keeper.sock").stat().st_mode) == 0o600
+
+
+def test_killed_keeper_then_next_call_works(target: Target, home) -> None:
+    assert target.exec("--", "true").code == 0
+    pid = keeper_pid(_runtime(home) / "keeper.lock")
+    os.kill(pid, signal.SIGKILL)
+    _wait_gone(pid)
+    assert (_runtime(home) / "keeper.sock").exists()  # stale: nobody listens any more
+    result = target.exec("--", "echo", "again")
+    assert (result.code, result.out) == (0, "again\n"), result
+    assert keeper_pid(_runtime(home) / "keeper.lock") != pid
+    assert target.server.accepted_connections() == 2
+
+
+def test_stale_socket_file_is_replaced(target: Target, home) -> None:
+    folder = _runtime(home)
+    folder.mkdir(mode=0o700, parents=True)
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(folder / "keeper.sock"))  # bound, never listening, then closed: a stale socket
+    result = target.exec("--", "echo", "ok")
+    assert (result.code, result.out) == (0, "ok\n"), result
+
+
+def test_no_reuse_opts_out(target: Target, home) -> None:
+    for _ in range(2):
+        assert target.exec("--no-reuse", "--", "true").code == 0
+    assert not (_runtime(home) / "keeper.sock").exists()
+    assert target.server.accepted_connections() == 2
+
+
+def test_server_restart_under_the_keeper(target: Target, home) -> None:
+    assert target.exec("--", "true").code == 0
+    target.server.restart()
+    result = target.exec("--", "echo", "back")
+    assert (result.code, result.out) == (0, "back\n"), result
+
+
+def test_warm_path_imports_no_heavy_module(target: Target, home) -> None:
+    target.exec("--", "true")
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "bridge", "exec", "--", "true"],
+                          cwd=target.workspace, env=home.env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    assert "bridge.exec.fast" in imported
+    assert not imported & {"typer", "rich", "paramiko", "yaml", "click", "bridge.config"}
+
+
+def _wait_gone(pid: int) -> None:
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
