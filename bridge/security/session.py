@@ -68,7 +68,7 @@ def run_in_pty(argv: list[str], recorder: Recorder, stdin_fd: int = 0, stdout_fd
         _pid, status = os.waitpid(pid, 0)
     finally:
         if saved is not None:
-            termios.tcsetattr(stdin_fd, termios.TCSAFLUSH, saved)
+            termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
         os.close(master)
     return exit_status(status)
 
@@ -86,7 +86,7 @@ def _raw(fd: int) -> list | None:
     if not os.isatty(fd):
         return None
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    tty.setraw(fd, termios.TCSANOW)  # the default TCSAFLUSH would drop keys typed before we started
     return saved
 
 
