@@ -71,10 +71,13 @@ class PromptAnswerer:
         self.marker = SUDO_PROMPT.encode()
         self.held = b""
         self.answered = 0
+        self.after_answer = False
 
     def filter(self, data: bytes) -> bytes:
         """The output to show; raises BridgeError when sudo asks again (wrong password)."""
         text = self.held + data
+        if self.after_answer and text:
+            text, self.after_answer = _drop_newline(text), False  # sudo's newline after the hidden input
         if self.marker in text:
             before, _, after = text.partition(self.marker)
             self._answer()
@@ -88,7 +91,15 @@ class PromptAnswerer:
         if self.answered:
             raise BridgeError("sudo refused the password", hint="check it, or BRIDGE_SUDO_PASSWORD")
         self.answered += 1
+        self.after_answer = True
         self.send(self.password.get().encode() + b"\n")
+
+
+def _drop_newline(text: bytes) -> bytes:
+    for newline in (b"\r\n", b"\n"):
+        if text.startswith(newline):
+            return text[len(newline):]
+    return text
 
 
 def _partial_suffix(text: bytes, marker: bytes) -> int:
@@ -130,6 +141,8 @@ def session(config: Config, remote: Remote, request: ExecRequest, *, password: S
     """One PTY run; the exit code of the command (124 at the timeout)."""
     with open_runner(config, remote) as runner:
         script = remote_script.script(request.command, deploy_path=runner.path, cwd=request.cwd, env=request.env)
+        if not interactive:
+            script = "stty -onlcr 2>/dev/null\n" + script  # piped output keeps its \n line ends
         command = sudo_command(script) if password else script
         if runner.is_local:
             return subprocess.call(["/bin/sh", "-c", command], cwd=os.path.expanduser("~"))
@@ -227,7 +240,7 @@ def _sudo_fleet(config: Config, remotes: list[Remote], request: ExecRequest, pas
         began = time.monotonic()
         try:
             code = session(config, remote, request, password=password, interactive=False,
-                           on_output=lambda data: printer.output(remote.name, 1, data.replace(b"\r\n", b"\n")))
+                           on_output=lambda data: printer.output(remote.name, 1, data))
         except BridgeError as e:
             return ExecResult(int(e.exit_code), host=remote.name, error=e.message, duration=time.monotonic() - began,
                               status="unreachable" if e.exit_code == ExitCode.CONNECT else "failed")
