@@ -11,7 +11,7 @@ from typing import NoReturn
 
 from bridge.errors import BridgeError, ExitCode
 
-COMMAND_MODULES = ("core", "tunnel", "exec", "sync")
+COMMAND_MODULES = ("core", "sync", "exec", "tunnel", "security")
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

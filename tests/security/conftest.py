@@ -15,9 +15,6 @@ SHIM = """#!{python}
 import sys
 sys.path.insert(0, {repo!r})
 import bridge.cli as cli
-# Until the lead lists "security" in cli.COMMAND_MODULES, register it here; main() is the real one.
-if "security" not in cli.COMMAND_MODULES:
-    cli.COMMAND_MODULES = (*cli.COMMAND_MODULES, "security")
 cli.main()
 """
 
