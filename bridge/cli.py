@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import NoReturn
 
 from bridge.errors import BridgeError, ExitCode
 
 COMMAND_MODULES = ("core", "sync", "exec", "tunnel", "security")
+# Commands that change or run something are audited on the client; reads and the server-side guard
+# (which audits itself) are not.
+AUDITED = {"init", "remote", "push", "pull", "rollback", "exec", "shell", "tunnel", "keys"}
+READ_ONLY_SUBCOMMANDS = {"list", "status", "show"}
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run bridge with `argv` and exit with its code; `--traceback` or BRIDGE_DEBUG=1 shows stacks."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _pop_flag(args, "--traceback") or os.environ.get("BRIDGE_DEBUG") == "1"
+    started = time.monotonic()
     try:
         code = _run(args)
     except BridgeError as e:
@@ -33,6 +39,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except BrokenPipeError:
         code = int(ExitCode.FAILED)
         _silence_stdout()
+    _audit(args, code, time.monotonic() - started)
     sys.exit(code)
 
 
@@ -75,10 +82,42 @@ def build_app() -> "typer.Typer":  # noqa: F821 - typer is imported lazily
     return app
 
 
+def _audit(args: list[str], code: int, duration: float) -> None:
+    """One client audit line per operation, allowed or refused, with secrets masked."""
+    if not _audited(args):
+        return
+    import shlex
+
+    from bridge.security import audit, secrets
+
+    env = dict(a.split("=", 1) for a in _env_flags(args) if "=" in a)
+    decision = "refused" if code == ExitCode.POLICY else "allowed"
+    audit.record(action=args[0], command=shlex.join(args), exit_code=code, duration=round(duration, 4),
+                 decision=decision, secrets=tuple(secrets.secret_values(env)), cwd=os.getcwd())
+
+
+def _audited(args: list[str]) -> bool:
+    options = _options(args)
+    if not options or options[0] not in AUDITED or {"--help", "-h"} & set(options):
+        return False
+    return not (len(options) > 1 and options[1] in READ_ONLY_SUBCOMMANDS)
+
+
+def _options(args: list[str]) -> list[str]:
+    """The arguments bridge itself parses: those before `--`."""
+    return args[:args.index("--")] if "--" in args else args
+
+
+def _env_flags(args: list[str]) -> list[str]:
+    """The K=V values given with --env/-e."""
+    options = _options(args)
+    values = [options[i + 1] for i in range(len(options) - 1) if options[i] in ("--env", "-e")]
+    return values + [a.split("=", 1)[1] for a in options if a.startswith("--env=")]
+
+
 def _pop_flag(args: list[str], flag: str) -> bool:
     """Remove `flag` from the options part of `args` (never from after `--`)."""
-    end = args.index("--") if "--" in args else len(args)
-    if flag in args[:end]:
+    if flag in _options(args):
         args.remove(flag)
         return True
     return False
