@@ -68,7 +68,7 @@ class PushResult:
 
 @dataclass
 class GitRun:
-    """A finished local `git push`: exit code, porcelain ref lines, and git's own (non-remote) lines."""
+    """A finished local `git push`: exit code, porcelain ref lines, and its stderr lines minus the markers."""
 
     code: int
     refs: dict[str, tuple[str, str]]
@@ -183,7 +183,7 @@ def run_push(root: Path, url: str, env: dict[str, str], options: list[str], refs
 
 
 def _route(text: str, on_line: Emit, messages: list[str]) -> None:
-    if not text.startswith("remote:"):
+    if not text.startswith("remote: bridge:"):
         messages.append(text)
     on_line(text)
 
