@@ -49,7 +49,8 @@ def _describe(event: object) -> str:
     if isinstance(event, ev.Disconnected):
         return f"disconnected: {event.reason}"
     if isinstance(event, ev.Retrying):
-        return f"error: {event.error}; retrying in {event.in_s:g}s (sooner if the relay answers)"
+        sooner = " (sooner if the relay's port answers)" if event.probing else ""
+        return f"error: {event.error}; retrying in {event.in_s:g}s{sooner}"
     return "stopped: forwards cancelled"
 
 

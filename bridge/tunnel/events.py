@@ -36,10 +36,12 @@ class Disconnected:
 
 @dataclass(frozen=True)
 class Retrying:
-    """An attempt failed (`error`); the next one starts in `in_s` seconds, sooner if the relay comes back."""
+    """An attempt failed (`error`); the next one starts in `in_s` seconds, or as soon as the relay's port
+    answers again when `probing` (the failure was the network, not the relay)."""
 
     in_s: float
     error: str
+    probing: bool = False
 
 
 @dataclass(frozen=True)

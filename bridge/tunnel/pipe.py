@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     import paramiko
 
 CHUNK = 65536
+# OpenSSH offers 32 KiB packets on forwarded channels and paramiko keeps 64 bytes of them for headers:
+# reading exactly one packet's worth per recv never leaves a tiny third packet behind a 64 KiB read.
+PACKET_CHUNK = 32768 - 64
 Log = Callable[[str], None]
 
 
@@ -70,7 +73,7 @@ def _channel_to_sock(channel: "paramiko.Channel", sock: socket.socket) -> None:
 def _sock_to_channel(sock: socket.socket, channel: "paramiko.Channel") -> None:
     """Local → relay; at the local EOF send EOF on the channel."""
     try:
-        while data := sock.recv(CHUNK):
+        while data := sock.recv(PACKET_CHUNK):
             channel.sendall(data)
         channel.shutdown_write()
     except OSError:

@@ -32,7 +32,8 @@ def plan_for(config: Config) -> Plan:
         raise ConfigError("`tunnel.keepalive` and `tunnel.backoff_cap` must be positive seconds",
                           hint="e.g. keepalive: 15, backoff_cap: 30")
     settings = for_remote(config, config.remotes[tunnel.relay])
-    return Plan(settings, parse_forwards(tunnel.forwards), tunnel.keepalive, tunnel.backoff_cap)
+    return Plan(settings, parse_forwards(tunnel.forwards), tunnel.keepalive, tunnel.backoff_cap,
+                trust_hint=f"bridge test --trust {tunnel.relay}")
 
 
 def up(config: Config, stop: threading.Event, log: Log) -> Iterator[tuple[Event, bool]]:

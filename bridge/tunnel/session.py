@@ -33,17 +33,19 @@ class ForwardRefused(BridgeError):
 class Session:
     """An authenticated connection to the relay with every forward granted."""
 
-    def __init__(self, settings: "SSHSettings", forwards: tuple[Forward, ...], log: Log) -> None:
+    def __init__(self, settings: "SSHSettings", forwards: tuple[Forward, ...], log: Log,
+                 trust_hint: str = "bridge test --trust RELAY") -> None:
         self.settings = settings
         self.forwards = forwards
         self._log = log
+        self._trust_hint = trust_hint
         self._conn: Connection | None = None
 
     def open(self) -> "Session":
         """Connect and request each forward; raises ConnectError, AuthError, HostKeyError or ForwardRefused."""
         from bridge.ssh.connection import Connection
 
-        self._conn = Connection(self.settings, trust_hint="bridge test --trust RELAY")
+        self._conn = Connection(self.settings, trust_hint=self._trust_hint)
         try:
             self._conn.open()
             router = Router(self.forwards, self._log)

@@ -40,6 +40,7 @@ class Plan:
     forwards: tuple[Forward, ...]
     keepalive: float = 15.0
     backoff_cap: float = 30.0
+    trust_hint: str = "bridge test --trust RELAY"
 
     def tuned(self) -> "Plan":
         """Connect attempts give up after two heartbeats at most (a cut link must not stall the loop for
@@ -69,17 +70,17 @@ class Supervisor:
             attempt += 1
             yield Connecting(self.relay, attempt)
             try:
-                session = Session(self.plan.settings, self.plan.forwards, self.log).open()
+                session = Session(self.plan.settings, self.plan.forwards, self.log, self.plan.trust_hint).open()
             except BridgeError as e:
-                wait = self.backoff.next()
-                yield Retrying(round(wait, 2), e.message)
-                self._pause(wait, probe=_network_failure(e))
+                wait, probe = self.backoff.next(), _network_failure(e)
+                yield Retrying(round(wait, 2), e.message, probe)
+                self._pause(wait, probe)
                 continue
             yield Connected(self.relay, tuple(str(f) for f in self.plan.forwards))
             healthy = yield from self._watch(session)
             if not healthy and not self.stop.is_set():
                 wait = self.backoff.next()
-                yield Retrying(round(wait, 2), "the connection dropped before its first heartbeat")
+                yield Retrying(round(wait, 2), "the connection dropped before its first heartbeat", True)
                 self._pause(wait, probe=True)
         yield Stopped()
 
