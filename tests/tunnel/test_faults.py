@@ -68,3 +68,14 @@ def _listen(family: int, address: str, port: int) -> socket.socket:
     sock.bind((address, port))
     sock.listen()
     return sock
+
+
+def test_first_connect_is_retried_until_the_relay_is_up(tunnel_env: TunnelEnv) -> None:
+    env = tunnel_env
+    env.relay.stop()
+    env.start()
+    wait_for(lambda: env.output().count("Connection refused") >= 2, 15, every=0.1)
+    assert "sooner if the relay's port answers" in env.output()
+    time.sleep(3)
+    env.relay.start()
+    assert wait_for(env.usable, 3) < 1.5  # the TCP probe notices the relay long before the backoff step ends

@@ -23,6 +23,9 @@ def test_plain_ssh_and_bridge_reach_it_through_the_relay(tunnel_env: TunnelEnv, 
     checked = bridge("test", "edge", "--json", cwd=env.client_ws)
     assert checked.code == 0, checked
     assert '"name": "auth",\n        "ok": true' in checked.out
+    ran = bridge("exec", "--on", "edge", "--", "cat", "/proc/net/dev", cwd=env.client_ws)
+    assert ran.code == 0, ran
+    assert env.ns.ns_if in ran.out
 
 
 def test_status_shows_the_running_tunnel_and_down_stops_it(tunnel_env: TunnelEnv, bridge) -> None:
