@@ -159,6 +159,7 @@ def interleaved_ms(runs: dict[str, Callable[[], None]], repeat: int = 10) -> dic
 
 
 def bench_latency(scene: Scene) -> list[tuple[str, float, str, float]]:
+    """`ssh -J relay … true` through each tunnel; direct to the relay's identical sshd for scale."""
     config = scene.env.dir / "ssh_config"
     config.write_text(f"Host *\n  IdentityFile {scene.env.key}\n  UserKnownHostsFile {scene.env.home}/.ssh/known_hosts\n"
                       f"  BatchMode yes\n  StrictHostKeyChecking yes\n")
@@ -188,6 +189,7 @@ def _bridge_exec_rows(scene: Scene) -> list[tuple[str, float, str, float]]:
 
 
 def bench_throughput(scene: Scene) -> list[tuple[str, float, str, float]]:
+    """Bulk bytes from inside the namespace out through each tunnel."""
     rates = throughput_mb_s({name: ports[1] for name, ports in scene.ports.items()})
     bridge_rate, ssh_rate = rates["bridge"], rates["autossh"]
     print(f"\nthroughput ({PAYLOAD_MB} MB): bridge {bridge_rate:.0f} MB/s, ssh -R {ssh_rate:.0f} MB/s, "
@@ -198,6 +200,7 @@ def bench_throughput(scene: Scene) -> list[tuple[str, float, str, float]]:
 
 
 def bench_relay_restarts(scene: Scene, outage: float = 1.0, count: int = 3) -> list[tuple[str, float, str, float]]:
+    """Crash the relay (sshd and sessions) `count` times, 3 s apart: autossh's back-off does not reset in 3 s."""
     rows = []
     for n in range(1, count + 1):
         kill_with_sessions(scene.relay)
@@ -211,6 +214,7 @@ def bench_relay_restarts(scene: Scene, outage: float = 1.0, count: int = 3) -> l
 
 
 def bench_silent_cut(scene: Scene, seconds: float = 10.0) -> list[tuple[str, float, str, float]]:
+    """Drop every packet on the veth for `seconds`; time from the heal until each tunnel carries again."""
     scene.ns.cut()
     time.sleep(seconds)
     scene.ns.heal()

@@ -70,6 +70,8 @@ def status(config: Config) -> dict | None:
 
 @dataclass(frozen=True)
 class DownResult:
+    """Which process `down` stopped, if any was running."""
+
     pid: int | None
     stopped: bool
 

@@ -45,12 +45,18 @@ class Session:
         """Connect and request each forward; raises ConnectError, AuthError, HostKeyError or ForwardRefused."""
         from bridge.ssh.connection import Connection
 
+        import paramiko
+
         self._conn = Connection(self.settings, trust_hint=self._trust_hint)
         try:
             self._conn.open()
             router = Router(self.forwards, self._log)
             for forward in self.forwards:
                 self._request(forward, router)
+        except (OSError, EOFError, paramiko.SSHException) as e:  # the link broke mid-setup: retry, never crash
+            self.close()
+            raise ConnectError(f"{self.settings.describe()}: connection lost while setting up the tunnel: "
+                               f"{e or type(e).__name__}") from e
         except BaseException:
             self.close()
             raise
@@ -83,6 +89,7 @@ class Session:
 
     @property
     def alive(self) -> bool:
+        """Whether the transport still runs (False as soon as the relay closed it or a deadline fired)."""
         return self._conn is not None and self._conn.is_open
 
     def cancel_forwards(self, timeout: float = 2.0) -> None:
@@ -95,6 +102,7 @@ class Session:
                 transport.cancel_port_forward(forward.bind, forward.relay_port)
 
     def close(self) -> None:
+        """Drop the connection; the relay frees the forwarded ports when it sees it go."""
         if self._conn is not None:
             self._conn.close()
 

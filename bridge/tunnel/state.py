@@ -54,6 +54,7 @@ class TunnelState:
         return True
 
     def to_dict(self) -> dict:
+        """The JSON `status --json` prints (times are Unix seconds)."""
         return dataclasses.asdict(self)
 
 

@@ -61,11 +61,12 @@ class Supervisor:
 
     @property
     def relay(self) -> str:
+        """`user@relay:port`, for log lines."""
         return self.plan.settings.describe()
 
     def run(self) -> Iterator[Event]:
         """Reconnect forever; returns after yielding Stopped."""
-        attempt, wait = 0, 0.0
+        attempt = 0
         while not self.stop.is_set():
             attempt += 1
             yield Connecting(self.relay, attempt)

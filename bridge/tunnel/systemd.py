@@ -9,6 +9,7 @@ UNIT_DIR = Path("/etc/systemd/system")
 
 
 def unit_name(workspace: str) -> str:
+    """One unit per workspace, so two tunnels on one box do not overwrite each other."""
     return f"bridge-tunnel-{workspace or 'default'}.service"
 
 
