@@ -1,13 +1,12 @@
 """The warm path of `bridge exec`: hand the run to the connection keeper, stream its frames, exit.
 
-Imports only the stdlib (os, sys, json, socket via bridge.ssh.keeper): no typer, rich, paramiko
+Imports only the stdlib (os, sys, _socket via bridge.ssh.keeper): no typer, rich, paramiko
 or yaml, so a warm run costs an interpreter start plus one round trip on an open SSH connection.
 Anything it does not handle (fleet output, --tty, --sudo, --json, --sandbox, a config error)
 returns None before any output, and main() takes the normal path.
 """
 from __future__ import annotations
 
-import json
 import os
 import stat
 import sys
@@ -17,7 +16,7 @@ from bridge.ssh import keeper
 
 KEEPER_MODULE = "bridge.exec.keeperd"
 _VALUE_FLAGS = {"--on": "target", "--timeout": "timeout", "--env": "env", "-e": "env", "--cwd": "cwd",
-                "--python": "python"}
+                "--python": "python", "--forks": "forks"}
 _IDENT_SKIP = {"BRIDGE_KEEPER_IDLE", "BRIDGE_DEBUG", "BRIDGE_NO_REUSE", "BRIDGE_SUDO_PASSWORD"}
 
 
@@ -40,11 +39,14 @@ def try_warm(args: list[str]) -> int | None:
 def parse(args: list[str]) -> dict | None:
     """The request for `bridge exec` ARGS, or None for anything the warm path leaves to Typer."""
     cut = args.index("--") if "--" in args else len(args)
-    found: dict = {"target": None, "timeout": None, "env": {}, "cwd": None, "python": None,
-                   "command": args[cut + 1:], "positional": []}
+    found: dict = {"target": None, "timeout": None, "env": {}, "cwd": None, "python": None, "forks": None,
+                   "json": False, "command": args[cut + 1:], "positional": []}
     head = iter(args[:cut])
     for word in head:
         name, eq, value = word.partition("=") if word.startswith("--") else (word, "", "")
+        if word == "--json":
+            found["json"] = True
+            continue
         if name not in _VALUE_FLAGS and name.startswith("-"):
             return None
         if name not in _VALUE_FLAGS:
@@ -62,9 +64,9 @@ def _store(found: dict, key: str, value: str | None) -> bool:
         name, sep, val = value.partition("=")
         found["env"][name] = val
         return bool(sep)
-    if key == "timeout":
+    if key in ("timeout", "forks"):
         try:
-            value = float(value)  # type: ignore[assignment]
+            value = (float if key == "timeout" else int)(value)  # type: ignore[assignment]
         except ValueError:
             return False
     found[key] = value
@@ -96,14 +98,16 @@ def _run(peer: keeper.Peer, request: dict) -> int | None:
     code = _read_code(request)
     request.update(cwd_client=os.getcwd(), ident=identity(), stdin=code is not None or has_input())
     try:
-        peer.send(b"R", json.dumps(request).encode())
-        kind, _ = peer.recv()
+        peer.send(b"R", repr(request).encode())
+        kind, hosts_payload = peer.recv()
     except (OSError, EOFError):
         return None  # the keeper was just going idle: the normal path still works
     if kind != b"A":
         return None
     _start_stdin(peer, code)
-    return _stream(peer)
+    if not hosts_payload:
+        return _stream(peer)
+    return _stream_fleet(peer, hosts_payload.decode().split("\n"), request["json"])
 
 
 def _read_code(request: dict) -> bytes | None:
@@ -148,17 +152,59 @@ def _stream(peer: keeper.Peer) -> int:
         if kind in (b"1", b"2"):
             write_all(int(kind), payload)
         elif kind == b"X":
-            return _finish_exit(json.loads(payload))
+            code, _, message = payload.partition(b"\n")
+            write_all(2, message)
+            return int(code)
 
 
-def _finish_exit(done: dict) -> int:
-    if done.get("error"):
-        sys.stderr.write(f"bridge: error: {done['error']}\n")
-        if done.get("hint"):
-            sys.stderr.write(f"  hint: {done['hint']}\n")
-    elif done.get("message"):
-        sys.stderr.write(done["message"] + "\n")
-    return int(done["code"])
+def _stream_fleet(peer: keeper.Peer, hosts: list[str], as_json: bool) -> int:
+    """Fleet frames: o/e (2-byte host index + data), d (a host's result line), X (the overall code)."""
+    from bridge.exec.output import Prefixed, summary
+
+    printer = None if as_json else Prefixed(hosts)
+    captured: dict[int, tuple[list, list]] = {i: ([], []) for i in range(len(hosts))}
+    rows: dict[int, dict] = {}
+    while True:
+        try:
+            kind, payload = peer.recv()
+        except (OSError, EOFError):
+            sys.stderr.write("bridge: error: the connection keeper went away mid-run\n  hint: run it again\n")
+            return 255
+        if kind in (b"o", b"e"):
+            _fleet_output(printer, captured, hosts, kind, payload)
+        elif kind == b"d":
+            index, row = _done_row(hosts, payload)
+            rows[index] = row
+            if printer:
+                printer.done(row["host"])
+        elif kind == b"X":
+            ordered = [rows[i] for i in sorted(rows)]
+            _fleet_report(ordered, captured, as_json) if as_json else summary(ordered)
+            return int(payload.partition(b"\n")[0])
+
+
+def _fleet_output(printer, captured: dict, hosts: list[str], kind: bytes, payload: bytes) -> None:
+    index, stream = int.from_bytes(payload[:2], "big"), 1 if kind == b"o" else 2
+    if printer:
+        printer.output(hosts[index], stream, payload[2:])
+    else:
+        captured[index][stream - 1].append(payload[2:])
+
+
+def _done_row(hosts: list[str], payload: bytes) -> tuple[int, dict]:
+    """`index TAB code TAB status TAB duration TAB timed_out TAB error` → the row ExecResult.to_dict gives."""
+    index, code, status, duration, timed_out, error = payload.decode().split("\t", 5)
+    return int(index), {"host": hosts[int(index)], "exit_code": int(code), "status": status,
+                        "duration": float(duration), "timed_out": timed_out == "1", "error": error or None}
+
+
+def _fleet_report(rows: list[dict], captured: dict, as_json: bool) -> None:
+    from bridge.exec.output import json_line
+
+    for index, row in enumerate(rows):
+        out, err = captured[index]
+        json_line({**row, "stdout": b"".join(out).decode("utf-8", "replace"),
+                   "stderr": b"".join(err).decode("utf-8", "replace")})
 
 
 def has_input(fd: int = 0) -> bool:

@@ -5,7 +5,6 @@ written to the file descriptors directly, so bytes pass through unchanged (binar
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -83,5 +82,7 @@ def summary(rows: Sequence[dict[str, Any]], stream: Any = None) -> None:
 
 def json_line(row: dict[str, Any]) -> None:
     """One host's result as one JSON object on one line of stdout."""
+    import json  # here, not at the top: the warm path imports this module for write_all
+
     keys = ("host", "exit_code", "status", "stdout", "stderr", "duration", "timed_out", "error")
     write_all(1, (json.dumps({k: row.get(k) for k in keys}) + "\n").encode())

@@ -47,11 +47,11 @@ def run_one(config: Config, remote: Remote, request: ExecRequest, *, stdin: Stdi
 
 def run_fleet(config: Config, remotes: list[Remote], request: ExecRequest, *, forks: int = 32,
               stdin: bytes | None = None, on_output: OutputSink | None = None, on_done: DoneSink | None = None,
-              pool: ConnectionPool | None = None) -> list[ExecResult]:
+              pool: ConnectionPool | None = None, capture: bool = True) -> list[ExecResult]:
     """Run on every remote in parallel (`forks` at a time); one result per remote, in order."""
 
     def one(remote: Remote) -> ExecResult:
-        result = _guarded(config, remote, request, stdin, on_output, pool)
+        result = _guarded(config, remote, request, stdin, on_output, pool, capture)
         if on_done:
             on_done(result)
         return result
@@ -61,11 +61,11 @@ def run_fleet(config: Config, remotes: list[Remote], request: ExecRequest, *, fo
 
 
 def _guarded(config: Config, remote: Remote, request: ExecRequest, stdin: bytes | None,
-             on_output: OutputSink | None, pool: ConnectionPool | None) -> ExecResult:
+             on_output: OutputSink | None, pool: ConnectionPool | None, capture: bool) -> ExecResult:
     """run_one, with a failure to connect turned into this host's result."""
     sinks = _host_sinks(remote.name, on_output)
     try:
-        return run_one(config, remote, request, stdin=stdin, pool=pool, capture=True, **sinks)
+        return run_one(config, remote, request, stdin=stdin, pool=pool, capture=capture, **sinks)
     except BridgeError as e:
         return ExecResult(int(e.exit_code), host=remote.name, error=e.message,
                           status="unreachable" if e.exit_code == ExitCode.CONNECT else "failed")

@@ -4,8 +4,12 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from tests.conftest import write_config
 from tests.exec.exec_fixtures import stop_keepers  # noqa: F401 - fixture
+
+WAYS = {"keeper": [], "direct": ["--no-reuse"]}
 
 
 def _fleet(sshd_factory, workspace, count: int) -> list:
@@ -16,12 +20,14 @@ def _fleet(sshd_factory, workspace, count: int) -> list:
     return servers
 
 
-def test_twenty_hosts_two_stopped(bridge, sshd_factory, workspace) -> None:
+@pytest.mark.parametrize("way", WAYS)
+def test_twenty_hosts_two_stopped(bridge, sshd_factory, workspace, way) -> None:
     servers = _fleet(sshd_factory, workspace, 20)
     servers[3].stop()
     servers[17].stop()
     began = time.monotonic()
-    result = bridge("exec", "--on", "web", "--json", "--", "sh", "-c", "echo up; echo warn >&2", cwd=workspace)
+    result = bridge("exec", *WAYS[way], "--on", "web", "--json", "--", "sh", "-c", "echo up; echo warn >&2",
+                    cwd=workspace)
     assert time.monotonic() - began < 30
     assert result.code == 255, result
     rows = [json.loads(line) for line in result.out.splitlines()]
@@ -33,16 +39,26 @@ def test_twenty_hosts_two_stopped(bridge, sshd_factory, workspace) -> None:
     assert all("cannot connect" in r["error"] for r in rows if r["host"] in down)
 
 
-def test_prefixed_lines_then_summary_plain_when_piped(bridge, sshd_factory, workspace) -> None:
+@pytest.mark.parametrize("way", WAYS)
+def test_prefixed_lines_then_summary_plain_when_piped(bridge, sshd_factory, workspace, way) -> None:
     _fleet(sshd_factory, workspace, 3)
-    result = bridge("exec", "--on", "h00,h02", "--", "sh", "-c", "echo one; printf two; echo e >&2", cwd=workspace)
+    result = bridge("exec", *WAYS[way], "--on", "h00,h02", "--", "sh", "-c", "echo one; printf two; echo e >&2", cwd=workspace)
     assert result.code == 0, result
     assert sorted(result.out.splitlines()) == ["h00 | one", "h00 | two", "h02 | one", "h02 | two"]
     assert "\x1b[" not in result.out
     assert "h00 | e" in result.err and "host" in result.err and "status" in result.err
 
 
-def test_a_failure_somewhere_exits_1(bridge, sshd_factory, workspace) -> None:
+@pytest.mark.parametrize("way", WAYS)
+def test_a_failure_somewhere_exits_1(bridge, sshd_factory, workspace, way) -> None:
     _fleet(sshd_factory, workspace, 2)
-    result = bridge("exec", "--on", "all", "--forks", "1", "--", "sh", "-c", "test $(hostname) = never", cwd=workspace)
+    result = bridge("exec", *WAYS[way], "--on", "all", "--forks", "1", "--", "sh", "-c", "test $(hostname) = never", cwd=workspace)
     assert result.code == 1
+
+
+def test_stdin_goes_to_every_host_and_keeper_reuses_all(bridge, sshd_factory, workspace) -> None:
+    servers = _fleet(sshd_factory, workspace, 3)
+    for _ in range(2):
+        result = bridge("exec", "--on", "web", "--", "cat", cwd=workspace, input="fed\n")
+        assert sorted(result.out.splitlines()) == ["h00 | fed", "h01 | fed", "h02 | fed"], result
+    assert [s.accepted_connections() for s in servers] == [1, 1, 1]
