@@ -1,6 +1,9 @@
 """`bridge exec` and `bridge shell`: parse, call bridge.exec.command, return its exit code."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Optional
 
 import typer
@@ -49,14 +52,34 @@ def exec_(
     command: tuple[str, ...] = ctx.meta.get(COMMAND_KEY, ())
     if on and target:
         command, target = (target, *command), on
-    options = ExecOptions(command=command, target=on or target, env=parse_env(env or []), cwd=cwd,
-                          timeout=timeout, tty=tty, sudo=sudo, python=python, forks=forks, json=json,
-                          sandbox=sandbox)
-    return execute(options)
+    variables = parse_env(env or [])
+    options = ExecOptions(command=command, target=on or target, env=variables, cwd=cwd, timeout=timeout,
+                          tty=tty, sudo=sudo, python=python, forks=forks, json=json, sandbox=sandbox)
+    if not tty:
+        return execute(options)
+    with _recording(on or target, " ".join(command), variables) as record:
+        return execute(dataclasses.replace(options, record=record))
 
 
 def shell(target: Annotated[Optional[str], typer.Argument(help="Remote (default: the default remote).")] = None) -> Any:
-    """Open an interactive login shell on the target, with a PTY."""
+    """Open an interactive login shell on the target, with a PTY (recorded as asciicast v2)."""
     from bridge.exec.interactive import shell as open_shell
 
-    return open_shell(target)
+    with _recording(target, "shell", {}) as record:
+        return open_shell(target, record)
+
+
+@contextlib.contextmanager
+def _recording(target: str | None, command: str, env: dict[str, str]) -> Iterator[Callable[[bytes], None]]:
+    """A session recording under $XDG_STATE_HOME/bridge/recordings, secrets from --env masked (DESIGN §7)."""
+    import getpass
+
+    from bridge.exec.interactive import terminal_size
+    from bridge.security.recording import Recorder, new_recording_path, recordings_dir
+    from bridge.security.secrets import secret_values
+
+    width, height = terminal_size()
+    path = new_recording_path(recordings_dir(), getpass.getuser())
+    with Recorder(path, width=width, height=height, title=f"bridge {target or 'default'}", command=command,
+                  secrets=secret_values(env)) as recorder:
+        yield recorder.output

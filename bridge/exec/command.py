@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,7 @@ class ExecOptions:
     forks: int | None = None
     json: bool = False
     sandbox: bool = False
+    record: Callable[[bytes], None] | None = None  # a session recorder for --tty (the CLI makes one)
 
 
 def execute(options: ExecOptions) -> int:

@@ -121,19 +121,31 @@ def run(config: Config, remotes: list[Remote], request: ExecRequest, options: "E
     if options.tty:
         if len(remotes) != 1:
             raise UsageError("--tty runs on one host", hint="drop --tty for a fleet")
-        return session(config, remotes[0], request, password=password)
+        return session(config, remotes[0], request, password=password, on_output=tee(options.record))
     if len(remotes) == 1:
         return session(config, remotes[0], request, password=password, interactive=False)
     return _sudo_fleet(config, remotes, request, password)  # type: ignore[arg-type]
 
 
-def shell(target: str | None) -> int:
-    """`bridge shell`: a login shell in the deployed `current` (else home), with a PTY."""
+def shell(target: str | None, record: Sink | None = None) -> int:
+    """`bridge shell`: a login shell in the deployed `current` (else home), with a PTY; `record` sees the output."""
     config = cfg.load()
     remotes = targets.resolve(config, target)
     if len(remotes) != 1:
         raise UsageError("bridge shell opens one host", hint="name a single remote")
-    return session(config, remotes[0], ExecRequest(LOGIN_SHELL))
+    return session(config, remotes[0], ExecRequest(LOGIN_SHELL), on_output=tee(record))
+
+
+def tee(record: Sink | None) -> Sink:
+    """Output to our stdout, and to the session recorder when there is one."""
+    if record is None:
+        return output.stdout_sink
+
+    def both(data: bytes) -> None:
+        output.stdout_sink(data)
+        record(data)
+
+    return both
 
 
 def session(config: Config, remote: Remote, request: ExecRequest, *, password: SudoPassword | None = None,

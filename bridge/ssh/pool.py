@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 import time
 
+from bridge.ssh import hostkeys
 from bridge.ssh.connection import Connection
 from bridge.ssh.settings import SSHSettings
 
@@ -26,13 +27,19 @@ class ConnectionPool:
         self.close()
 
     def get(self, settings: SSHSettings, *, trust_hint: str = "bridge test --trust TARGET") -> Connection:
-        """The pooled connection for `settings`, opened lazily (host key and auth checked on open)."""
+        """The pooled connection for `settings`, opened lazily (host key and auth checked on open).
+
+        A connection already open has its host key checked against known_hosts again, so a key
+        the user has since removed or replaced is refused on reuse too. Raises HostKeyError.
+        """
         key = settings.key()
         with self._lock:
             connection = self._connections.get(key)
             if connection is None:
                 connection = self._connections[key] = Connection(settings, trust_hint=trust_hint)
             self._used[key] = time.monotonic()
+        if connection.is_open:
+            _recheck_host_key(connection)
         return connection
 
     def close_idle(self, idle: float) -> int:
@@ -52,3 +59,14 @@ class ConnectionPool:
                 connection.close()
             self._connections.clear()
             self._used.clear()
+
+
+def _recheck_host_key(connection: Connection) -> None:
+    """known_hosts may have changed since the handshake: verify the live key again, close on refusal."""
+    server_key = connection.transport.get_remote_server_key()
+    try:
+        hostkeys.verify(connection.settings.known_hosts_name, server_key.get_name(), server_key.asbytes(),
+                        connection.trust_hint)
+    except Exception:
+        connection.close()
+        raise

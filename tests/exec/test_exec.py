@@ -151,3 +151,18 @@ def _bridge_argv() -> list[str]:
 
 def _env(target: Target) -> dict[str, str]:
     return dict(os.environ)
+
+
+def test_shell_is_interactive_and_recorded(target: Target, home) -> None:
+    result = target.run("shell", cwd=target.workspace, input="echo from-the-shell; exit 3\n")
+    assert result.code == 3, result
+    assert "from-the-shell" in result.out
+    casts = list((home.path / ".local/state/bridge/recordings").glob("*.cast"))
+    assert len(casts) == 1 and "from-the-shell" in casts[0].read_text()
+
+
+def test_tty_session_masks_secret_env_in_its_recording(target: Target, home) -> None:
+    result = target.exec("--tty", "--env", "API_TOKEN=s3cr3t-value-123", "--", "sh", "-c", 'echo "$API_TOKEN"')
+    assert result.code == 0 and "s3cr3t-value-123" in result.out
+    cast = next((home.path / ".local/state/bridge/recordings").glob("*.cast")).read_text()
+    assert "s3cr3t-value-123" not in cast

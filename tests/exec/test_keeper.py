@@ -84,3 +84,11 @@ def _wait_gone(pid: int) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.02)
+
+
+def test_reused_connection_is_refused_once_its_host_key_is_removed(target: Target, home) -> None:
+    assert target.exec("--", "true").code == 0
+    (home.ssh / "known_hosts").write_text("")
+    result = target.exec("--", "true")
+    assert result.code == 255
+    assert "unknown" in result.err and "bridge test --trust prod" in result.err
