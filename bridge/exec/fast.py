@@ -1,9 +1,11 @@
-"""The warm path of `bridge exec`: hand the run to the connection keeper, stream its frames, exit.
+"""The fast paths of `bridge exec`: hand the run to the connection keeper, or run it here without Typer.
 
-Imports only the stdlib (os, sys, _socket via bridge.ssh.keeper): no typer, rich, paramiko
-or yaml, so a warm run costs an interpreter start plus one round trip on an open SSH connection.
-Anything it does not handle (fleet output, --tty, --sudo, --json, --sandbox, a config error)
-returns None before any output, and main() takes the normal path.
+The keeper path imports only the stdlib (os, sys, _socket via bridge.ssh.keeper): no typer,
+rich, paramiko or yaml, so a warm run costs an interpreter start plus one round trip on an open
+SSH connection. When the keeper declines (a local target, another environment) or cannot start,
+or with --no-reuse, the run happens in this process through bridge.exec.command, still without
+Typer (~300 ms of imports here). Options it does not know (--tty, --sudo, --sandbox, --help, a
+malformed value) return None before any output, and main() lets Typer parse and report them.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import os
 import stat
 import sys
 import threading
+from typing import Any
 
 from bridge.ssh import keeper
 
@@ -21,31 +24,46 @@ _IDENT_SKIP = {"BRIDGE_KEEPER_IDLE", "BRIDGE_DEBUG", "BRIDGE_NO_REUSE", "BRIDGE_
 
 
 def try_warm(args: list[str]) -> int | None:
-    """Run `bridge exec ARGS` through the keeper; None means "not here, take the normal path"."""
-    if os.environ.get("BRIDGE_NO_REUSE") == "1":
-        return None
+    """Run `bridge exec ARGS` without Typer: through the keeper, else in this process; None → Typer."""
     request = parse(args)
     if request is None:
         return None
+    if not request.pop("no_reuse") and os.environ.get("BRIDGE_NO_REUSE") != "1":
+        code = _via_keeper(request)
+        if code is not None:
+            return code
+    return _direct(request)
+
+
+def _via_keeper(request: dict) -> int | None:
     peer = keeper.connect_or_spawn(KEEPER_MODULE)
     if peer is None:
         return None
     try:
-        return _run(peer, request)
+        return _run(peer, dict(request))
     finally:
         peer.close()
+
+
+def _direct(request: dict) -> int:
+    """In this process (no keeper, --no-reuse, a local target): what the Typer command would call."""
+    from bridge.exec.command import ExecOptions, execute
+
+    return execute(ExecOptions(command=tuple(request["command"]), target=request["target"], env=request["env"],
+                               cwd=request["cwd"], timeout=request["timeout"], python=request["python"],
+                               forks=request["forks"], json=request["json"]))
 
 
 def parse(args: list[str]) -> dict | None:
     """The request for `bridge exec` ARGS, or None for anything the warm path leaves to Typer."""
     cut = args.index("--") if "--" in args else len(args)
     found: dict = {"target": None, "timeout": None, "env": {}, "cwd": None, "python": None, "forks": None,
-                   "json": False, "command": args[cut + 1:], "positional": []}
+                   "json": False, "no_reuse": False, "command": args[cut + 1:], "positional": []}
     head = iter(args[:cut])
     for word in head:
         name, eq, value = word.partition("=") if word.startswith("--") else (word, "", "")
-        if word == "--json":
-            found["json"] = True
+        if word in ("--json", "--no-reuse"):
+            found[word[2:].replace("-", "_")] = True
             continue
         if name not in _VALUE_FLAGS and name.startswith("-"):
             return None
@@ -95,8 +113,8 @@ def identity() -> list:
 
 
 def _run(peer: keeper.Peer, request: dict) -> int | None:
-    code = _read_code(request)
-    request.update(cwd_client=os.getcwd(), ident=identity(), stdin=code is not None or has_input())
+    """Send the request; stdin (or the --python code) is read only once the keeper has accepted it."""
+    request.update(cwd_client=os.getcwd(), ident=identity(), stdin=bool(request["python"]) or has_input())
     try:
         peer.send(b"R", repr(request).encode())
         kind, hosts_payload = peer.recv()
@@ -104,7 +122,7 @@ def _run(peer: keeper.Peer, request: dict) -> int | None:
         return None  # the keeper was just going idle: the normal path still works
     if kind != b"A":
         return None
-    _start_stdin(peer, code)
+    _start_stdin(peer, _read_code(request))
     if not hosts_payload:
         return _stream(peer)
     return _stream_fleet(peer, hosts_payload.decode().split("\n"), request["json"])
@@ -179,11 +197,11 @@ def _stream_fleet(peer: keeper.Peer, hosts: list[str], as_json: bool) -> int:
                 printer.done(row["host"])
         elif kind == b"X":
             ordered = [rows[i] for i in sorted(rows)]
-            _fleet_report(ordered, captured, as_json) if as_json else summary(ordered)
+            _fleet_json(ordered, captured) if as_json else summary(ordered)
             return int(payload.partition(b"\n")[0])
 
 
-def _fleet_output(printer, captured: dict, hosts: list[str], kind: bytes, payload: bytes) -> None:
+def _fleet_output(printer: Any, captured: dict, hosts: list[str], kind: bytes, payload: bytes) -> None:
     index, stream = int.from_bytes(payload[:2], "big"), 1 if kind == b"o" else 2
     if printer:
         printer.output(hosts[index], stream, payload[2:])
@@ -198,7 +216,8 @@ def _done_row(hosts: list[str], payload: bytes) -> tuple[int, dict]:
                         "duration": float(duration), "timed_out": timed_out == "1", "error": error or None}
 
 
-def _fleet_report(rows: list[dict], captured: dict, as_json: bool) -> None:
+def _fleet_json(rows: list[dict], captured: dict) -> None:
+    """With --json: one line per host, output included, as the normal path prints them."""
     from bridge.exec.output import json_line
 
     for index, row in enumerate(rows):
