@@ -22,6 +22,8 @@ from bridge.result import ExecResult
 from bridge.targets import parse_url
 
 if TYPE_CHECKING:
+    import paramiko
+
     from bridge.ssh.connection import Connection
     from bridge.ssh.pool import ConnectionPool
 
@@ -116,6 +118,9 @@ class Runner:
     def close(self) -> None:
         """Release the connection, if any."""
 
+    def cancel(self) -> None:
+        """Stop waiting for a run in progress (its client went away); a finished run is left alone."""
+
     def run_capture(self, command: str, *, stdin: bytes | None = None,
                     timeout: float | None = None) -> tuple[int, bytes, bytes]:
         """Run `command` with sh and return (exit code, stdout, stderr). Raises TimeoutExpired."""
@@ -178,10 +183,17 @@ class SSHRunner(Runner):
         super().__init__(remote, path)
         self.connection = connection
         self.owned = owned
+        self._channel: "paramiko.Channel | None" = None
 
     def close(self) -> None:
         if self.owned:
             self.connection.close()
+
+    def cancel(self) -> None:
+        """Close the running command's channel: pump() then ends with ConnectError, the thread is free."""
+        channel = self._channel
+        if channel is not None:
+            channel.close()
 
     def run_capture(self, command: str, *, stdin: bytes | None = None,
                     timeout: float | None = None) -> tuple[int, bytes, bytes]:
@@ -190,12 +202,13 @@ class SSHRunner(Runner):
     def _execute(self, script: str, stdin: Stdin, out: Sink, err: Sink, timeout: float | None) -> int:
         from bridge.ssh.pump import pump
 
-        channel = self.connection.exec_channel(with_timeout(script, timeout))
+        channel = self._channel = self.connection.exec_channel(with_timeout(script, timeout))
         try:
             feed_stdin(stdin, channel.sendall, channel.shutdown_write)
             deadline = time.monotonic() + timeout + GRACE if timeout else None
             status = pump(channel, on_stdout=out, on_stderr=err, deadline=deadline)
         finally:
+            self._channel = None
             channel.close()
         if status is None:
             return TIMED_OUT

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import ast
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bridge import config as cfg
 from bridge import targets
 from bridge.errors import BridgeError
 from bridge.exec.fast import identity
-from bridge.exec.service import ExecRequest, fleet_exit_code, run_fleet, run_one
+from bridge.exec.service import ExecRequest, fleet_exit_code, run_fleet, script_for
+from bridge.runners import open_runner
 from bridge.result import ExecResult
 from bridge.ssh import keeper
 from bridge.ssh.pool import ConnectionPool
@@ -66,11 +68,13 @@ class Keeper:
     def _run(self, peer: keeper.Peer, request: dict, config: cfg.Config, remote: cfg.Remote,
              exec_request: ExecRequest) -> tuple[int, str]:
         """(exit code, text for the client's stderr), as the normal path would print it."""
-        stdin = _stdin_frames(peer) if request.get("stdin") else None
         try:
-            result = run_one(config, remote, exec_request, stdin=stdin, pool=self.pool, capture=False,
-                             on_stdout=lambda data: peer.send(b"1", data),
-                             on_stderr=lambda data: peer.send(b"2", data))
+            with open_runner(config, remote, pool=self.pool) as runner:
+                stdin = _stdin_frames(peer, runner.cancel) if request.get("stdin") else _watch(peer, runner.cancel)
+                result = runner.run_stream(script_for(runner, exec_request), stdin=stdin, capture=False,
+                                           timeout=exec_request.timeout,
+                                           on_stdout=lambda data: peer.send(b"1", data),
+                                           on_stderr=lambda data: peer.send(b"2", data))
         except BridgeError as e:
             hint = f"  hint: {e.hint}\n" if e.hint else ""
             return int(e.exit_code), f"bridge: error: {e.message}\n{hint}"
@@ -82,7 +86,7 @@ class Keeper:
         """Fan out on pooled connections; host-tagged output frames, one result frame per host."""
         index = {remote.name: i for i, remote in enumerate(remotes)}
         peer.send(b"A", "\n".join(index).encode())
-        stdin = b"".join(_stdin_frames(peer)) if request.get("stdin") else None
+        stdin = b"".join(_stdin_frames(peer, lambda: None)) if request.get("stdin") else None
 
         def on_output(host: str, stream: int, data: bytes) -> None:
             peer.send(b"o" if stream == 1 else b"e", index[host].to_bytes(2, "big") + data)
@@ -128,16 +132,33 @@ def _is_local(config: cfg.Config, remote: cfg.Remote) -> bool:
     return targets.parse_url(remote.url, where=f"remotes.{remote.name}.url").is_local
 
 
-def _stdin_frames(peer: keeper.Peer) -> Iterator[bytes]:
-    """The client's stdin, from its I frames until E (or until it goes away)."""
+def _stdin_frames(peer: keeper.Peer, on_gone: Callable[[], None]) -> Iterator[bytes]:
+    """The client's stdin, from its I frames until E; `on_gone` when the client vanishes instead (Ctrl-C)."""
     while True:
         try:
             kind, payload = peer.recv()
-        except EOFError:
+        except (EOFError, OSError):
+            on_gone()
             return
         if kind != b"I":
             return
         yield payload
+
+
+def _watch(peer: keeper.Peer, on_gone: Callable[[], None]) -> None:
+    """No stdin to forward: a thread waits for the client to hang up, so a Ctrl-C frees the run at once.
+
+    Returns None (the run's stdin: EOF at once). After a normal end the socket closes and
+    `on_gone` finds nothing left to cancel.
+    """
+
+    def wait() -> None:
+        try:
+            peer.recv()
+        except (EOFError, OSError):
+            on_gone()
+
+    threading.Thread(target=wait, daemon=True, name="client-watch").start()
 
 
 def main() -> None:

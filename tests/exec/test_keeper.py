@@ -92,3 +92,22 @@ def test_reused_connection_is_refused_once_its_host_key_is_removed(target: Targe
     result = target.exec("--", "true")
     assert result.code == 255
     assert "unknown" in result.err and "bridge test --trust prod" in result.err
+
+
+def test_ctrl_c_on_a_warm_run_frees_the_keeper(target: Target, home) -> None:
+    assert target.exec("--", "true").code == 0
+    proc = subprocess.Popen([sys.executable, "-m", "bridge", "exec", "--", "sh", "-c", "echo started; sleep 30"],
+                            cwd=target.workspace, env=home.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"started\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 130
+    began = time.monotonic()
+    assert target.exec("--", "echo", "next").out == "next\n"
+    assert time.monotonic() - began < 10
+    assert _keeper_threads(keeper_pid(_runtime(home) / "keeper.lock")) == 2  # main + the pooled transport
+
+
+def _keeper_threads(pid: int) -> int:
+    """Threads of the keeper once its clients are done (a run stuck after Ctrl-C would add one)."""
+    time.sleep(0.5)
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
