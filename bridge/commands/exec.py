@@ -38,16 +38,19 @@ def exec_(
     env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="K=V for the command (repeatable).")] = None,
     cwd: Annotated[Optional[str], typer.Option(help="Directory on the server (default: deployed current, else home).")] = None,
     tty: Annotated[bool, typer.Option("--tty", "-t", help="Allocate a PTY (window size and Ctrl-C forwarded).")] = False,
-    sudo: Annotated[bool, typer.Option(help="Run through sudo; the password is asked once (or BRIDGE_SUDO_PASSWORD).")] = False,
+    sudo: Annotated[bool, typer.Option("--sudo", help="Run through sudo; the password is asked once (or BRIDGE_SUDO_PASSWORD).")] = False,
     python: Annotated[Optional[str], typer.Option("--python", help="Run this Python file (`-`: stdin) on the target.")] = None,
     forks: Annotated[Optional[int], typer.Option(help="Hosts at a time (default 32).")] = None,
     json: Annotated[bool, typer.Option("--json", help="One JSON object per host per line.")] = False,
     no_reuse: Annotated[bool, typer.Option("--no-reuse", help="Do not use or start the connection keeper.")] = False,
-    sandbox: Annotated[bool, typer.Option(help="Run inside a locked-down Docker container on the target.")] = False,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Run inside a locked-down Docker container on the target.")] = False,
 ) -> int:
     """Run a command (after `--`) or Python code on one target or a fleet; exits with the command's code."""
     from bridge.exec.command import ExecOptions, execute
     from bridge.exec.remote import parse_env
+    from bridge.ssh.pool import skip_invoke
+
+    skip_invoke()
 
     command: tuple[str, ...] = ctx.meta.get(COMMAND_KEY, ())
     if on and target:

@@ -21,7 +21,7 @@ from bridge.exec.service import ExecRequest, fleet_exit_code, run_fleet, script_
 from bridge.runners import open_runner
 from bridge.result import ExecResult
 from bridge.ssh import keeper
-from bridge.ssh.pool import ConnectionPool
+from bridge.ssh.pool import ConnectionPool, skip_invoke
 
 PYTHON = ("python3", "-")
 
@@ -163,6 +163,7 @@ def _watch(peer: keeper.Peer, on_gone: Callable[[], None]) -> None:
 
 def main() -> None:
     """Serve until idle; close every pooled connection on the way out."""
+    skip_invoke()
     idle = float(os.environ.get("BRIDGE_KEEPER_IDLE", keeper.DEFAULT_IDLE))
     with ConnectionPool() as pool:
         keeper.serve(Keeper(pool).handle, idle=idle, on_idle=lambda: pool.close_idle(idle))

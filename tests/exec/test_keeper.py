@@ -111,3 +111,16 @@ def _keeper_threads(pid: int) -> int:
     """Threads of the keeper once its clients are done (a run stuck after Ctrl-C would add one)."""
     time.sleep(0.5)
     return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+def test_cold_path_skips_invoke_unless_ssh_config_uses_match_exec(target: Target, home) -> None:
+    argv = [sys.executable, "-X", "importtime", "-m", "bridge", "exec", "--no-reuse", "--", "true"]
+
+    def imports_invoke() -> bool:
+        proc = subprocess.run(argv, cwd=target.workspace, env=home.env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return any(line.split("|")[-1].strip().startswith("invoke.") for line in proc.stderr.splitlines())
+
+    assert not imports_invoke()
+    (home.ssh / "config").write_text("Match host nowhere exec \"true\"\n  User nobody\n")
+    assert imports_invoke()
