@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from bridge.errors import BridgeError, ConnectError
 
@@ -69,20 +69,24 @@ os._exit(code)
 class LinkState:
     """What happened on the link, for the caller's error message: refused commands, dropped connections."""
 
-    errors: list[str] = field(default_factory=list)
+    errors: list[BridgeError] = field(default_factory=list)
     sessions: int = 0
 
 
 class GitLink:
     """A unix-socket relay server bound to one Connection and one repo path; a context manager.
 
-    `env()` is what a local `git push/fetch` needs; `url` is the remote to give it.
+    `env()` is what a local `git push/fetch` needs; `url` is the remote to give it. `before` (say,
+    making sure the server is prepared) starts at once, overlapping git's own start-up, and every
+    git session waits for it.
     """
 
-    def __init__(self, connection: "Connection", repo_path: str) -> None:
+    def __init__(self, connection: "Connection", repo_path: str, before: Callable[[], Any] | None = None) -> None:
         self.connection = connection
         self.repo_path = repo_path
         self.state = LinkState()
+        self._before = threading.Thread(target=self._run_before, args=(before,), daemon=True)
+        self._before_error: BridgeError | None = None
         self._dir = tempfile.mkdtemp(prefix="bridge-git-")  # 0700; /tmp keeps the socket path short
         self._path = os.path.join(self._dir, "s")
         self._server = socket.socket(socket.AF_UNIX)
@@ -92,6 +96,7 @@ class GitLink:
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
 
     def __enter__(self) -> "GitLink":
+        self._before.start()
         self._thread.start()
         return self
 
@@ -112,8 +117,23 @@ class GitLink:
         """Stop accepting and remove the socket folder."""
         try:
             self._server.close()
+            if self._before.is_alive():
+                self._before.join()
         finally:
             shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _run_before(self, before: Callable[[], Any] | None) -> None:
+        try:
+            if before is not None:
+                before()
+        except BridgeError as e:
+            self._before_error = e
+
+    def _ready(self) -> None:
+        """Wait for `before`; its failure fails the git session (and is what the caller reports)."""
+        self._before.join()
+        if self._before_error is not None:
+            raise self._before_error
 
     def _accept_loop(self) -> None:
         while True:
@@ -129,9 +149,10 @@ class GitLink:
         with client:
             try:
                 command = self._checked_command(_read_args(client))
+                self._ready()
                 status = self._relay(client, command)
             except BridgeError as e:
-                self.state.errors.append(e.message)
+                self.state.errors.append(e)
                 _send(client, ERR, f"bridge: {e.message}\n".encode())
                 status = 255
             _send(client, EXIT, str(status).encode())
@@ -158,7 +179,7 @@ class GitLink:
                           on_stderr=lambda d: _send(client, ERR, d))
         except ConnectError as e:
             raise ConnectError(f"{self.connection.settings.describe()}: connection lost during git transfer",
-                               hint=e.hint) from e
+                               hint="nothing was deployed; check the server, then push again") from e
         finally:
             channel.close()
         if status is None or status < 0:

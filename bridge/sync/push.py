@@ -7,14 +7,16 @@ ref, with the old value checked, then deploys.
 """
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from bridge.config import Config, Remote
-from bridge.errors import BridgeError, ConnectError, GitError, RemoteError
+from bridge.errors import BridgeError, GitError, RemoteError
 from bridge.sync.report import DeployReport, Emit, Line, MarkerReader
 from bridge.sync.target import LineSplitter, Target
 
@@ -78,10 +80,10 @@ class GitRun:
 def push_server(config: Config, remote: Remote, plan: PushPlan, emit: Emit) -> PushResult:
     """Push and deploy to one server remote. Raises BridgeError (the caller turns it into a result)."""
     with Target(config, remote) as target:
-        target.ensure_prepared(config.deploy)
+        prepare = functools.partial(target.ensure_prepared, config.deploy)  # runs inside the git link
         if plan.wip or plan.force:
-            return _push_and_place(target, plan, emit)
-        return _push_branch(target, plan, emit)
+            return _push_and_place(target, plan, emit, prepare)
+        return _push_branch(target, plan, emit, prepare)
 
 
 def push_git(remote: Remote, plan: PushPlan, emit: Emit) -> PushResult:
@@ -97,10 +99,10 @@ def push_git(remote: Remote, plan: PushPlan, emit: Emit) -> PushResult:
     return result
 
 
-def _push_branch(target: Target, plan: PushPlan, emit: Emit) -> PushResult:
+def _push_branch(target: Target, plan: PushPlan, emit: Emit, prepare: Callable[[], object]) -> PushResult:
     reader = MarkerReader(target.host, emit, remote_only=True)
     options = [] if plan.deploy else ["-o", NO_DEPLOY_OPTION]
-    with target.git_remote() as (url, env, link):
+    with target.git_remote(prepare) as (url, env, link):
         run = run_push(plan.root, url, env, options, f"{plan.sha}:{plan.ref}", reader.feed)
         _raise_link_error(link, run)
         flag, summary = run.refs.get(plan.ref, ("!", "no answer from git"))
@@ -112,10 +114,10 @@ def _push_branch(target: Target, plan: PushPlan, emit: Emit) -> PushResult:
     return _judge(result, plan)
 
 
-def _push_and_place(target: Target, plan: PushPlan, emit: Emit) -> PushResult:
+def _push_and_place(target: Target, plan: PushPlan, emit: Emit, prepare: Callable[[], object]) -> PushResult:
     """Ship to a fresh private ref, then move `plan.ref` to it on the server and deploy."""
     incoming = INCOMING_PREFIX + uuid.uuid4().hex
-    with target.git_remote() as (url, env, link):
+    with target.git_remote(prepare) as (url, env, link):
         run = run_push(plan.root, url, env, [], f"{plan.sha}:{incoming}", lambda text: None)
         _raise_link_error(link, run)
         flag, summary = run.refs.get(incoming, ("!", "no answer from git"))
@@ -211,10 +213,10 @@ def raise_rejected(run: GitRun, flag: str, summary: str, host: str) -> None:
 
 
 def _raise_link_error(link: object, run: GitRun) -> None:
-    """Errors the relay saw (connection lost, refused command) explain a failed git better than git does."""
+    """Errors the link saw (preparing failed, connection lost, refused command) explain a failed git best."""
     errors = getattr(getattr(link, "state", None), "errors", [])
     if errors and run.code != 0:
-        raise ConnectError(errors[-1], hint="nothing was deployed; check the server and push again")
+        raise errors[0]
 
 
 def failure(host: str, kind: str, sha: str, error: BridgeError) -> PushResult:

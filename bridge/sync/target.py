@@ -66,14 +66,19 @@ class Target:
         return hook_argv(self.root, *args)
 
     @contextmanager
-    def git_remote(self) -> Iterator[tuple[str, dict[str, str], object]]:
-        """(url, env, link) for local git to reach repo.git; over SSH through a GitLink on our Connection."""
+    def git_remote(self, before: Callable[[], object] | None = None) -> Iterator[tuple[str, dict[str, str], object]]:
+        """(url, env, link) for local git to reach repo.git; over SSH through a GitLink on our Connection.
+
+        `before` runs ahead of any git session (overlapping git's start-up when over SSH).
+        """
         if self.is_local:
+            if before is not None:
+                before()
             yield str(self.layout.repo), {}, None
             return
         from bridge.sync.gitlink import GitLink
 
-        with GitLink(self.runner.connection.open(), str(self.layout.repo)) as link:  # type: ignore[attr-defined]
+        with GitLink(self.runner.connection.open(), str(self.layout.repo), before) as link:  # type: ignore[attr-defined]
             yield link.url, link.env(), link
 
     def ensure_prepared(self, deploy: DeployConfig, *, always: bool = False) -> bool:
