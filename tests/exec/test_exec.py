@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 
@@ -51,7 +52,7 @@ def test_stdin_is_forwarded(target: Target, way: str) -> None:
 
 
 def test_no_stdin_means_eof_at_once(target: Target) -> None:
-    proc = subprocess.run([*_bridge_argv(), "exec", "--", "cat"], cwd=target.workspace, env=_env(target),
+    proc = subprocess.run([sys.executable, "-m", "bridge", "exec", "--", "cat"], cwd=target.workspace, env=dict(os.environ),
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
     assert (proc.returncode, proc.stdout) == (0, b"")
 
@@ -141,16 +142,6 @@ def test_sudo_runs_as_root(target: Target) -> None:
 def test_usage_errors_exit_2(target: Target) -> None:
     assert target.exec().code == 2
     assert target.exec("--env", "NOEQUALS", "--", "true").code == 2
-
-
-def _bridge_argv() -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "bridge"]
-
-
-def _env(target: Target) -> dict[str, str]:
-    return dict(os.environ)
 
 
 def test_shell_is_interactive_and_recorded(target: Target, home) -> None:
