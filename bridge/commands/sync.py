@@ -163,8 +163,9 @@ def status(
 
 
 def _render_status(rows: list) -> None:
-    if rows and rows[0].dirty:
-        ui.say(f"dirty ({len(rows[0].dirty)}): " + ", ".join(rows[0].dirty[:10]) + (" …" if len(rows[0].dirty) > 10 else ""))
+    dirty = rows[0].dirty if rows else []
+    if dirty:
+        ui.say(f"dirty ({len(dirty)}): " + ", ".join(dirty[:10]) + (" …" if len(dirty) > 10 else ""))
     table = [[r.remote, "yes" if r.reachable else "NO", _sync_cell(r), (r.deployed_sha or "")[:12], r.current or "",
               _last_cell(r.last), r.error or ""] for r in rows]
     ui.table(f"branch {rows[0].branch}" if rows else None,
@@ -181,7 +182,8 @@ def _last_cell(last: dict | None) -> str:
     if not last:
         return ""
     failed = f" at {last['failed_step']}" if last.get("failed_step") else ""
-    return f"{last.get('action', 'deploy')} {last.get('result')}{failed} {last.get('start', '')[:19]} {last.get('duration', 0):.2f}s"
+    when = last.get("start", "")[:19]
+    return f"{last.get('action', 'deploy')} {last.get('result')}{failed} {when} {last.get('duration', 0):.2f}s"
 
 
 def rollback(

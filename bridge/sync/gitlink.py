@@ -70,7 +70,6 @@ class LinkState:
     """What happened on the link, for the caller's error message: refused commands, dropped connections."""
 
     errors: list[BridgeError] = field(default_factory=list)
-    sessions: int = 0
 
 
 class GitLink:
@@ -145,7 +144,6 @@ class GitLink:
 
     def _serve(self, client: socket.socket) -> None:
         """One git session: validate the command, run it on the server, relay bytes and the exit code."""
-        self.state.sessions += 1
         with client:
             try:
                 command = self._checked_command(_read_args(client))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -28,7 +28,6 @@ class PullResult:
     action: str
     sha: str | None = None
     commits: int = 0
-    files: list[str] = field(default_factory=list)
 
 
 def tracking_ref(remote: str, branch: str) -> str:

@@ -66,7 +66,8 @@ class Target:
         return hook_argv(self.root, *args)
 
     @contextmanager
-    def git_remote(self, before: Callable[[], object] | None = None) -> Iterator[tuple[str, dict[str, str], object]]:
+    def git_remote(self, before: Callable[[], object] | None = None
+                   ) -> Iterator[tuple[str, dict[str, str], object]]:
         """(url, env, link) for local git to reach repo.git; over SSH through a GitLink on our Connection.
 
         `before` runs ahead of any git session (overlapping git's start-up when over SSH).

@@ -196,3 +196,5 @@ def test_local_default_init_push_exec(bridge, workspace: Path, home: Home) -> No
     assert result.code == 0, result
     root = Root(home.path / ".local/share/bridge/targets/ws")
     assert (root.current / "app.py").is_file()
+    ran = bridge("exec", "--", "python", "app.py", cwd=workspace)
+    assert ran.code == 0 and ran.out == "hello from current\n", ran
