@@ -188,3 +188,34 @@ def test_nasty_workspace_folder_and_deploy_command_args_do_not_inject(
     assert result.code == 0, result
     assert (root.current / "README").is_file()
     assert not list(tmp_path.rglob("INJECTED*")) and not list(Path.home().glob("INJECTED*"))
+
+
+def test_the_git_relay_runs_only_git_services_on_the_expected_repo(home: Home, sshd: SSHServer,
+                                                                     tmp_path: Path) -> None:
+    """A git (or anything) using our relay cannot reach another repo or run another command on the server."""
+    from bridge.ssh.connection import Connection
+    from bridge.ssh.settings import SSHSettings
+    from bridge.sync.gitlink import GitLink
+
+    repo = tmp_path / "srv; 'x'" / "repo.git"
+    other = tmp_path / "other.git"
+    for bare in (repo, other):
+        subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    settings = SSHSettings(host="127.0.0.1", hostname="127.0.0.1", port=sshd.port, user="root",
+                           identities=(home.key,), explicit_identity=True)
+    with Connection(settings) as connection, GitLink(connection, str(repo)) as link:
+        socket_path = link.env()["GIT_SSH_COMMAND"].split()[-1]
+        assert os.stat(socket_path).st_mode & 0o777 == 0o600
+        assert os.stat(os.path.dirname(socket_path)).st_mode & 0o777 == 0o700
+        env = {**os.environ, **link.env()}
+        ok = subprocess.run(["git", "ls-remote", link.url], env=env, capture_output=True, text=True)
+        assert ok.returncode == 0, ok.stderr
+        for url in (f"bridge:{other}", f"bridge:{repo}'; touch /tmp/pwned-bridge-relay; '"):
+            refused = subprocess.run(["git", "ls-remote", url], env=env, capture_output=True, text=True)
+            assert refused.returncode != 0 and "refused git command" in refused.stderr
+        relay = link.env()["GIT_SSH_COMMAND"]
+        shell = subprocess.run(["sh", "-c", relay + " bridge 'id; touch /tmp/pwned-bridge-relay'"],
+                               capture_output=True, text=True)
+        assert shell.returncode == 255 and "refused git command" in shell.stderr
+        assert len(link.state.errors) == 3
+    assert not Path("/tmp/pwned-bridge-relay").exists()
