@@ -124,3 +124,14 @@ def test_cold_path_skips_invoke_unless_ssh_config_uses_match_exec(target: Target
     assert not imports_invoke()
     (home.ssh / "config").write_text("Match host nowhere exec \"true\"\n  User nobody\n")
     assert imports_invoke()
+
+
+def test_keeper_exits_when_idle(target: Target, home) -> None:
+    assert target.exec("--", "true", env={"BRIDGE_KEEPER_IDLE": "1"}).code == 0
+    pid = keeper_pid(_runtime(home) / "keeper.lock")
+    deadline = time.monotonic() + 15
+    while (_runtime(home) / "keeper.sock").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (_runtime(home) / "keeper.sock").exists()
+    _wait_gone(pid)
+    assert target.exec("--", "echo", "restarted").out == "restarted\n"
