@@ -12,6 +12,7 @@ from typing import Iterator
 
 from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError
+from bridge.procs import pid_alive
 from bridge.tunnel import state as st
 from bridge.tunnel import systemd
 from bridge.tunnel.events import Event
@@ -54,7 +55,7 @@ def up(config: Config, stop: threading.Event, log: Log) -> Iterator[tuple[Event,
 
 def _refuse_second_instance(path: Path) -> None:
     running = st.load(path)
-    if running and running.pid != os.getpid() and running.state != "stopped" and st.is_running(running.pid):
+    if running and running.pid != os.getpid() and running.state != "stopped" and pid_alive(running.pid):
         raise BridgeError(f"a tunnel for this workspace is already running (pid {running.pid})",
                           hint="`bridge tunnel status` shows it; `bridge tunnel down` stops it")
 
@@ -64,7 +65,7 @@ def status(config: Config) -> dict | None:
     current = st.load(st.state_path(config.workspace))
     if current is None:
         return None
-    running = current.state != "stopped" and st.is_running(current.pid)
+    running = current.state != "stopped" and pid_alive(current.pid)
     return {**current.to_dict(), "running": running, "state": current.state if running else "stopped"}
 
 
@@ -79,12 +80,12 @@ class DownResult:
 def down(config: Config, timeout: float = 15.0) -> DownResult:
     """SIGTERM the running tunnel and wait for it to cancel its forwards and exit."""
     current = st.load(st.state_path(config.workspace))
-    if current is None or current.state == "stopped" or not st.is_running(current.pid):
+    if current is None or current.state == "stopped" or not pid_alive(current.pid):
         return DownResult(None, False)
     os.kill(current.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not st.is_running(current.pid) or _reaped_state(config) == "stopped":
+        if not pid_alive(current.pid) or _reaped_state(config) == "stopped":
             return DownResult(current.pid, True)
         time.sleep(0.05)
     raise BridgeError(f"the tunnel (pid {current.pid}) did not stop within {timeout:g}s",

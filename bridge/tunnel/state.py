@@ -78,13 +78,3 @@ def load(path: Path) -> TunnelState | None:
     except (OSError, ValueError, TypeError):
         return None
 
-
-def is_running(pid: int) -> bool:
-    """Whether process `pid` exists (signal 0 checks without touching it)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,9 +1,10 @@
 """Remove what a crashed or killed bridge left behind on an engine."""
 from __future__ import annotations
 
-import os
 import socket
 import time
+
+from bridge.procs import pid_alive
 
 from .box import CLAIM_PREFIX, POOL_PREFIX, list_boxes, name_of, parse_owner, remove
 from .engine import Engine
@@ -32,14 +33,5 @@ def _is_leftover(entry: dict) -> bool:
         return True
     owner = parse_owner(name)
     # Containers of another client host: their owner's liveness cannot be checked from here.
-    return owner is not None and owner[1] == socket.gethostname() and not _alive(owner[0])
+    return owner is not None and owner[1] == socket.gethostname() and not pid_alive(owner[0])
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
