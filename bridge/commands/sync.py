@@ -19,6 +19,13 @@ def register(app: typer.Typer) -> None:
     app.command(epilog="Example: bridge rollback prod --to 20260101T120000.000Z-0123456789ab")(rollback)
 
 
+def _lean_ssh() -> None:
+    """Before paramiko loads: skip its optional invoke import (a large share of a cold push)."""
+    from bridge.ssh.pool import skip_invoke
+
+    skip_invoke()
+
+
 def push(
     target: Annotated[Optional[str], typer.Argument(help=TARGET_HELP)] = None,
     on: Annotated[Optional[str], typer.Option("--on", help="Same as TARGET: a remote, group, list or all.")] = None,
@@ -27,6 +34,7 @@ def push(
     force: Annotated[bool, typer.Option("--force", help="Overwrite the server's branch (says what it drops).")] = False,
 ) -> int:
     """Push the current branch; each server deploys it and the report streams back."""
+    _lean_ssh()
     from bridge import config as cfg
     from bridge.sync import service
 
@@ -127,6 +135,7 @@ def _fleet_code(codes: list[int]) -> int:
 
 def pull(target: Annotated[Optional[str], typer.Argument(help=TARGET_HELP)] = None) -> int:
     """Bring commits made on the server back: fast-forward, else a merge that never discards local work."""
+    _lean_ssh()
     from bridge import config as cfg
     from bridge.sync import service
 
@@ -150,6 +159,7 @@ def status(
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> int:
     """Local branch vs each remote: ahead/behind, dirty files, deployed commit, last deploy, reachable."""
+    _lean_ssh()
     from bridge import config as cfg
     from bridge.sync import service
 
@@ -192,6 +202,7 @@ def rollback(
     list_: Annotated[bool, typer.Option("--list", help="List releases instead.")] = False,
 ) -> int:
     """Switch `current` back to an earlier release (`--list` shows them)."""
+    _lean_ssh()
     from bridge import config as cfg
     from bridge.sync import rollback as rb
     from bridge.sync import service
