@@ -34,13 +34,15 @@ import os,socket,struct,sys,threading
 s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1])
 a="\0".join(sys.argv[2:]).encode("utf-8","surrogateescape");s.sendall(struct.pack("!I",len(a))+a)
 def up():
-    while True:
-        d=os.read(0,65536)
-        if not d:
-            break
-        s.sendall(d)
-    try:s.shutdown(socket.SHUT_WR)
-    except OSError:pass
+    try:
+        while True:
+            d=os.read(0,65536)
+            if not d:
+                break
+            s.sendall(d)
+        s.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
 threading.Thread(target=up,daemon=True).start()
 b=b"";code=255
 while True:
