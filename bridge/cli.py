@@ -13,10 +13,6 @@ from typing import NoReturn
 from bridge.errors import BridgeError, ExitCode
 
 COMMAND_MODULES = ("core", "sync", "exec", "tunnel", "security")
-# Commands that change or run something are audited on the client; reads and the server-side guard
-# (which audits itself) are not.
-AUDITED = {"init", "remote", "push", "pull", "rollback", "exec", "shell", "tunnel", "keys"}
-READ_ONLY_SUBCOMMANDS = {"list", "status", "show"}
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -24,8 +20,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _pop_flag(args, "--traceback") or os.environ.get("BRIDGE_DEBUG") == "1"
     started = time.monotonic()
+    audited = False  # True when the connection keeper already wrote the audit line
     try:
-        code = _run(args)
+        code, audited = _run(args)
     except BridgeError as e:
         if debug:
             raise
@@ -39,18 +36,19 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except BrokenPipeError:
         code = int(ExitCode.FAILED)
         _silence_stdout()
-    _audit(args, code, time.monotonic() - started)
+    if not audited:
+        _audit(args, code, time.monotonic() - started)
     sys.exit(code)
 
 
-def _run(args: list[str]) -> int:
-    """Parse with Typer (standalone mode off, so errors reach main) and return the command's exit code."""
+def _run(args: list[str]) -> tuple[int, bool]:
+    """Parse with Typer (standalone mode off, so errors reach main); (exit code, audited by the keeper)."""
     if args[:1] == ["exec"]:  # warm path: the connection keeper runs it, no typer/rich/paramiko/yaml
         from bridge.exec.fast import try_warm
 
-        code = try_warm(args[1:])
-        if code is not None:
-            return code
+        warm = try_warm(args[1:])
+        if warm is not None:
+            return warm
     import typer
     from typer._click.exceptions import ClickException  # typer >= 0.20 vendors click
 
@@ -58,13 +56,13 @@ def _run(args: list[str]) -> int:
     try:
         result = app(args=args, prog_name="bridge", standalone_mode=False)
     except typer.Exit as e:
-        return e.exit_code
+        return e.exit_code, False
     except typer.Abort:
         raise KeyboardInterrupt from None
     except ClickException as e:
         e.show()
-        return int(ExitCode.USAGE)
-    return result if isinstance(result, int) else 0
+        return int(ExitCode.USAGE), False
+    return (result if isinstance(result, int) else 0), False
 
 
 def build_app() -> "typer.Typer":  # noqa: F821 - typer is imported lazily
@@ -83,41 +81,16 @@ def build_app() -> "typer.Typer":  # noqa: F821 - typer is imported lazily
 
 
 def _audit(args: list[str], code: int, duration: float) -> None:
-    """One client audit line per operation, allowed or refused, with secrets masked."""
-    if not _audited(args):
-        return
-    import shlex
+    """One client audit line per operation, allowed or refused (bridge.security.client decides which)."""
+    from bridge.security import client
 
-    from bridge.security import audit, secrets
-
-    env = dict(a.split("=", 1) for a in _env_flags(args) if "=" in a)
-    decision = "refused" if code == ExitCode.POLICY else "allowed"
-    audit.record(action=args[0], command=shlex.join(args), exit_code=code, duration=round(duration, 4),
-                 decision=decision, secrets=tuple(secrets.secret_values(env)), cwd=os.getcwd())
-
-
-def _audited(args: list[str]) -> bool:
-    options = _options(args)
-    if not options or options[0] not in AUDITED or {"--help", "-h"} & set(options):
-        return False
-    return not (len(options) > 1 and options[1] in READ_ONLY_SUBCOMMANDS)
-
-
-def _options(args: list[str]) -> list[str]:
-    """The arguments bridge itself parses: those before `--`."""
-    return args[:args.index("--")] if "--" in args else args
-
-
-def _env_flags(args: list[str]) -> list[str]:
-    """The K=V values given with --env/-e."""
-    options = _options(args)
-    values = [options[i + 1] for i in range(len(options) - 1) if options[i] in ("--env", "-e")]
-    return values + [a.split("=", 1)[1] for a in options if a.startswith("--env=")]
+    if client.is_audited(args):
+        client.record_operation(args, code, duration, os.getcwd())
 
 
 def _pop_flag(args: list[str], flag: str) -> bool:
     """Remove `flag` from the options part of `args` (never from after `--`)."""
-    if flag in _options(args):
+    if flag in (args[:args.index("--")] if "--" in args else args):
         args.remove(flag)
         return True
     return False

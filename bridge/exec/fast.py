@@ -23,16 +23,19 @@ _VALUE_FLAGS = {"--on": "target", "--timeout": "timeout", "--env": "env", "-e": 
 _IDENT_SKIP = {"BRIDGE_KEEPER_IDLE", "BRIDGE_DEBUG", "BRIDGE_NO_REUSE", "BRIDGE_SUDO_PASSWORD"}
 
 
-def try_warm(args: list[str]) -> int | None:
-    """Run `bridge exec ARGS` without Typer: through the keeper, else in this process; None → Typer."""
+def try_warm(args: list[str]) -> tuple[int, bool] | None:
+    """Run `bridge exec ARGS` without Typer: through the keeper, else in this process; None → Typer.
+
+    Returns (exit code, whether the keeper wrote the client audit line).
+    """
     request = parse(args)
     if request is None:
         return None
     if not request.pop("no_reuse") and os.environ.get("BRIDGE_NO_REUSE") != "1":
-        code = _via_keeper(request)
+        code = _via_keeper({**request, "argv": ["exec", *args]})
         if code is not None:
-            return code
-    return _direct(request)
+            return code, True
+    return _direct(request), False
 
 
 def _via_keeper(request: dict) -> int | None:

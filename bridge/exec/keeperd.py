@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from bridge.errors import BridgeError
 from bridge.exec.fast import identity
 from bridge.exec.service import ExecRequest, fleet_exit_code, run_fleet, script_for
 from bridge.runners import open_runner
+from bridge.security.client import record_operation
 from bridge.result import ExecResult
 from bridge.ssh import keeper
 from bridge.ssh.pool import ConnectionPool, skip_invoke
@@ -42,12 +44,15 @@ class Keeper:
         if isinstance(plan, str):
             peer.send(b"F", plan.encode())
             return
+        started = time.monotonic()
         if len(plan[1]) > 1 or request.get("json"):
             code, message = self._run_fleet(peer, request, *plan)
         else:
             peer.send(b"A")
             code, message = self._run(peer, request, plan[0], plan[1][0], plan[2])
         peer.send(b"X", f"{code}\n{message}".encode())
+        # The warm client skips its own audit line: this process already has the writer loaded.
+        record_operation(request["argv"], code, time.monotonic() - started, request["cwd_client"])
 
     def _plan(self, request: dict) -> tuple | str:
         """(config, remote, ExecRequest), or why the client should take the normal path."""

@@ -1,6 +1,7 @@
 """The connection keeper: reuse proven from sshd's own log, recovery from a killed keeper or stale socket."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -135,3 +136,15 @@ def test_keeper_exits_when_idle(target: Target, home) -> None:
     assert not (_runtime(home) / "keeper.sock").exists()
     _wait_gone(pid)
     assert target.exec("--", "echo", "restarted").out == "restarted\n"
+
+
+def test_warm_runs_are_audited_by_the_keeper_with_secrets_masked(target: Target, home) -> None:
+    for word in ("one", "two"):
+        result = target.exec("--env", "DB_PASSWORD=hunter2-secret", "--", "echo", word)
+        assert result.code == 0, result
+    assert target.server.accepted_connections() == 1
+    log = home.path / ".local/state/bridge/audit.jsonl"
+    lines = log.read_text().splitlines()
+    assert [json.loads(line)["action"] for line in lines] == ["exec", "exec"]
+    assert "hunter2-secret" not in log.read_text()
+    assert target.run("audit", "verify", str(log)).code == 0

@@ -1,0 +1,43 @@
+"""The client's audit line for one `bridge` operation: what was run, how it ended, secrets masked.
+
+Called by `bridge.cli.main` after a command, and by the connection keeper for the warm
+`bridge exec` runs it serves (so the warm client never imports the audit writer).
+"""
+from __future__ import annotations
+
+import shlex
+
+from bridge.security import audit, secrets
+
+# Commands that change or run something; reads, and the server-side guard (which audits itself), are not.
+AUDITED = {"init", "remote", "push", "pull", "rollback", "exec", "shell", "tunnel", "keys"}
+READ_ONLY_SUBCOMMANDS = {"list", "status", "show"}
+POLICY_REFUSED = 126
+
+
+def is_audited(args: list[str]) -> bool:
+    """True for an operation worth a line: not --help, not a read-only subcommand."""
+    options = bridge_options(args)
+    if not options or options[0] not in AUDITED or {"--help", "-h"} & set(options):
+        return False
+    return not (len(options) > 1 and options[1] in READ_ONLY_SUBCOMMANDS)
+
+
+def record_operation(args: list[str], code: int, duration: float, cwd: str) -> None:
+    """Append the operation's line to the client audit log (never raises)."""
+    env = dict(value.split("=", 1) for value in env_flags(args) if "=" in value)
+    audit.record(action=args[0], command=shlex.join(args), exit_code=code, duration=round(duration, 4),
+                 decision="refused" if code == POLICY_REFUSED else "allowed",
+                 secrets=tuple(secrets.secret_values(env)), cwd=cwd)
+
+
+def bridge_options(args: list[str]) -> list[str]:
+    """The arguments bridge itself parses: those before `--`."""
+    return args[:args.index("--")] if "--" in args else args
+
+
+def env_flags(args: list[str]) -> list[str]:
+    """The K=V values given with --env/-e."""
+    options = bridge_options(args)
+    values = [options[i + 1] for i in range(len(options) - 1) if options[i] in ("--env", "-e")]
+    return values + [a.split("=", 1)[1] for a in options if a.startswith("--env=")]
