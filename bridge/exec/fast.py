@@ -13,7 +13,9 @@ import os
 import stat
 import sys
 import threading
-from typing import Any
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~9 ms on the warm exec path
+if TYPE_CHECKING:
+    from typing import Any
 
 from bridge.ssh import keeper
 

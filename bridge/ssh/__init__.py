@@ -5,8 +5,7 @@ Usage: ``with connect(config, remote) as conn: conn.run("uname -a")``;
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~9 ms on the warm exec path
 if TYPE_CHECKING:
     from bridge.config import Config, Remote
     from bridge.ssh.connection import Connection
