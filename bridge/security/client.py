@@ -5,10 +5,6 @@ Called by `bridge.cli.main` after a command, and by the connection keeper for th
 """
 from __future__ import annotations
 
-import shlex
-
-from bridge.security import audit, secrets
-
 # Commands that change or run something; reads, and the server-side guard (which audits itself), are not.
 AUDITED = {"init", "remote", "push", "pull", "rollback", "exec", "shell", "tunnel", "keys"}
 READ_ONLY_SUBCOMMANDS = {"list", "status", "show"}
@@ -25,6 +21,10 @@ def is_audited(args: list[str]) -> bool:
 
 def record_operation(args: list[str], code: int, duration: float, cwd: str) -> None:
     """Append the operation's line to the client audit log (never raises)."""
+    import shlex  # here, not at the top: `is_audited` runs for every command, --help included
+
+    from bridge.security import audit, secrets
+
     env = dict(value.split("=", 1) for value in env_flags(args) if "=" in value)
     audit.record(action=args[0], command=shlex.join(args), exit_code=code, duration=round(duration, 4),
                  decision="refused" if code == POLICY_REFUSED else "allowed",
