@@ -52,7 +52,7 @@ def _run(args: list[str]) -> tuple[int, bool]:
         if warm is not None:
             return warm
     import typer
-    from typer._click.exceptions import ClickException  # typer >= 0.20 vendors click
+    from click import ClickException
 
     app = build_app()
     try:
