@@ -23,6 +23,9 @@ def main(names: list[str]) -> int:
         start = time.monotonic()
         try:
             runpy.run_path(str(path), run_name="__main__")
+        except SystemExit as e:  # a bench's own sys.exit(main()) must not end the whole run
+            if e.code not in (None, 0):
+                failed.append(path.stem)
         except Exception as e:  # one broken bench must not hide the others' figures
             failed.append(path.stem)
             print(f"{path.stem} FAILED: {type(e).__name__}: {e}", flush=True)

@@ -14,7 +14,16 @@ if TYPE_CHECKING:
 
 from bridge.errors import BridgeError, ExitCode
 
-COMMAND_MODULES = ("core", "sync", "exec", "tunnel", "security")
+# Which module registers which top-level command: a run builds only the module it needs, since
+# Typer turns every registered function into a click command up front (~4 ms each).
+COMMANDS = {
+    "core": ("init", "remote", "test"),
+    "sync": ("push", "pull", "status", "rollback"),
+    "exec": ("exec", "shell"),
+    "tunnel": ("tunnel",),
+    "security": ("keys", "guard", "audit", "replay"),
+}
+COMMAND_MODULES = tuple(COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -54,7 +63,7 @@ def _run(args: list[str]) -> tuple[int, bool]:
     import typer
     from click import ClickException
 
-    app = build_app()
+    app = build_app(_modules_for(args))
     try:
         result = app(args=args, prog_name="bridge", standalone_mode=False)
     except typer.Exit as e:
@@ -67,19 +76,32 @@ def _run(args: list[str]) -> tuple[int, bool]:
     return (result if isinstance(result, int) else 0), False
 
 
-def build_app() -> "typer.Typer":  # noqa: F821 - typer is imported lazily
-    """The Typer app with every feature's commands registered."""
+def build_app(modules: tuple[str, ...] = COMMAND_MODULES) -> "typer.Typer":  # noqa: F821 - lazy import
+    """The Typer app with the commands of `modules` registered (all of them by default)."""
     import importlib
 
     import typer
 
-    app = typer.Typer(help="Push, run and reach work on your servers safely.", no_args_is_help=True,
-                      pretty_exceptions_enable=False, add_completion=False,
+    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                       rich_markup_mode=None,  # plain click help: Rich's help formatter costs ~80 ms
                       context_settings={"help_option_names": ["-h", "--help"]})
-    for name in COMMAND_MODULES:
+    app.callback()(_app_help)  # a group even when one command is registered
+    for name in modules:
         importlib.import_module(f"bridge.commands.{name}").register(app)
     return app
+
+
+def _app_help() -> None:
+    """Push, run and reach work on your servers safely."""
+
+
+def _modules_for(args: list[str]) -> tuple[str, ...]:
+    """The one command module `args` needs, or all of them (bridge --help, a typo to suggest for)."""
+    first = args[0] if args else ""
+    for module, commands in COMMANDS.items():
+        if first in commands:
+            return (module,)
+    return COMMAND_MODULES
 
 
 def _audit(args: list[str], code: int, duration: float) -> None:

@@ -98,3 +98,13 @@ def test_traceback_flag_shows_the_stack(bridge, workspace) -> None:
     debug = subprocess.run(["python3", "-m", "bridge", "--traceback", "remote", "list"], cwd=workspace,
                            capture_output=True, text=True)
     assert "Traceback" in debug.stderr
+
+
+def test_command_map_matches_what_each_module_registers() -> None:
+    from bridge import cli
+
+    for module, commands in cli.COMMANDS.items():
+        app = cli.build_app((module,))
+        names = {c.name or c.callback.__name__ for c in app.registered_commands}
+        names |= {g.name for g in app.registered_groups}
+        assert names == set(commands), module
