@@ -4,7 +4,8 @@ The keeper path imports only the stdlib (os, sys, _socket via bridge.ssh.keeper)
 rich, paramiko or yaml, so a warm run costs an interpreter start plus one round trip on an open
 SSH connection. When the keeper declines (a local target, another environment) or cannot start,
 or with --no-reuse, the run happens in this process through bridge.exec.command, still without
-Typer (~300 ms of imports here). Options it does not know (--tty, --sudo, --sandbox, --help, a
+Typer (~300 ms of imports here); so does --sandbox, whose run needs a container, not a
+connection. Options it does not know (--tty, --sudo, --help, a
 malformed value) return None before any output, and main() lets Typer parse and report them.
 """
 from __future__ import annotations
@@ -33,7 +34,8 @@ def try_warm(args: list[str]) -> tuple[int, bool] | None:
     request = parse(args)
     if request is None:
         return None
-    if not request.pop("no_reuse") and os.environ.get("BRIDGE_NO_REUSE") != "1":
+    no_reuse = request.pop("no_reuse") or request["sandbox"] or os.environ.get("BRIDGE_NO_REUSE") == "1"
+    if not no_reuse:
         code = _via_keeper({**request, "argv": ["exec", *args]})
         if code is not None:
             return code, True
@@ -58,18 +60,18 @@ def _direct(request: dict) -> int:
     skip_invoke()
     return execute(ExecOptions(command=tuple(request["command"]), target=request["target"], env=request["env"],
                                cwd=request["cwd"], timeout=request["timeout"], python=request["python"],
-                               forks=request["forks"], json=request["json"]))
+                               forks=request["forks"], json=request["json"], sandbox=request["sandbox"]))
 
 
 def parse(args: list[str]) -> dict | None:
     """The request for `bridge exec` ARGS, or None for anything the warm path leaves to Typer."""
     cut = args.index("--") if "--" in args else len(args)
     found: dict = {"target": None, "timeout": None, "env": {}, "cwd": None, "python": None, "forks": None,
-                   "json": False, "no_reuse": False, "command": args[cut + 1:], "positional": []}
+                   "json": False, "no_reuse": False, "sandbox": False, "command": args[cut + 1:], "positional": []}
     head = iter(args[:cut])
     for word in head:
         name, eq, value = word.partition("=") if word.startswith("--") else (word, "", "")
-        if word in ("--json", "--no-reuse"):
+        if word in ("--json", "--no-reuse", "--sandbox"):
             found[word[2:].replace("-", "_")] = True
             continue
         if name not in _VALUE_FLAGS and name.startswith("-"):

@@ -66,6 +66,12 @@ class Peer:
         return kind, self._read(size) if size else b""
 
     def _read(self, size: int) -> bytes:
+        if size <= len(self._buffer) or size < 65536:
+            return self._read_buffered(size)
+        return self._read_into(size)
+
+    def _read_buffered(self, size: int) -> bytes:
+        """Small reads (headers, short output) go through a buffer: few syscalls for many frames."""
         while len(self._buffer) < size:
             data = self.sock.recv(262144)
             if not data:
@@ -74,6 +80,20 @@ class Peer:
         out = bytes(self._buffer[:size])
         del self._buffer[:size]
         return out
+
+    def _read_into(self, size: int) -> bytes:
+        """A big payload is received straight into its own buffer: no growing and trimming of a bytearray."""
+        out = bytearray(size)
+        have = len(self._buffer)
+        out[:have] = self._buffer
+        self._buffer.clear()
+        view = memoryview(out)
+        while have < size:
+            got = self.sock.recv_into(view[have:])
+            if not got:
+                raise EOFError("keeper connection closed")
+            have += got
+        return bytes(out)
 
     def close(self) -> None:
         try:
