@@ -9,7 +9,7 @@ from bridge.errors import ConnectError, TimeoutExpired
 if TYPE_CHECKING:
     import paramiko
 
-CHUNK = 65536
+CHUNK = 1 << 20  # read what has arrived, up to 1 MiB: fewer, larger frames downstream
 Sink = Callable[[bytes], None]
 
 
