@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import stat
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from bridge import targets
 from bridge.config import Config, Remote
 from bridge.errors import UsageError
 from bridge.exec import output
+from bridge.exec.fast import has_input
 from bridge.exec.service import ExecRequest, fleet_exit_code, run_fleet, run_one
 from bridge.runners import Stdin
 from bridge.ssh.pool import ConnectionPool
@@ -85,17 +85,6 @@ def stdin_source(fd: int = 0) -> Iterator[bytes] | None:
             yield data
 
     return chunks()
-
-
-def has_input(fd: int = 0) -> bool:
-    """True when stdin is a pipe or file worth forwarding (not a TTY, not /dev/null, not closed)."""
-    try:
-        st = os.fstat(fd)
-    except OSError:
-        return False
-    if os.isatty(fd):
-        return False
-    return not (stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev)
 
 
 def _single(config: Config, remote: Remote, request: ExecRequest, stdin: Stdin) -> int:

@@ -166,6 +166,12 @@ def _start_stdin(peer: keeper.Peer, code: bytes | None) -> None:
     threading.Thread(target=run, daemon=True).start()
 
 
+def _keeper_gone() -> int:
+    """The keeper died mid-run (killed, machine shutting down): say so, exit as an unreachable host."""
+    sys.stderr.write("bridge: error: the connection keeper went away mid-run\n  hint: run it again\n")
+    return 255
+
+
 def _stream(peer: keeper.Peer) -> int:
     """Copy stdout/stderr frames to our fds until the exit frame; a vanished keeper is exit 255."""
     from bridge.exec.output import write_all
@@ -174,8 +180,7 @@ def _stream(peer: keeper.Peer) -> int:
         try:
             kind, payload = peer.recv()
         except (OSError, EOFError):
-            sys.stderr.write("bridge: error: the connection keeper went away mid-run\n  hint: run it again\n")
-            return 255
+            return _keeper_gone()
         if kind in (b"1", b"2"):
             write_all(int(kind), payload)
         elif kind == b"X":
@@ -195,8 +200,7 @@ def _stream_fleet(peer: keeper.Peer, hosts: list[str], as_json: bool) -> int:
         try:
             kind, payload = peer.recv()
         except (OSError, EOFError):
-            sys.stderr.write("bridge: error: the connection keeper went away mid-run\n  hint: run it again\n")
-            return 255
+            return _keeper_gone()
         if kind in (b"o", b"e"):
             _fleet_output(printer, captured, hosts, kind, payload)
         elif kind == b"d":

@@ -18,7 +18,6 @@ def test_run_bash_and_python_over_ssh(target: Target) -> None:
 def test_timeout_is_reported_not_raised(target: Target) -> None:
     result = CodeExecutor(workspace=target.workspace, target="prod").run_bash("sleep 30", timeout=1)
     assert (result.exit_code, result.timed_out, result.status) == (124, True, "timeout")
-    assert result.duration < 10
 
 
 def test_local_target_and_no_workspace(target: Target, tmp_path, monkeypatch) -> None:
