@@ -21,6 +21,7 @@ def main(names: list[str]) -> int:
     for path in chosen:
         print(f"\n# {path.stem}", flush=True)
         start = time.monotonic()
+        sys.argv = [str(path)]  # each bench parses its own (empty) arguments, not run.py's
         try:
             runpy.run_path(str(path), run_name="__main__")
         except SystemExit as e:  # a bench's own sys.exit(main()) must not end the whole run

@@ -12,8 +12,10 @@ import sys
 
 # post-receive runs with cwd = the bare repo; $0 locates it however git spelled the path. hook.py
 # is imported, not run as a script, so its compiled .pyc is cached (a script is recompiled each push).
+# -I -S: the hook is stdlib-only, so the server's site .pth files and PYTHON* variables neither slow
+# it down nor change it.
 POST_RECEIVE = """#!/bin/sh
-exec python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import hook; sys.exit(hook.main(sys.argv[2:]))' \\
+exec python3 -I -S -c 'import sys; sys.path.insert(0, sys.argv[1]); import hook; sys.exit(hook.main(sys.argv[2:]))' \\
     "$(dirname "$0")/../../.bridge" --post-receive
 """
 

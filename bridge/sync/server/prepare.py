@@ -79,4 +79,4 @@ def run_local(argv: Sequence[str], stdin: bytes) -> Tuple[int, str]:
 
 def hook_argv(root: str, *args: str, python: str = "python3") -> list:
     """argv to run the installed hook (`--deploy SHA`, `--rollback`, `--list`, `--status`) on the target."""
-    return [python, str(Layout(Path(root)).hook), "--root", root, *args]
+    return [python, "-S", str(Layout(Path(root)).hook), "--root", root, *args]  # -S: see install.py
