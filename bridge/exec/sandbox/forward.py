@@ -141,5 +141,5 @@ def _client_to_channel(client: socket.socket, channel: "paramiko.Channel") -> No
         while data := client.recv(CHUNK):
             channel.sendall(data)
         channel.shutdown_write()
-    except OSError:
+    except (OSError, EOFError):  # paramiko raises EOFError when the SSH connection is already gone
         channel.close()
