@@ -13,7 +13,6 @@ import argparse
 import base64
 import hashlib
 import os
-import pwd
 import shutil
 import statistics
 import subprocess
@@ -28,17 +27,9 @@ sys.path.insert(0, str(REPO))
 
 from tests.sshd import SSHServer, free_port, keygen  # noqa: E402
 
-USER = "bridgebench"
-
-
-def ensure_user() -> pwd.struct_passwd:
-    """The bench login user (idempotent): /bin/sh, and `*` so sshd without PAM lets keys in."""
-    try:
-        pwd.getpwnam(USER)
-    except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", USER], check=True)
-    subprocess.run(["usermod", "-p", "*", USER], check=True)
-    return pwd.getpwnam(USER)
+sys.path.insert(0, str(REPO / "bench"))
+from common import BENCH_USER as USER  # noqa: E402
+from common import ensure_bench_user as ensure_user  # noqa: E402
 
 
 def run(argv: list, cwd: Path | None = None, env: dict | None = None) -> float:

@@ -26,7 +26,7 @@ from typing import Callable
 from common import BENCH_USER, BRIDGE, PYTHON, BenchEnv, command, print_table
 
 from tests.sshd import free_port, keygen  # noqa: E402 - common puts the repo on sys.path
-from tests.tunnel.netns import Namespace, NsSSHServer, kill_with_sessions
+from tests.tunnel.netns import Namespace, NsSSHServer, kill_with_sessions, usable
 
 KEEPALIVE = 2
 PAYLOAD_MB = 200
@@ -34,22 +34,12 @@ SOURCE = ("import socket,sys\ns=socket.create_server(('127.0.0.1',int(sys.argv[1
           "while True:\n c,_=s.accept()\n for _ in range(int(sys.argv[2])): c.sendall(buf)\n c.close()\n")
 
 
-def usable(port: int, timeout: float = 0.3) -> bool:
-    """The forwarded port reaches the firewalled sshd: its banner comes back."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            return sock.recv(64).startswith(b"SSH-2.0-")
-    except OSError:
-        return False
-
-
 def time_until_usable(ports: dict[str, int], limit: float = 120) -> dict[str, float]:
     """Seconds from now until each named port is usable (polled every 20 ms)."""
     start, done = time.monotonic(), {}
     while len(done) < len(ports) and time.monotonic() - start < limit:
         for name, port in ports.items():
-            if name not in done and usable(port):
+            if name not in done and usable(port, timeout=0.3):
                 done[name] = time.monotonic() - start
         time.sleep(0.02)
     return {name: done.get(name, float("inf")) for name in ports}

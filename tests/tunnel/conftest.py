@@ -1,7 +1,6 @@
 """Fixtures for tunnel tests: a firewalled server in a namespace, a relay on the host, a running `tunnel up`."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -13,20 +12,11 @@ import pytest
 
 from tests.conftest import Home, write_config
 from tests.sshd import SSHServer, free_port, keygen
-from tests.tunnel.netns import Namespace, NsSSHServer
+from tests.tunnel.netns import Namespace, NsSSHServer, usable
 
 KEEPALIVE = 2.0
 BACKOFF_CAP = 4.0
 
-
-def usable(port: int, timeout: float = 1.0) -> bool:
-    """True if a connection to the relay's forwarded port reaches the firewalled sshd (its banner comes back)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            return sock.recv(64).startswith(b"SSH-2.0-")
-    except OSError:
-        return False
 
 
 def wait_for(check: Callable[[], bool], timeout: float, every: float = 0.05) -> float:

@@ -10,6 +10,7 @@ import ipaddress
 import os
 import random
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -165,3 +166,13 @@ def kill_with_sessions(server: SSHServer) -> None:
             pass
     server.proc.wait()
     server.proc = None
+
+
+def usable(port: int, timeout: float = 1.0) -> bool:
+    """True if a connection to the relay's forwarded port reaches the firewalled sshd (its banner comes back)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            return sock.recv(64).startswith(b"SSH-2.0-")
+    except OSError:
+        return False
