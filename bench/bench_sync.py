@@ -3,7 +3,7 @@
 A 3,000-file / 30 MB repo (random bytes: incompressible), then one-file changes. The sshd is a
 real OpenSSH on loopback; the remote user is `bridgebench` (/bin/sh, no rc files run), because
 root's ~/.bashrc here runs `pyenv init` (~80 ms) on every remote command. bridge is timed as a
-whole cold process (`python -m bridge push`: interpreter, imports, connect, push, deploy).
+whole cold process (`bridge push`, the installed launcher: interpreter, imports, connect, push, deploy).
 
     python bench/bench_sync.py [--files 3000] [--size 10240] [--rounds 5]
 """
@@ -29,6 +29,7 @@ from tests.sshd import SSHServer, free_port, keygen  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
 from common import BENCH_USER as USER  # noqa: E402
+from common import BRIDGE  # noqa: E402
 from common import ensure_bench_user as ensure_user  # noqa: E402
 
 
@@ -110,7 +111,7 @@ class Bench:
                     f"{USER}@127.0.0.1:{self.remote}/rsync/"], env=self.env)
 
     def bridge(self, *args: str) -> float:
-        return run([sys.executable, "-m", "bridge", *args], cwd=self.ws, env=self.env)
+        return run([*BRIDGE, *args], cwd=self.ws, env=self.env)
 
     def setup_targets(self) -> None:
         self.as_user("git", "init", "-q", "--bare", str(self.remote / "plain.git"))

@@ -23,7 +23,20 @@ from tests.sshd import SSHServer, free_port, keygen  # noqa: E402
 
 BENCH_USER = "bridgebench"
 PYTHON = sys.executable  # not the pyenv shim on PATH, which adds ~100 ms per call
-BRIDGE = [PYTHON, "-m", "bridge"]
+LAUNCHER = Path(PYTHON).parent / "bridge"  # what `pip install` put on PATH: bin/bridge of this repo
+
+
+def bridge_argv() -> list[str]:
+    """The installed `bridge` command, as a user runs it (sh launcher, then python -S)."""
+    if not LAUNCHER.is_file() or not LAUNCHER.read_text().startswith("#!/bin/sh"):
+        sys.exit(f"bench: {LAUNCHER} is not bridge's launcher; install this checkout: {PYTHON} -m pip install -e .")
+    return [str(LAUNCHER)]
+
+
+BRIDGE = bridge_argv()
+# bridge from this checkout on a plain sys.path entry, as a regular install finds it in site-packages
+# (the editable install's finder is a .pth hook, which the launcher only runs as a fallback)
+os.environ["PYTHONPATH"] = str(REPO)
 
 
 def compile_bridge() -> None:

@@ -13,6 +13,8 @@ import pytest
 from tests.sshd import SSHServer, free_port, keygen, wait_port  # noqa: F401 - re-exported for tests
 
 REPO = Path(__file__).resolve().parent.parent
+# The installed command's Python half, as bin/bridge's sh half starts it: -S, no site .pth hooks
+BRIDGE = [sys.executable, "-S", str(REPO / "bin" / "bridge")]
 
 
 @dataclass
@@ -102,12 +104,12 @@ class Result:
 
 @pytest.fixture
 def bridge(home: Home) -> Callable[..., Result]:
-    """Run the real `bridge` main() in a subprocess with the isolated home; asserts no traceback leaked."""
+    """Run the real `bridge` (bin/bridge) in a subprocess with the isolated home; asserts no traceback leaked."""
 
     def run(*args: str, cwd: Path | None = None, input: bytes | str | None = None, env: dict | None = None,
             timeout: float = 120) -> Result:
         data = input.encode() if isinstance(input, str) else input
-        proc = subprocess.run([sys.executable, "-m", "bridge", *args], cwd=cwd, input=data,
+        proc = subprocess.run([*BRIDGE, *args], cwd=cwd, input=data,
                               capture_output=True, env={**home.env, **(env or {})}, timeout=timeout)
         result = Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"),
                         proc.stdout, proc.stderr)

@@ -15,10 +15,10 @@ The client side uses `_socket` and no json: `socket` and `json` cost ~10 ms of i
 from __future__ import annotations
 
 import _socket
+import _thread
 import os
 import struct
 import sys
-import threading
 import time
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~9 ms on the warm exec path
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class Peer:
 
     def __init__(self, sock: Any) -> None:
         self.sock = sock
-        self._send_lock = threading.Lock()
+        self._send_lock = _thread.allocate_lock()  # not threading: ~7 ms of imports
         self._buffer = bytearray()
 
     def send(self, kind: bytes, payload: bytes = b"") -> None:
@@ -114,7 +114,7 @@ def connect(path: str | None = None) -> Peer | None:
 
 
 def spawn(module: str) -> None:
-    """Start `python -m module` as a daemon (double fork, new session, stdio on /dev/null), not waiting."""
+    """Start `module.main()` as a daemon (double fork, new session, stdio on /dev/null), not waiting."""
     pid = os.fork()
     if pid:
         os.waitpid(pid, 0)
@@ -126,7 +126,9 @@ def spawn(module: str) -> None:
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        os.execv(sys.executable, [sys.executable, "-m", module])
+        # -S and the client's own sys.path: the daemon finds what the client found, minus site's hooks
+        boot = f"import sys; sys.path[:] = {sys.path!r}; import importlib; importlib.import_module({module!r}).main()"
+        os.execv(sys.executable, [sys.executable, "-S", "-c", boot])
     finally:
         os._exit(127)
 
@@ -162,7 +164,7 @@ def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[],
 
     listener = _listen(os.path.join(folder, SOCKET_NAME))
     state = {"active": 0, "last": time.monotonic()}
-    state_lock = threading.Lock()
+    state_lock = _thread.allocate_lock()
     try:
         _accept_loop(listener, handler, idle, state, state_lock, on_idle)
     finally:
@@ -172,8 +174,9 @@ def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[],
 
 
 def _accept_loop(listener: "socket.socket", handler: Handler, idle: float, state: dict,
-                 state_lock: threading.Lock, on_idle: Callable[[], None] | None) -> None:
+                 state_lock: _thread.LockType, on_idle: Callable[[], None] | None) -> None:
     import socket
+    import threading  # the daemon's side only: the warm client never loads it
 
     listener.settimeout(1.0)
     while True:
@@ -192,7 +195,7 @@ def _accept_loop(listener: "socket.socket", handler: Handler, idle: float, state
         threading.Thread(target=_client, args=(sock, handler, state, state_lock), daemon=True).start()
 
 
-def _client(sock: "socket.socket", handler: Handler, state: dict, state_lock: threading.Lock) -> None:
+def _client(sock: "socket.socket", handler: Handler, state: dict, state_lock: _thread.LockType) -> None:
     with state_lock:
         state["active"] += 1
     peer = Peer(sock)
