@@ -16,10 +16,11 @@ from bridge.result import ExecResult
 from .box import Box, create_run_box, remove, start
 from .cleanup import remove_leftovers
 from .engine import FOREVER, Engine, quote_id
-from .pool import claim, spawn_refill
+from .pool import claim, refill, spawn_refill
 from .spec import SandboxSpec
 
 Sink = Callable[[bytes], None]
+Later = Callable[[Callable[[], None]], None]  # runs a job once the result is out (the keeper: on a thread)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -51,12 +52,42 @@ class _Output:
         return b"".join(self.chunks.get(stream, []))
 
 
+class Cancel:
+    """Ends a run from another thread (the keeper's client vanished): its container is removed at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._target: tuple[Engine, str] | None = None
+        self.cancelled = False
+
+    def __call__(self) -> None:
+        with self._lock:
+            self.cancelled, target, self._target = True, self._target, None
+        if target:
+            remove(*target)
+
+    def arm(self, engine: Engine, box: Box) -> None:
+        """From now on cancelling removes `box`; at once when the run was cancelled already."""
+        with self._lock:
+            self._target = None if self.cancelled else (engine, box.id)
+        if self.cancelled:
+            remove(engine, box.id)
+
+    def disarm(self) -> None:
+        """The run is over: a late cancel (the client hanging up after its result) does nothing."""
+        with self._lock:
+            self._target = None
+
+
 def run_in_sandbox(spec: SandboxSpec, command: Sequence[str] | str, stdin: bytes | None = None,
                    env: dict[str, str] | None = None, timeout: float | None = None,
                    on_stdout: Sink | None = None, on_stderr: Sink | None = None, *,
-                   engine: Engine | None = None, host: str = "local") -> ExecResult:
+                   engine: Engine | None = None, host: str = "local", later: Later | None = None,
+                   cancel: Cancel | None = None) -> ExecResult:
     """Run an argv list (or a shell script string) in a fresh container and always remove it.
 
+    The used container is removed (and the pool refilled) by `later` once the result is out
+    (the keeper's thread), else here before returning, with the refill in a detached process.
     Raises SandboxError when the engine or the image is missing; the command's own failure,
     timeout, OOM kill or overlong output are reported in the ExecResult instead.
     """
@@ -66,15 +97,33 @@ def run_in_sandbox(spec: SandboxSpec, command: Sequence[str] | str, stdin: bytes
     began = time.monotonic()
     box = _acquire(engine, spec)
     try:
+        if cancel:
+            cancel.arm(engine, box)
         out = _Output(spec.output_cap, on_stdout, on_stderr)
         code, timed_out, oom = _attach_and_run(engine, box, header, stdin, out, _deadline(began, limit))
     finally:
-        remove(engine, box.id)
-        if spec.pool:
-            spawn_refill(engine, spec)
+        if cancel:
+            cancel.disarm()
+        _dispose(engine, spec, box, later)
     return ExecResult(exit_code=124 if timed_out else code, stdout=out.get(1), stderr=out.get(2),
                       duration=time.monotonic() - began, timed_out=timed_out, host=host,
                       truncated=out.truncated, status="oom" if oom else "")
+
+
+def _dispose(engine: Engine, spec: SandboxSpec, box: Box, later: Later | None) -> None:
+    """Remove the used container and top the pool up: by `later` when given, else now (refill detached)."""
+    if later is None:
+        remove(engine, box.id)
+        if spec.pool:
+            spawn_refill(engine, spec)
+        return
+
+    def job() -> None:
+        remove(engine, box.id)
+        if spec.pool:
+            refill(engine, spec)
+
+    later(job)
 
 
 def launch_header(command: Sequence[str] | str, env: dict[str, str]) -> bytes:
