@@ -58,7 +58,7 @@ def run_sandboxed(config: Config, remote: Remote, request: ExecRequest, stdin: b
         if runner.is_local:
             return run(engine=Engine())
         with forward_docker_socket(runner.connection.transport) as forward:
-            return run(engine=Engine(forward.base_url))
+            return run(engine=_server_engine(forward, runner.name))
 
 
 class KeptEngines:
@@ -84,7 +84,7 @@ class KeptEngines:
                 if forward:
                     forward.close()
                 forward = self._forwards[runner.name] = forward_docker_socket(transport)
-        return Engine(forward.base_url)
+        return _server_engine(forward, runner.name)
 
     def later(self, job: Callable[[], None]) -> None:
         """Run `job` (remove the used container, refill) on a thread, after the result went out."""
@@ -113,6 +113,14 @@ class KeptEngines:
             for forward in self._forwards.values():
                 forward.close()
             self._forwards.clear()
+
+
+def _server_engine(forward: DockerForward, name: str) -> Engine:
+    """The server's engine through `forward`; when unreachable, the hint names both ends that can refuse."""
+    from bridge.exec.sandbox import Engine
+
+    return Engine(forward.base_url, hint=f"check that docker runs on {name} and that its sshd allows "
+                                         f"StreamLocalForwarding (bridge test {name})")
 
 
 def _workspace(config: Config, runner: Runner) -> str | None:
