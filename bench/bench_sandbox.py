@@ -102,7 +102,6 @@ def whole_process(engine: Engine) -> dict[str, float]:
     }
     try:
         for case in (pooled, cold):  # a user's first run: starts the keeper, fills the pool (untimed)
-            case.prepare()
             case.run()
         times: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(ROUNDS):
