@@ -124,6 +124,24 @@ def test_container_belongs_to_the_keeper_and_goes_when_the_client_is_killed(box:
     assert box.exec("--", "echo", "next").out == "next\n"  # the keeper serves on
 
 
+def test_another_environment_runs_in_the_client(box: Box) -> None:
+    assert box.exec("--", "true").code == 0
+    pid = box.keeper()
+    env = {**box.home.env, "BRIDGE_PROFILE": "other"}  # a BRIDGE_* setting the keeper was not started with
+    proc = subprocess.Popen([*BRIDGE, "exec", "--sandbox", "--", "sh", "-c", "echo started; sleep 60"],
+                            cwd=box.workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"started\n"
+        assert (len(box.runs_of(proc.pid)), box.runs_of(pid)) == (1, [])  # the client's own, not the keeper's
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the client removes its own container
+        assert proc.wait(30) == 130
+    finally:
+        proc.kill()
+        proc.wait()
+    assert box.runs_of(proc.pid) == []
+    assert box.keeper() == pid
+
+
 def test_timeout_kills_the_container_with_124(box: Box) -> None:
     began = time.monotonic()
     result = box.exec("--timeout", "1", "--", "sleep", "60")
