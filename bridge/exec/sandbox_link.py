@@ -29,13 +29,14 @@ if TYPE_CHECKING:
 
 
 def run_and_report(config: Config, remote: Remote, request: ExecRequest, stdin: bytes | None, as_json: bool,
-                   on_stdout: Sink, on_stderr: Sink, **options: object) -> int:
+                   on_stdout: Sink, on_stderr: Sink, *, kept: KeptEngines | None = None,
+                   cancel: Cancel | None = None) -> int:
     """--sandbox for the CLI and the keeper alike: output live, or one JSON line at the end; the exit code.
 
-    `options` go to run_sandboxed (the keeper's `kept` and `cancel`). Raises SandboxError (125).
+    The keeper passes its `kept` engines and a `cancel` for a client that hangs up. Raises SandboxError (125).
     """
     live = (None, None) if as_json else (on_stdout, on_stderr)
-    result = run_sandboxed(config, remote, request, stdin, *live, **options)  # type: ignore[arg-type]
+    result = run_sandboxed(config, remote, request, stdin, *live, kept=kept, cancel=cancel)
     if as_json:
         json_line(result.to_dict(), on_stdout)
     return result.exit_code

@@ -65,8 +65,8 @@ def drain(engine: Engine, spec: SandboxSpec | None = None) -> int:
     return len(entries)
 
 
-def refill(engine: Engine, spec: SandboxSpec) -> bool:
-    """Clear leftovers and fill the pool; False when another refiller of this pool is at work (it finishes).
+def refill(engine: Engine, spec: SandboxSpec) -> None:
+    """Clear leftovers and fill the pool, unless another refiller of this pool is at work (it finishes).
 
     One refiller per pool and client host at a time: a lock file (flock, so two threads of the
     keeper exclude each other as two processes do). Raises SandboxError when the engine fails.
@@ -76,11 +76,10 @@ def refill(engine: Engine, spec: SandboxSpec) -> bool:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return False
+            return
         remove_leftovers(engine)
         while fill(engine, spec):  # runs may claim while we fill: go again until full
             pass
-    return True
 
 
 def spawn_refill(engine: Engine, spec: SandboxSpec) -> None:
