@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
 import socket
 import struct
@@ -52,6 +53,59 @@ class _Output:
         return b"".join(self.chunks.get(stream, []))
 
 
+@dataclass
+class _Ends:
+    """The launcher's end report: `NONCE:CODE` as the last line of stdout and of stderr once the command exits.
+
+    Each stream arrives in order, so with both reports in, all of the command's output is too:
+    ~50 ms before the engine reports the container's exit. The nonce is new for every run and
+    in no environment, so output cannot end a run early by chance. What a stream carries after
+    its report comes from processes outliving the command, which die with the container: dropped.
+    """
+
+    marker: bytes
+    out: _Output
+    held: dict[int, bytes] = field(default_factory=dict)
+    codes: dict[int, int] = field(default_factory=dict)
+
+    def take(self, stream: int, data: bytes) -> None:
+        """Pass output on, cutting the report off; a tail that may be the start of one waits for more."""
+        if stream in self.codes:
+            return
+        data = self.held.pop(stream, b"") + data
+        at = data.find(self.marker)
+        if at < 0:
+            keep = _prefix_len(data, self.marker)
+            self.out.add(stream, data[:len(data) - keep])
+            if keep:
+                self.held[stream] = data[len(data) - keep:]
+            return
+        self.out.add(stream, data[:at])
+        code, newline, _ = data[at + len(self.marker):].partition(b"\n")
+        if not newline:
+            self.held[stream] = data[at:]
+        else:
+            self.codes[stream] = int(code) if code.isdigit() else 125
+
+    def code(self) -> int | None:
+        """The command's exit code, once both streams have reported it."""
+        return self.codes[1] if len(self.codes) == 2 else None
+
+    def flush(self) -> None:
+        """The stream ended without a report (the launcher died with its container): a held tail was output."""
+        for stream, data in sorted(self.held.items()):
+            self.out.add(stream, data)
+        self.held.clear()
+
+
+def _prefix_len(data: bytes, marker: bytes) -> int:
+    """How many bytes at the end of `data` could begin `marker`."""
+    for size in range(min(len(marker) - 1, len(data)), 0, -1):
+        if data.endswith(marker[:size]):
+            return size
+    return 0
+
+
 class Cancel:
     """Ends a run from another thread (the keeper's client vanished): its container is removed at once."""
 
@@ -92,7 +146,8 @@ def run_in_sandbox(spec: SandboxSpec, command: Sequence[str] | str, stdin: bytes
     timeout, OOM kill or overlong output are reported in the ExecResult instead.
     """
     engine = engine or Engine()
-    header = launch_header(command, env or {})
+    nonce = secrets.token_hex(16)
+    header = launch_header(command, env or {}, nonce)
     limit = spec.timeout if timeout is None else timeout
     began = time.monotonic()
     box = _acquire(engine, spec)
@@ -100,7 +155,8 @@ def run_in_sandbox(spec: SandboxSpec, command: Sequence[str] | str, stdin: bytes
         if cancel:
             cancel.arm(engine, box)
         out = _Output(spec.output_cap, on_stdout, on_stderr)
-        code, timed_out, oom = _attach_and_run(engine, box, header, stdin, out, _deadline(began, limit))
+        ends = _Ends(f"{nonce}:".encode(), out)
+        code, timed_out, oom = _attach_and_run(engine, box, header, stdin, ends, _deadline(began, limit))
     finally:
         if cancel:
             cancel.disarm()
@@ -126,15 +182,17 @@ def _dispose(engine: Engine, spec: SandboxSpec, box: Box, later: Later | None) -
     later(job)
 
 
-def launch_header(command: Sequence[str] | str, env: dict[str, str]) -> bytes:
-    """What the launcher reads on stdin: a line count, env exports, and `exec` of the quoted argv."""
+def launch_header(command: Sequence[str] | str, env: dict[str, str], nonce: str) -> bytes:
+    """What the launcher reads on stdin: a line count, env exports, the quoted argv exec'd in a subshell,
+    and the end report (`NONCE:CODE` on stdout and stderr, see _Ends), then the launcher exits with CODE."""
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
     if not argv:
         raise UsageError("nothing to run in the sandbox")
     bad = [k for k in env if not _ENV_NAME.fullmatch(k)]
     if bad:
         raise UsageError(f"invalid environment variable name {bad[0]!r}")
-    lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()] + ["exec " + shlex.join(argv)]
+    report = f'c=$?; echo "{nonce}:$c"; echo "{nonce}:$c" >&2; exit "$c"'
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()] + [f"(exec {shlex.join(argv)})", report]
     script = "\n".join(lines)
     return f"{script.count(chr(10)) + 1}\n{script}\n".encode()
 
@@ -154,7 +212,7 @@ def _deadline(began: float, limit: float) -> float | None:
     return began + limit if limit and limit > 0 else None
 
 
-def _attach_and_run(engine: Engine, box: Box, header: bytes, stdin: bytes | None, out: _Output,
+def _attach_and_run(engine: Engine, box: Box, header: bytes, stdin: bytes | None, ends: _Ends,
                     deadline: float | None) -> tuple[int, bool, bool]:
     """Returns (exit code, timed out, OOM-killed)."""
     sock, rest = engine.hijack(f"/containers/{quote_id(box.id)}/attach",
@@ -163,13 +221,16 @@ def _attach_and_run(engine: Engine, box: Box, header: bytes, stdin: bytes | None
         if not box.started:
             start(engine, box)
         _feed(sock, header, stdin)
-        if not _pump(sock, rest, out, deadline):
+        if not _pump(sock, rest, ends, deadline):
             return 124, True, False
     finally:
         sock.close()
-    if out.truncated:
+    if ends.out.truncated:
         remove(engine, box.id)  # stop a runaway writer now; the exit code is the kill's
         return 137, False, False
+    code = ends.code()
+    if code is not None and code != 137:  # 137 is a SIGKILL, maybe the memory limit's: the engine tells
+        return code, False, False
     return _wait(engine, box, deadline)
 
 
@@ -190,14 +251,15 @@ def _feed(sock: socket.socket, header: bytes, stdin: bytes | None) -> None:
     threading.Thread(target=write, daemon=True).start()
 
 
-def _pump(sock: socket.socket, buf: bytes, out: _Output, deadline: float | None) -> bool:
-    """Demultiplex docker's framed stream into `out` until EOF or the cap; False when the deadline passed."""
-    while not out.truncated:
+def _pump(sock: socket.socket, buf: bytes, ends: _Ends, deadline: float | None) -> bool:
+    """Demultiplex docker's framed stream into `ends` until both end reports, EOF or the cap;
+    False when the deadline passed."""
+    while not ends.out.truncated and ends.code() is None:
         while len(buf) >= 8:
             stream, size = struct.unpack(">BxxxL", buf[:8])
             if len(buf) < 8 + size:
                 break
-            out.add(stream, buf[8:8 + size])
+            ends.take(stream, buf[8:8 + size])
             buf = buf[8 + size:]
         if deadline is not None:
             remaining = deadline - time.monotonic()
@@ -211,6 +273,7 @@ def _pump(sock: socket.socket, buf: bytes, out: _Output, deadline: float | None)
         except socket.timeout:
             return False
         if not chunk:
+            ends.flush()
             return True
         buf += chunk
     return True
