@@ -165,12 +165,12 @@ def main() -> None:
     interp = median_ms(command([PYTHON, "-S", "-c", "pass"]))  # -S: how the launcher starts Python
     run_ms, exec_ms = whole["docker run"], whole["docker exec"]
     print_table(f"sandbox start, `true` (medians of {ROUNDS}; whole-process rows interleaved round by round)", [
-        ("bridge exec --sandbox, pooled (goal <= 1.5x)", whole["pooled"], "docker exec (running container)", exec_ms),
-        ("bridge exec --sandbox, pooled (goal <= 0.33x)", whole["pooled"], "docker run --rm IMAGE true", run_ms),
-        ("bridge exec --sandbox, cold", whole["cold"], "docker run --rm IMAGE true", run_ms),
+        ("bridge exec --sandbox pooled (goal <= 1.5x)", whole["pooled"], "docker exec (running container)", exec_ms),
+        ("bridge exec --sandbox pooled (goal <= 0.33x)", whole["pooled"], "docker run --rm IMAGE true", run_ms),
+        ("bridge exec --sandbox cold", whole["cold"], "docker run --rm IMAGE true", run_ms),
         ("pooled, in-process (no keeper)", pooled_ms, "SDK exec_run (running container)", sdk_ms),
         ("cold, in-process (no keeper)", cold_ms, "docker run --rm IMAGE true", run_ms),
-        ("python -S -c pass (the launcher's interpreter)", interp, "docker exec (running container)", exec_ms),
+        ("python -S -c pass (launcher's interpreter)", interp, "docker exec (running container)", exec_ms),
     ])
 
 

@@ -254,13 +254,10 @@ def _feed(sock: socket.socket, header: bytes, stdin: bytes | None) -> None:
 def _pump(sock: socket.socket, buf: bytes, ends: _Ends, deadline: float | None) -> bool:
     """Demultiplex docker's framed stream into `ends` until both end reports, EOF or the cap;
     False when the deadline passed."""
-    while not ends.out.truncated and ends.code() is None:
-        while len(buf) >= 8:
-            stream, size = struct.unpack(">BxxxL", buf[:8])
-            if len(buf) < 8 + size:
-                break
-            ends.take(stream, buf[8:8 + size])
-            buf = buf[8 + size:]
+    while True:
+        buf = _frames(buf, ends)
+        if ends.out.truncated or ends.code() is not None:
+            return True
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -276,7 +273,17 @@ def _pump(sock: socket.socket, buf: bytes, ends: _Ends, deadline: float | None) 
             ends.flush()
             return True
         buf += chunk
-    return True
+
+
+def _frames(buf: bytes, ends: _Ends) -> bytes:
+    """Hand every whole frame of `buf` (8-byte header: stream, size) to `ends`; returns the rest."""
+    while len(buf) >= 8:
+        stream, size = struct.unpack(">BxxxL", buf[:8])
+        if len(buf) < 8 + size:
+            break
+        ends.take(stream, buf[8:8 + size])
+        buf = buf[8 + size:]
+    return buf
 
 
 def _wait(engine: Engine, box: Box, deadline: float | None) -> tuple[int, bool, bool]:
