@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from bridge.exec.sandbox import drain, fill, remove_leftovers, run_in_sandbox
 from bridge.exec.sandbox.box import create, list_boxes, name_of
 from bridge.exec.sandbox.pool import POOL_LABEL, claim, idle
-from bridge.exec.sandbox.box import POOL_PREFIX, remove
+from bridge.exec.sandbox.box import CLAIM_PREFIX, POOL_PREFIX, remove
 from tests.exec.sandbox_env import engine, spec  # noqa: F401 - fixture
 
 
@@ -83,3 +83,14 @@ def test_a_pool_container_being_filled_is_not_a_leftover(engine) -> None:
         assert filling.name in {name_of(e) for e in list_boxes(engine)}
     finally:
         remove(engine, filling.id)
+
+
+def test_a_claim_in_progress_is_not_a_leftover(engine) -> None:
+    """A run is between its two renames: a cleanup then (another run's refill) must not kill it,
+    since the engine resolves the name first and would kill the container even once renamed."""
+    claiming = create(engine, spec(), f"{CLAIM_PREFIX}feedbeef0005", {})
+    try:
+        remove_leftovers(engine)
+        assert claiming.name in {name_of(e) for e in list_boxes(engine)}
+    finally:
+        remove(engine, claiming.id)

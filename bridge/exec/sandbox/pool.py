@@ -21,9 +21,10 @@ from pathlib import Path
 
 from bridge.paths import ensure_private_dir, runtime_dir
 
-from .box import CLAIM_PREFIX, POOL_PREFIX, RUN_PREFIX, Box, create, list_boxes, name_of, owner_suffix, remove, start
+from .box import (CLAIM_PREFIX, POOL_PREFIX, RUN_PREFIX, Box, create, list_boxes, name_of, owner_suffix, remove,
+                  rename, start)
 from .cleanup import remove_leftovers
-from .engine import Engine, EngineError, quote_id
+from .engine import Engine, EngineError
 from .spec import SandboxSpec
 
 POOL_LABEL = "bridge.pool"
@@ -98,12 +99,8 @@ def _claim_one(engine: Engine, cid: str, name: str) -> Box | None:
     token = name[len(POOL_PREFIX):]
     final = f"{RUN_PREFIX}{token}.{owner_suffix()}"
     try:
-        _rename(engine, name, CLAIM_PREFIX + token)
-        _rename(engine, CLAIM_PREFIX + token, final)
+        rename(engine, name, CLAIM_PREFIX + token)
+        rename(engine, CLAIM_PREFIX + token, final)
     except EngineError:
         return None  # another run claimed it first (or cleanup took an abandoned claim)
     return Box(cid, final, started=True)
-
-
-def _rename(engine: Engine, old: str, new: str) -> None:
-    engine.request("POST", f"/containers/{quote_id(old)}/rename", query={"name": new})

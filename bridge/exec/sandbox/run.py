@@ -151,35 +151,46 @@ def run_in_sandbox(spec: SandboxSpec, command: Sequence[str] | str, stdin: bytes
     limit = spec.timeout if timeout is None else timeout
     began = time.monotonic()
     box = _acquire(engine, spec)
+    out = _Output(spec.output_cap, on_stdout, on_stderr)
+    ends = _Ends(f"{nonce}:".encode(), out)
     try:
         if cancel:
             cancel.arm(engine, box)
-        out = _Output(spec.output_cap, on_stdout, on_stderr)
-        ends = _Ends(f"{nonce}:".encode(), out)
         code, timed_out, oom = _attach_and_run(engine, box, header, stdin, ends, _deadline(began, limit))
     finally:
         if cancel:
             cancel.disarm()
-        _dispose(engine, spec, box, later)
+        _dispose(engine, spec, box, later, exiting=ends.code() is not None)
     return ExecResult(exit_code=124 if timed_out else code, stdout=out.get(1), stderr=out.get(2),
                       duration=time.monotonic() - began, timed_out=timed_out, host=host,
                       truncated=out.truncated, status="oom" if oom else "")
 
 
-def _dispose(engine: Engine, spec: SandboxSpec, box: Box, later: Later | None) -> None:
+def _dispose(engine: Engine, spec: SandboxSpec, box: Box, later: Later | None, exiting: bool) -> None:
     """Remove the used container and top the pool up: by `later` when given, else now (refill detached)."""
     if later is None:
-        remove(engine, box.id)
+        _retire(engine, box, exiting)
         if spec.pool:
             spawn_refill(engine, spec)
         return
 
     def job() -> None:
-        remove(engine, box.id)
+        _retire(engine, box, exiting)
         if spec.pool:
             refill(engine, spec)
 
     later(job)
+
+
+def _retire(engine: Engine, box: Box, exiting: bool) -> None:
+    """Remove a used container; one whose launcher reported and is exiting by itself is let exit first
+    (measured: the engine takes ~25 ms longer to kill and remove it than to remove it once stopped)."""
+    if exiting:
+        try:
+            engine.request("POST", f"/containers/{quote_id(box.id)}/wait", timeout=5.0)
+        except SandboxError:
+            pass  # gone already, or slow to exit: the removal kills it
+    remove(engine, box.id)
 
 
 def launch_header(command: Sequence[str] | str, env: dict[str, str], nonce: str) -> bytes:
