@@ -44,7 +44,7 @@ def execute(options: ExecOptions) -> int:
     remotes = targets.resolve(config, options.target)
     request, stdin = _request(config, options)
     if options.sandbox:
-        return _sandboxed(config, remotes, request, stdin)
+        return _sandboxed(config, remotes, request, stdin, options.json)
     if options.tty or options.sudo:
         from bridge.exec import interactive
 
@@ -96,15 +96,14 @@ def _single(config: Config, remote: Remote, request: ExecRequest, stdin: Stdin) 
     return result.exit_code
 
 
-def _sandboxed(config: Config, remotes: list[Remote], request: ExecRequest, stdin: Stdin) -> int:
-    """--sandbox: one host, output streamed; the container's code (125 engine error, 137 OOM kill)."""
-    from bridge.exec.sandbox_link import run_sandboxed
+def _sandboxed(config: Config, remotes: list[Remote], request: ExecRequest, stdin: Stdin, as_json: bool) -> int:
+    """--sandbox: one host, output streamed (or one JSON line); the container's code (125 engine error, 137 OOM)."""
+    from bridge.exec.sandbox_link import run_and_report
 
     if len(remotes) != 1:
         raise UsageError("--sandbox runs on one host", hint="name a single remote")
     data = stdin if isinstance(stdin, bytes) or stdin is None else b"".join(stdin)
-    result = run_sandboxed(config, remotes[0], request, data, output.stdout_sink, output.stderr_sink)
-    return result.exit_code
+    return run_and_report(config, remotes[0], request, data, as_json, output.stdout_sink, output.stderr_sink)
 
 
 def _fleet(config: Config, remotes: list[Remote], request: ExecRequest, stdin: bytes | None,

@@ -2,11 +2,12 @@
 
 The keeper path imports only the stdlib (os, sys, _socket via bridge.ssh.keeper): no typer,
 rich, paramiko or yaml, so a warm run costs an interpreter start plus one round trip on an open
-SSH connection. When the keeper declines (a local target, another environment) or cannot start,
-or with --no-reuse, the run happens in this process through bridge.exec.command, still without
-Typer (~300 ms of imports here); so does --sandbox, whose run needs a container, not a
-connection. Options it does not know (--tty, --sudo, --help, a
-malformed value) return None before any output, and main() lets Typer parse and report them.
+SSH connection (or, with --sandbox, the container run on the keeper's warm engine client, local
+targets included). When the keeper declines (a local target without --sandbox, another
+environment) or cannot start, or with --no-reuse, the run happens in this process through
+bridge.exec.command, still without Typer (~300 ms of imports here). Options it does not know
+(--tty, --sudo, --help, a malformed value) return None before any output, and main() lets Typer
+parse and report them.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def try_warm(args: list[str]) -> tuple[int, bool] | None:
     request = parse(args)
     if request is None:
         return None
-    no_reuse = request.pop("no_reuse") or request["sandbox"] or os.environ.get("BRIDGE_NO_REUSE") == "1"
+    no_reuse = request.pop("no_reuse") or os.environ.get("BRIDGE_NO_REUSE") == "1"
     if not no_reuse:
         code = _via_keeper({**request, "argv": ["exec", *args]})
         if code is not None:

@@ -1,14 +1,18 @@
 """The keeper daemon (`python -m bridge.exec.keeperd`): runs `bridge exec` requests on pooled connections.
 
 Started on demand by bridge.exec.fast; exits after BRIDGE_KEEPER_IDLE seconds (default 300)
-without a client. It serves only requests made with the same HOME, XDG dirs, agent and
-BRIDGE_* settings it was started with, so a pooled connection is only ever one this user's
-own config would have opened and checked.
+without a client, or on SIGTERM, after pending sandbox removals. It serves only requests made
+with the same HOME, XDG dirs, agent and BRIDGE_* settings it was started with, so a pooled
+connection is only ever one this user's own config would have opened and checked.
+`--sandbox` runs here too, local targets included, with the CLI's code (sandbox_link); the
+used container is removed and the pool refilled on a thread once the client has its result.
 """
 from __future__ import annotations
 
 import ast
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +22,7 @@ from bridge import config as cfg
 from bridge import targets
 from bridge.errors import BridgeError
 from bridge.exec.fast import identity
+from bridge.exec.sandbox_link import KeptEngines, run_and_report
 from bridge.exec.service import ExecRequest, fleet_exit_code, run_fleet, script_for
 from bridge.runners import open_runner
 from bridge.security.client import record_operation
@@ -29,10 +34,11 @@ PYTHON = ("python3", "-")
 
 
 class Keeper:
-    """The request handler: one shared pool, this process's identity."""
+    """The request handler: one shared pool (and sandbox engines on it), this process's identity."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, sandboxes: KeptEngines) -> None:
         self.pool = pool
+        self.sandboxes = sandboxes
         self.identity = identity()
         self.configs = ConfigCache()
 
@@ -45,7 +51,10 @@ class Keeper:
             peer.send(b"F", plan.encode())
             return
         started = time.monotonic()
-        if len(plan[1]) > 1 or request.get("json"):
+        if request.get("sandbox"):
+            peer.send(b"A")
+            code, message = self._run_sandbox(peer, request, plan[0], plan[1][0], plan[2])
+        elif len(plan[1]) > 1 or request.get("json"):
             code, message = self._run_fleet(peer, request, *plan)
         else:
             peer.send(b"A")
@@ -63,7 +72,9 @@ class Keeper:
             remotes = targets.resolve(config, request.get("target"))
         except BridgeError as e:
             return e.message
-        if any(_is_local(config, remote) for remote in remotes):
+        if request.get("sandbox") and len(remotes) > 1:
+            return "--sandbox runs on one host"  # the client says so, as the usage error it is
+        if not request.get("sandbox") and any(_is_local(config, remote) for remote in remotes):
             return "a local target runs in the client"
         command = PYTHON if request.get("python") else tuple(request["command"])
         timeout = request.get("timeout")
@@ -81,10 +92,25 @@ class Keeper:
                                            on_stdout=lambda data: peer.send(b"1", data),
                                            on_stderr=lambda data: peer.send(b"2", data))
         except BridgeError as e:
-            hint = f"  hint: {e.hint}\n" if e.hint else ""
-            return int(e.exit_code), f"bridge: error: {e.message}\n{hint}"
+            return _error(e)
         timed_out = f"bridge: {remote.name}: timed out after {exec_request.timeout:g}s\n" if result.timed_out else ""
         return result.exit_code, timed_out
+
+    def _run_sandbox(self, peer: keeper.Peer, request: dict, config: cfg.Config, remote: cfg.Remote,
+                     exec_request: ExecRequest) -> tuple[int, str]:
+        """--sandbox with the CLI's code; the client hanging up removes the container at once."""
+        from bridge.exec.sandbox import Cancel
+
+        cancel = Cancel()
+        stdin = b"".join(_stdin_frames(peer, cancel)) if request.get("stdin") else None
+        _watch(peer, cancel)
+        try:
+            code = run_and_report(config, remote, exec_request, stdin, bool(request.get("json")),
+                                  lambda data: peer.send(b"1", data), lambda data: peer.send(b"2", data),
+                                  kept=self.sandboxes, cancel=cancel)
+        except BridgeError as e:
+            return _error(e)
+        return code, ""
 
     def _run_fleet(self, peer: keeper.Peer, request: dict, config: cfg.Config, remotes: list[cfg.Remote],
                    exec_request: ExecRequest) -> tuple[int, str]:
@@ -124,6 +150,12 @@ def _stamp(path: Path | None) -> tuple | None:
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_size, st.st_ino) if st else None
+
+
+def _error(error: BridgeError) -> tuple[int, str]:
+    """(exit code, the error and hint lines) as cli.main prints them."""
+    hint = f"  hint: {error.hint}\n" if error.hint else ""
+    return int(error.exit_code), f"bridge: error: {error.message}\n{hint}"
 
 
 def _done_line(index: int, result: ExecResult) -> bytes:
@@ -167,11 +199,16 @@ def _watch(peer: keeper.Peer, on_gone: Callable[[], None]) -> None:
 
 
 def main() -> None:
-    """Serve until idle; close every pooled connection on the way out."""
+    """Serve until idle or SIGTERM; finish sandbox removals, close every pooled connection on the way out."""
     skip_invoke()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwind: the finally blocks below run
     idle = float(os.environ.get("BRIDGE_KEEPER_IDLE", keeper.DEFAULT_IDLE))
     with ConnectionPool() as pool:
-        keeper.serve(Keeper(pool).handle, idle=idle, on_idle=lambda: pool.close_idle(idle))
+        sandboxes = KeptEngines(pool)
+        try:
+            keeper.serve(Keeper(pool, sandboxes).handle, idle=idle, on_idle=lambda: pool.close_idle(idle))
+        finally:
+            sandboxes.close()
 
 
 if __name__ == "__main__":

@@ -82,9 +82,9 @@ def summary(rows: Sequence[dict[str, Any]], stream: Any = None) -> None:
     stream.flush()
 
 
-def json_line(row: dict[str, Any]) -> None:
-    """One host's result as one JSON object on one line of stdout."""
+def json_line(row: dict[str, Any], sink: Any = stdout_sink) -> None:
+    """One host's result as one JSON object on one line of stdout (or to `sink`: the keeper's client)."""
     import json  # here, not at the top: the warm path imports this module for write_all
 
     keys = ("host", "exit_code", "status", "stdout", "stderr", "duration", "timed_out", "error")
-    write_all(1, (json.dumps({k: row.get(k) for k in keys}) + "\n").encode())
+    sink((json.dumps({k: row.get(k) for k in keys}) + "\n").encode())

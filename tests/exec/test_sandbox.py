@@ -191,3 +191,34 @@ def test_unreachable_engine_says_how_to_start_it(tmp_path: Path) -> None:
         run_in_sandbox(spec(), ["true"], engine=Engine(f"unix://{tmp_path}/docker.sock"))
     assert caught.value.exit_code == 125
     assert "dockerd" in caught.value.hint
+
+
+def test_end_report_is_cut_off_and_output_before_it_kept(engine) -> None:
+    """The launcher's in-band end report never shows; unterminated output, a look-alike report and a
+    missing program all come through as before; output of processes outliving the command is not waited for."""
+    fake = "0123456789abcdef0123456789abcdef:0"  # the report's shape, but not this run's nonce
+    result = run_in_sandbox(spec(), f"echo {fake}; printf out; printf err >&2; (sleep 30; echo late) & exit 7",
+                            engine=engine)
+    assert (result.exit_code, result.stdout, result.stderr) == (7, f"{fake}\nout".encode(), b"err"), result
+    assert result.duration < 20  # the report, not the background sleep, ended the run
+    missing = run_in_sandbox(spec(), ["no-such-program"], engine=engine)
+    assert missing.exit_code == 127 and b"not found" in missing.stderr, missing
+
+
+def test_end_report_split_anywhere_is_still_found() -> None:
+    """_Ends on its own (a pure parser): the report may arrive cut into any pieces, after any output."""
+    from bridge.exec.sandbox.run import _Ends, _Output
+
+    marker = b"feedbeef:"
+    stream = b"a" + marker[:4] + b"b\n" + b"tail" + marker + b"42\n" + b"after"
+    for step in (1, 2, 5, len(stream)):
+        ends = _Ends(marker, _Output(1 << 20))
+        for i in range(0, len(stream), step):
+            ends.take(1, stream[i:i + step])
+        ends.take(2, marker + b"42\n")
+        assert (ends.code(), ends.out.get(1)) == (42, b"a" + marker[:4] + b"b\ntail"), step
+    unreported = _Ends(marker, _Output(1 << 20))
+    unreported.take(1, b"x" + marker[:3])
+    assert unreported.code() is None and unreported.out.get(1) == b"x"
+    unreported.flush()
+    assert unreported.out.get(1) == b"x" + marker[:3]

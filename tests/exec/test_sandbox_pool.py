@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bridge.exec.sandbox import drain, fill, remove_leftovers, run_in_sandbox
 from bridge.exec.sandbox.box import create, list_boxes, name_of
-from bridge.exec.sandbox.pool import claim, idle
-from bridge.exec.sandbox.box import remove
+from bridge.exec.sandbox.pool import POOL_LABEL, claim, idle
+from bridge.exec.sandbox.box import CLAIM_PREFIX, POOL_PREFIX, remove
 from tests.exec.sandbox_env import engine, spec  # noqa: F401 - fixture
 
 
@@ -71,3 +71,26 @@ def test_leftovers_of_a_dead_bridge_are_removed(engine) -> None:
     finally:
         for box in (orphan, foreign, alive):
             remove(engine, box.id)
+
+
+def test_a_pool_container_being_filled_is_not_a_leftover(engine) -> None:
+    """A refill creates, then starts: a cold run's cleanup in between must not take it (the keeper
+    serves several workspaces, so one's cleanup meets another's refill)."""
+    s = spec(pool=1)
+    filling = create(engine, s, f"{POOL_PREFIX}feedbeef0004", {POOL_LABEL: s.key()})
+    try:
+        remove_leftovers(engine)
+        assert filling.name in {name_of(e) for e in list_boxes(engine)}
+    finally:
+        remove(engine, filling.id)
+
+
+def test_a_claim_in_progress_is_not_a_leftover(engine) -> None:
+    """A run is between its two renames: a cleanup then (another run's refill) must not kill it,
+    since the engine resolves the name first and would kill the container even once renamed."""
+    claiming = create(engine, spec(), f"{CLAIM_PREFIX}feedbeef0005", {})
+    try:
+        remove_leftovers(engine)
+        assert claiming.name in {name_of(e) for e in list_boxes(engine)}
+    finally:
+        remove(engine, claiming.id)

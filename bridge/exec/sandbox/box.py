@@ -64,6 +64,11 @@ def start(engine: Engine, box: Box) -> Box:
     return Box(box.id, box.name, started=True)
 
 
+def rename(engine: Engine, old: str, new: str) -> None:
+    """Rename by the old name; the engine refuses a name that is gone (404) or already the current one."""
+    engine.request("POST", f"/containers/{quote_id(old)}/rename", query={"name": new})
+
+
 def remove(engine: Engine, ref: str) -> None:
     """Kill and delete a container; one already gone is fine."""
     try:

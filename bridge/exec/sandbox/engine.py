@@ -42,14 +42,15 @@ class Response:
 
 
 class Engine:
-    """One Docker engine, addressed by a `unix://` base URL."""
+    """One Docker engine, addressed by a `unix://` base URL; `hint` says how to fix an unreachable one."""
 
-    def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 30.0, hint: str = START_HINT) -> None:
         if not base_url.startswith("unix://"):
             raise SandboxError(f"unsupported docker base_url {base_url!r}", "use unix:///path/to/docker.sock")
         self.base_url = base_url
         self.path = base_url[len("unix://"):]
         self.timeout = timeout
+        self.hint = hint
 
     def open(self, timeout: float | None = None) -> socket.socket:
         """A fresh connection to the engine's socket; raises SandboxError when nobody listens.
@@ -63,7 +64,7 @@ class Engine:
         except OSError as e:
             sock.close()
             raise SandboxError(f"cannot reach the docker engine at {self.base_url}: {e.strerror or e}",
-                               START_HINT) from e
+                               self.hint) from e
         return sock
 
     def request(self, method: str, path: str, body: object = None, query: dict | None = None,
@@ -75,7 +76,9 @@ class Engine:
             status, headers, rest = _read_head(sock)
             data = _read_body(sock, headers, rest)
         except socket.timeout as e:
-            raise SandboxError(f"docker engine did not answer {method} {path} in time", START_HINT) from e
+            raise SandboxError(f"docker engine did not answer {method} {path} in time", self.hint) from e
+        except (OSError, EOFError) as e:
+            raise self._dropped(e) from e
         finally:
             sock.close()
         if status >= 400:
@@ -90,10 +93,18 @@ class Engine:
             status, headers, rest = _read_head(sock)
             if status >= 400:
                 raise EngineError(status, _error_message(_read_body(sock, headers, rest)))
+        except (OSError, EOFError) as e:
+            sock.close()
+            raise self._dropped(e) from e
         except BaseException:
             sock.close()
             raise
         return sock, rest
+
+    def _dropped(self, error: OSError | EOFError) -> SandboxError:
+        """The engine (or the forward to a server's engine) hung up mid-request: reset, or EOF before a reply."""
+        reason = getattr(error, "strerror", None) or "no reply"
+        return SandboxError(f"the docker engine at {self.base_url} hung up: {reason}", self.hint)
 
     def ping(self) -> None:
         """Raise SandboxError unless the engine answers."""
@@ -126,7 +137,7 @@ def _read_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
         if not chunk:
-            raise SandboxError("the docker engine closed the connection mid-reply", START_HINT)
+            raise EOFError("the docker engine closed the connection mid-reply")
         buf += chunk
     head, rest = buf.split(b"\r\n\r\n", 1)
     lines = head.decode("latin-1").split("\r\n")

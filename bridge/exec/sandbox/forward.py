@@ -11,6 +11,7 @@ user needs access to the docker socket.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -78,6 +79,11 @@ def forward_docker_socket(transport: "paramiko.Transport", remote_path: str = RE
     """Serve the remote engine's socket locally over `transport`; `.path`/`.base_url` say where."""
     if not transport.is_active():
         raise SandboxError("the SSH connection to the server is closed", "run the command again")
+    # paramiko logs a refused channel at ERROR; with no handler, Python's last-resort handler would
+    # print it on the terminal beside bridge's own one-line error (the engine's SandboxError).
+    quiet = logging.getLogger("paramiko.transport")
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
     return DockerForward(transport, remote_path)
 
 

@@ -10,6 +10,7 @@ only run the launcher, which waits on stdin: no state of any run is ever seen by
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -18,8 +19,12 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from .box import CLAIM_PREFIX, POOL_PREFIX, RUN_PREFIX, Box, create, list_boxes, name_of, owner_suffix, remove, start
-from .engine import Engine, EngineError, quote_id
+from bridge.paths import ensure_private_dir, runtime_dir
+
+from .box import (CLAIM_PREFIX, POOL_PREFIX, RUN_PREFIX, Box, create, list_boxes, name_of, owner_suffix, remove,
+                  rename, start)
+from .cleanup import remove_leftovers
+from .engine import Engine, EngineError
 from .spec import SandboxSpec
 
 POOL_LABEL = "bridge.pool"
@@ -61,8 +66,25 @@ def drain(engine: Engine, spec: SandboxSpec | None = None) -> int:
     return len(entries)
 
 
+def refill(engine: Engine, spec: SandboxSpec) -> None:
+    """Clear leftovers and fill the pool, unless another refiller of this pool is at work (it finishes).
+
+    One refiller per pool and client host at a time: a lock file (flock, so two threads of the
+    keeper exclude each other as two processes do). Raises SandboxError when the engine fails.
+    """
+    lock_path = ensure_private_dir(runtime_dir()) / f"sandbox-pool-{spec.key()}.lock"
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        remove_leftovers(engine)
+        while fill(engine, spec):  # runs may claim while we fill: go again until full
+            pass
+
+
 def spawn_refill(engine: Engine, spec: SandboxSpec) -> None:
-    """Refill the pool and clear leftovers in a detached process, off the run's critical path.
+    """refill() in a detached process, off the run's critical path (the keeper uses a thread instead).
 
     A process, not a thread: a one-shot `bridge exec` exits right after its run.
     """
@@ -77,12 +99,8 @@ def _claim_one(engine: Engine, cid: str, name: str) -> Box | None:
     token = name[len(POOL_PREFIX):]
     final = f"{RUN_PREFIX}{token}.{owner_suffix()}"
     try:
-        _rename(engine, name, CLAIM_PREFIX + token)
-        _rename(engine, CLAIM_PREFIX + token, final)
+        rename(engine, name, CLAIM_PREFIX + token)
+        rename(engine, CLAIM_PREFIX + token, final)
     except EngineError:
         return None  # another run claimed it first (or cleanup took an abandoned claim)
     return Box(cid, final, started=True)
-
-
-def _rename(engine: Engine, old: str, new: str) -> None:
-    engine.request("POST", f"/containers/{quote_id(old)}/rename", query={"name": new})

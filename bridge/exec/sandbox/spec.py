@@ -17,11 +17,12 @@ BUILD_HINT = "run scripts/build-sandbox-image.sh (or set exec.sandbox.image in b
 LABEL = "bridge.sandbox"
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
-# PID 1 of every sandbox: reads a line count, then that many lines of shell (env exports and one
-# `exec` built with shlex.join), then execs it, so the command itself becomes PID 1 and the rest
-# of stdin is its stdin. The container can be started ahead of time (pool) and still run exactly
-# the command it is later given. `read` takes one byte at a time from a pipe (POSIX), so no stdin
-# meant for the command is swallowed.
+# PID 1 of every sandbox: reads a line count, then that many lines of shell (env exports, one
+# `exec` built with shlex.join run in a subshell, and the end report, see run.launch_header),
+# then evals them: the command runs as its child, the rest of stdin is its stdin, and once it
+# exits the launcher reports its code in-band and exits with it. The container can be started
+# ahead of time (pool) and still run exactly the command it is later given. `read` takes one byte
+# at a time from a pipe (POSIX), so no stdin meant for the command is swallowed.
 LAUNCHER = (
     'IFS= read -r n || exit 125; s=; '
     'while [ "$n" -gt 0 ]; do IFS= read -r l; s="$s$l\n"; n=$((n-1)); done; eval "$s"'
