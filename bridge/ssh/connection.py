@@ -117,8 +117,11 @@ class Connection:
         settings = self.settings
         if settings.via is not None:
             return self._tunnel_socket(settings)
+        # An ASCII name goes to getaddrinfo as bytes: a str would be IDNA-encoded into the same bytes,
+        # after importing encodings.idna, stringprep and unicodedata (~2.5 ms of a cold start).
+        host = settings.hostname.encode() if settings.hostname.isascii() else settings.hostname
         try:
-            sock = socket.create_connection((settings.hostname, settings.port), timeout=settings.connect_timeout)
+            sock = socket.create_connection((host, settings.port), timeout=settings.connect_timeout)
         except socket.timeout as e:
             raise ConnectError(f"cannot connect to {settings.describe()}: timed out after "
                                f"{settings.connect_timeout:g}s") from e
