@@ -50,11 +50,11 @@ def load_yaml(path: Path, cache_dir: Path | None = None) -> Any:
             cached = cache.load() if cache else None
             if cached is not None:
                 return cached[0]
-            raw = f.read(MAX_BYTES + 1)
+            raw = f.read()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}", hint="check the path and its permissions") from e
     if len(raw) > MAX_BYTES:
-        raise ConfigError(f"{path}: {stamp[1]} bytes is too large for a config file (limit {MAX_BYTES})",
+        raise ConfigError(f"{path}: {len(raw)} bytes is too large for a config file (limit {MAX_BYTES})",
                           hint="config files hold settings, not data; trim it")
     data = parse_yaml(raw.decode("utf-8", "replace"), str(path))
     if cache and time.time_ns() - stamp[0] >= SETTLED_NS:
