@@ -50,7 +50,6 @@ def run_fleet(config: Config, remotes: list[Remote], request: ExecRequest, *, fo
     """Run on every remote in parallel (`forks` at a time); one result per remote, in order."""
     from concurrent.futures import ThreadPoolExecutor  # here: a single-host run never needs it
 
-
     def one(remote: Remote) -> ExecResult:
         result = _guarded(config, remote, request, stdin, on_output, pool, capture)
         if on_done:
