@@ -5,7 +5,9 @@ so no rc file taxes the remote commands. Anchors: OpenSSH (cold, and through a C
 xargs -P + ssh, and Fabric, parallel-ssh and Ansible from a separate venv (`--venv`, default
 /tmp/bench-venv: `pip install fabric parallel-ssh ansible-core`); a tool that is missing is named.
 
-    /root/.pyenv/versions/3.11.7/bin/python3 bench/bench_exec.py [--quick]
+    /root/.pyenv/versions/3.11.7/bin/python3 bench/bench_exec.py [--quick] [--one]
+
+--one: only the one-command table (cold and warm starts), for iterating on start-up time.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from common import BRIDGE, PYTHON, BenchEnv, command, median_ms, print_table
 
 VENV = Path(os.environ.get("BENCH_VENV", "/tmp/bench-venv"))
 QUICK = "--quick" in sys.argv
+ONE = "--one" in sys.argv
 REPEAT = 5 if QUICK else 15
 FAN = "hostname; uptime"
 BIG = 200 * 1000 * 1000
@@ -183,10 +186,12 @@ def throughput(bench: BenchEnv, ws: Path, server) -> None:
 def main() -> None:
     bench = BenchEnv()
     try:
-        servers = [bench.sshd() for _ in range(20 if QUICK else 50)]
+        servers = [bench.sshd() for _ in range(1 if ONE else 20 if QUICK else 50)]
         ws = workspace(bench, servers)
         print("bench sshd: user bridgebench, /bin/sh, empty home (no rc files run)")
         one_command(bench, ws, servers[0])
+        if ONE:
+            return
         throughput(bench, ws, servers[0])
         for count in (20,) if QUICK else (20, 50):
             fan_out(bench, ws, servers, count)

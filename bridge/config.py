@@ -7,7 +7,6 @@ Every error names the file, the line and the key, and suggests a fix.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import types
 import typing
@@ -144,7 +143,7 @@ def load(start: Path | None = None, *, required: bool = False) -> Config:
 
 
 def _read_mapping(path: Path) -> Located:
-    return _as_mapping(load_yaml(path), str(path))
+    return _as_mapping(load_yaml(path, paths.cache_dir()), str(path))
 
 
 def _as_mapping(data: Any, source: str) -> Located:
@@ -232,6 +231,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 
 def _unknown_key(data: Located, key: str, known: list[str], where: str) -> ConfigError:
+    import difflib  # here: only errors need it
+
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"did you mean `{close[0]}`?" if close else f"known keys here: {', '.join(sorted(known))}"
     place = f" in `{where}`" if where else ""
@@ -344,6 +345,8 @@ def _check_references(config: Config, raw: Located) -> None:
 def _must_be_remote(config: Config, name: str, where: str, key: str) -> None:
     if name in config.remotes:
         return
+    import difflib
+
     close = difflib.get_close_matches(name, list(config.remotes), n=1)
     hint = f"did you mean `{close[0]}`?" if close else "add it under `remotes:` or fix the name"
     raise ConfigError(f"{where}: `{key}` names `{name}`, which is not a remote", hint=hint)

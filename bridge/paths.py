@@ -25,6 +25,11 @@ def data_dir() -> Path:
     return _xdg("XDG_DATA_HOME", ".local/share") / "bridge"
 
 
+def cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/bridge` (0700): parsed config files, safe to delete at any time."""
+    return _xdg("XDG_CACHE_HOME", ".cache") / "bridge"
+
+
 def runtime_dir() -> Path:
     """`$XDG_RUNTIME_DIR/bridge` (0700): sockets of the connection keeper and the tunnel.
 

@@ -1,7 +1,6 @@
 """Remote URLs and target names: which hosts a command means."""
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 
@@ -103,6 +102,8 @@ def _one(config: Config, name: str) -> list[Remote]:
     if "/" in name or "@" in name or ":" in name:
         parse_url(name, where="target")
         return [Remote(name=name, url=name)]
+    import difflib  # here: only errors need it
+
     known = [*config.remotes, *config.groups, "all"]
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"did you mean `{close[0]}`?" if close else f"known targets: {', '.join(known)}"

@@ -1,11 +1,16 @@
-"""Config loading: file:line:key errors, did-you-mean, precedence, bombs refused."""
+"""Config loading: file:line:key errors, did-you-mean, precedence, bombs refused, the parsed-file cache."""
 from __future__ import annotations
 
+import os
+import stat
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from bridge import config as cfg
+from bridge import paths
 from bridge.errors import ConfigError
 from tests.conftest import write_config
 
@@ -97,3 +102,72 @@ def test_precedence_env_over_workspace_over_user(workspace: Path, home, monkeypa
     monkeypatch.setenv("BRIDGE_EXEC_TIMEOUT", "soon")
     with pytest.raises(ConfigError, match="BRIDGE_EXEC_TIMEOUT"):
         cfg.load(workspace)
+
+
+# -- the parsed-config cache (bridge.yamlfile): same results, no YAML work when nothing changed ----------
+
+def _settle(path: Path, seconds_ago: float = 60) -> None:
+    """Date a file back, as an edit made a while ago (a file written this instant is not cached)."""
+    when = time.time() - seconds_ago
+    os.utime(path, (when, when))
+
+
+def _cache_files() -> list[Path]:
+    return sorted(paths.cache_dir().glob("*.marshal"))
+
+
+def test_unchanged_config_is_read_from_a_private_cache_without_yaml(workspace: Path, monkeypatch) -> None:
+    _settle(write_config(workspace, GOOD))
+    first = cfg.load(workspace)
+    [cache] = _cache_files()
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    assert stat.S_IMODE(cache.parent.stat().st_mode) == 0o700
+    monkeypatch.setitem(sys.modules, "yaml", None)  # any YAML parsing now fails loudly
+    assert cfg.load(workspace) == first
+
+
+def test_an_edit_is_seen_on_the_next_load(workspace: Path) -> None:
+    path = write_config(workspace, GOOD)
+    _settle(path, 120)
+    assert cfg.load(workspace).exec.timeout == 0
+    path.write_text(GOOD.replace("timeout: 0", "timeout: 7"))  # same size: the stamp's mtime tells
+    _settle(path, 60)
+    assert cfg.load(workspace).exec.timeout == 7
+    stamp = path.stat()
+    path.write_text(GOOD.replace("timeout: 0", "timeout: 70"))  # same mtime: the size tells
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert cfg.load(workspace).exec.timeout == 70
+
+
+def test_a_broken_file_after_a_cached_good_one_still_names_file_and_line(workspace: Path) -> None:
+    path = write_config(workspace, GOOD)
+    _settle(path, 120)
+    cfg.load(workspace)
+    path.write_text(GOOD.replace("keep_releases: 5", "keep_releases: many"))
+    _settle(path, 60)
+    with pytest.raises(ConfigError) as caught:
+        cfg.load(workspace)
+    assert f"{path}:13: `deploy.keep_releases` must be a number" in caught.value.message
+
+
+def test_a_corrupt_or_exposed_cache_is_ignored_and_rewritten(workspace: Path, monkeypatch) -> None:
+    _settle(write_config(workspace, GOOD))
+    expected = cfg.load(workspace)
+    [cache] = _cache_files()
+    cache.write_bytes(b"\x00garbage" * 10)
+    assert cfg.load(workspace) == expected
+    cache.chmod(0o644)  # readable by others: not trusted, replaced by a private one
+    assert cfg.load(workspace) == expected
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    if os.getuid() == 0:  # someone else's file (only root can make one here): not trusted either
+        os.chown(cache, 65534, 65534)
+        assert cfg.load(workspace) == expected
+        assert cache.stat().st_uid == 0
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    assert cfg.load(workspace) == expected
+
+
+def test_a_file_written_this_instant_is_parsed_but_not_cached(workspace: Path) -> None:
+    write_config(workspace, GOOD)
+    cfg.load(workspace)
+    assert _cache_files() == []

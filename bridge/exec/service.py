@@ -7,7 +7,6 @@ the others, and the connect timeout bounds how long it can hold things up.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from bridge.config import Config, Remote
@@ -49,6 +48,7 @@ def run_fleet(config: Config, remotes: list[Remote], request: ExecRequest, *, fo
               stdin: bytes | None = None, on_output: OutputSink | None = None, on_done: DoneSink | None = None,
               pool: ConnectionPool | None = None, capture: bool = True) -> list[ExecResult]:
     """Run on every remote in parallel (`forks` at a time); one result per remote, in order."""
+    from concurrent.futures import ThreadPoolExecutor  # here: a single-host run never needs it
 
     def one(remote: Remote) -> ExecResult:
         result = _guarded(config, remote, request, stdin, on_output, pool, capture)

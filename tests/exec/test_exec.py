@@ -157,3 +157,31 @@ def test_tty_session_masks_secret_env_in_its_recording(target: Target, home) -> 
     assert result.code == 0 and "s3cr3t-value-123" in result.out
     cast = next((home.path / ".local/state/bridge/recordings").glob("*.cast")).read_text()
     assert "s3cr3t-value-123" not in cast
+
+
+def _settle(path) -> None:
+    """Date bridge.yaml back a minute, as an edit made a while ago: then a run caches it."""
+    when = time.time() - 60
+    os.utime(path, (when, when))
+
+
+def test_an_edit_to_bridge_yaml_is_seen_on_the_next_run(target: Target, home) -> None:
+    config = target.workspace / "bridge.yaml"
+    _settle(config)
+    assert target.exec("--no-reuse", "--", "echo", "one").out == "one\n"
+    assert list((home.path / ".cache" / "bridge").glob("*.marshal")), "the good config was cached"
+    config.write_text(config.read_text().replace("default: prod", "default: here"))
+    _settle(config)
+    result = target.exec("--no-reuse", "--", "sh", "-c", 'echo "${SSH_CONNECTION:-local}"')
+    assert (result.code, result.out) == (0, "local\n"), result
+
+
+def test_a_broken_bridge_yaml_after_a_cached_good_one_names_file_and_line(target: Target) -> None:
+    config = target.workspace / "bridge.yaml"
+    _settle(config)
+    assert target.exec("--no-reuse", "--", "true").code == 0
+    config.write_text(config.read_text().replace("default: prod", "default: [prod"))
+    _settle(config)
+    result = target.exec("--no-reuse", "--", "true")
+    assert result.code == 2, result
+    assert f"{config}:" in result.err and "invalid YAML" in result.err

@@ -95,3 +95,35 @@ def bridge_fingerprint(server) -> str:
     out = subprocess.run(["ssh-keygen", "-lf", str(server.host_key.with_suffix(".pub"))],
                          capture_output=True, text=True, check=True).stdout
     return out.split()[1]
+
+
+# -- the TCP connection is opened before paramiko is imported: every check must stay the same -------------
+
+def test_exec_refuses_a_changed_host_key(bridge, sshd, workspace) -> None:
+    _init(workspace, sshd.url("/tmp"))
+    assert bridge("exec", "--no-reuse", "--", "true", cwd=workspace).code == 0
+    sshd.restart(new_host_key=True)
+    result = bridge("exec", "--no-reuse", "--", "true", cwd=workspace)
+    assert result.code == 255
+    assert "CHANGED" in result.err and "known_hosts:1" in result.err
+    assert sshd.accepted_connections() == 1
+
+
+def test_exec_on_a_closed_port_fails_fast_with_the_same_message(bridge, sshd, workspace) -> None:
+    _init(workspace, sshd.url("/tmp"))
+    sshd.stop()
+    start = time.monotonic()
+    result = bridge("exec", "--no-reuse", "--", "true", cwd=workspace)
+    assert result.code == 255
+    assert f"bridge: error: cannot connect to root@127.0.0.1:{sshd.port}: Connection refused\n" in result.err
+    assert time.monotonic() - start < 30  # a bound on hanging, not a benchmark
+
+
+def test_exec_through_a_jump_host(bridge, sshd_factory, workspace) -> None:
+    jump, target = sshd_factory(), sshd_factory()
+    write_config(workspace, f"workspace: w\nremotes:\n  jump: {jump.url()}\n"
+                            f"  prod: {{url: \"{target.url('/tmp')}\", via: jump}}\ndefault: prod\n")
+    result = bridge("exec", "--no-reuse", "--", "sh", "-c", "echo $SSH_CONNECTION", cwd=workspace)
+    assert result.code == 0, result
+    assert result.out.startswith("127.0.0.1 ") and result.out.split()[3] == str(target.port)
+    assert (jump.accepted_connections(), target.accepted_connections()) == (1, 1)
