@@ -21,15 +21,16 @@ import collections
 import datetime
 import errno
 import fcntl
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Callable, Iterator
+
+TYPE_CHECKING = False  # every push starts this program: typing, hashlib and shutil load only when used
+if TYPE_CHECKING:
+    from typing import IO, Callable, Iterator
 
 try:  # installed on the server: layout.py sits beside this file
     from layout import RELEASE_TMP_PREFIX, Layout, release_name
@@ -40,6 +41,7 @@ ZERO_SHA = "0" * 40
 TAIL_LINES = 20
 LOW_DISK_BYTES = 1 << 20
 DEPLOYABLE_PREFIXES = ("refs/heads/", "refs/bridge/wip/")
+TRASH = "trash"  # under .bridge/: what prune removes goes here in one rename, then `rm -rf` in the background
 DEFAULT_SETTINGS = {"install": "auto", "commands": [], "healthcheck": None, "keep_releases": 5, "branch": None}
 
 
@@ -172,7 +174,34 @@ def remove_tree(path: Path) -> None:
     if path.is_symlink() or path.is_file():
         path.unlink()
     elif path.exists():
+        import shutil
+
         shutil.rmtree(path, ignore_errors=True)
+
+
+def discard_later(layout: Layout, path: Path) -> None:
+    """Move a tree into the trash in one rename (remove it now if it cannot move); empty_trash deletes it."""
+    trash = layout.state / TRASH
+    try:
+        trash.mkdir(exist_ok=True)
+        os.rename(str(path), str(trash / ("%s.%s" % (path.name, os.urandom(4).hex()))))
+    except OSError:
+        remove_tree(path)
+
+
+def empty_trash(layout: Layout) -> None:
+    """Delete the trash in a detached `rm -rf`: thousands of unlinks need not hold up the deploy's report.
+
+    A deleter killed half way leaves its rest to the next deploy's.
+    """
+    trash = layout.state / TRASH
+    try:
+        doomed = [str(trash / name) for name in os.listdir(str(trash))]
+    except OSError:
+        return
+    if doomed:
+        subprocess.Popen(["rm", "-rf", "--", *doomed], cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def clear_unfinished(layout: Layout) -> None:
@@ -191,9 +220,10 @@ def prune(layout: Layout, keep: int) -> list:
     names = complete_releases(layout)
     doomed = [n for n in names[: max(0, len(names) - max(keep, 1))] if n != current]
     for name in doomed:
-        remove_tree(layout.release(name))
+        discard_later(layout, layout.release(name))
         layout.meta_file(name).unlink()
     prune_envs(layout)
+    empty_trash(layout)
     return doomed
 
 
@@ -210,7 +240,7 @@ def prune_envs(layout: Layout) -> None:
                          else os.path.basename(os.path.dirname(os.readlink(target))))
     for env in os.listdir(layout.envs):
         if env not in used:
-            remove_tree(layout.envs / env)
+            discard_later(layout, layout.envs / env)
 
 
 # ---------------------------------------------------------------- checkout
@@ -318,6 +348,8 @@ class Env:
 
 def env_key(kind: str, *parts: bytes) -> str:
     """`<kind>-<hash>` of the manifest: same manifest, same environment, nothing to install."""
+    import hashlib
+
     digest = hashlib.sha256(kind.encode())
     for part in parts:
         digest.update(hashlib.sha256(part).digest())
@@ -375,6 +407,8 @@ def install_python(ctx: "Deploy", release: Path, env: Env) -> None:
 
 
 def install_node(ctx: "Deploy", release: Path, env: Env) -> None:
+    import shutil
+
     lock = release / "package-lock.json"
     if not lock.is_file() or shutil.which("npm") is None:
         emit("bridge: package.json found but %s; skipping npm ci"
@@ -440,6 +474,8 @@ class Deploy:
 
 def disk_full_note(layout: Layout, error: str) -> str:
     """Name a full disk even when a child (git, pip) only said it could not write."""
+    import shutil
+
     try:
         free = shutil.disk_usage(str(layout.root)).free
     except OSError:
