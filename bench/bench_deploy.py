@@ -48,7 +48,8 @@ def change_one_file(ws: Path, n: int) -> None:
 
 
 def run(files: int, size: int, rounds: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp:
+    # the hook's background `rm -rf` of pruned releases may still run when the bench ends
+    with tempfile.TemporaryDirectory(prefix="bridge-bench-", ignore_cleanup_errors=True) as tmp:
         base = Path(tmp)
         ws = base / "ws"
         make_workspace(ws, files, size)

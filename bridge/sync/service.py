@@ -94,14 +94,14 @@ def _plan_push(root: Path, remotes: list[Remote], wip_: bool, deploy: bool, forc
 
 
 def start_targets(config: Config, remotes: list[Remote]) -> dict[str, Target]:
-    """Start connecting to each server remote now; one that cannot be set up is left for push to report."""
+    """Start connecting to the first `forks` server remotes now (push starts the rest in turn); one that
+    cannot be set up is left for push to report."""
     started = {}
-    for remote in remotes:
-        if remote.kind == "server":
-            try:
-                started[remote.name] = Target(config, remote).start(config.deploy)
-            except BridgeError:
-                pass  # push_server meets the same error and makes it this host's result
+    for remote in [r for r in remotes if r.kind == "server"][:max(1, config.exec.forks)]:
+        try:
+            started[remote.name] = Target(config, remote).start(config.deploy)
+        except BridgeError:
+            pass  # push_server meets the same error and makes it this host's result
     return started
 
 

@@ -96,8 +96,8 @@ class Target:
                    ) -> Iterator[tuple[str, dict[str, str], object]]:
         """(url, env, link) for local git to reach repo.git; over SSH through a GitLink on our Connection.
 
-        `before` runs ahead of any git session; over SSH it and the connection's opening overlap git's
-        start-up (`before` first: it may be ready(), which reports a failed opening without a retry).
+        `before` runs ahead of any git session, overlapping git's start-up when over SSH; it must
+        leave the connection open (push passes ready()). Without it, the connection opens here first.
         """
         if self.is_local:
             if before is not None:
@@ -107,13 +107,9 @@ class Target:
         from bridge.sync.gitlink import GitLink
 
         connection = self.runner.connection  # type: ignore[attr-defined]
-
-        def connected() -> None:
-            if before is not None:
-                before()
+        if before is None:
             connection.open()
-
-        with GitLink(connection, str(self.layout.repo), connected) as link:
+        with GitLink(connection, str(self.layout.repo), before) as link:
             yield link.url, link.env(), link
 
     def ensure_prepared(self, deploy: DeployConfig, *, always: bool = False) -> bool:
