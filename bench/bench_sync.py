@@ -5,7 +5,7 @@ real OpenSSH on loopback; the remote user is `bridgebench` (/bin/sh, no rc files
 root's ~/.bashrc here runs `pyenv init` (~80 ms) on every remote command. bridge is timed as a
 whole cold process (`bridge push`, the installed launcher: interpreter, imports, connect, push, deploy).
 
-    python bench/bench_sync.py [--files 3000] [--size 10240] [--rounds 5]
+    python bench/bench_sync.py [--files 3000] [--size 10240] [--rounds 7]
 """
 from __future__ import annotations
 
