@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -229,6 +230,11 @@ def test_old_releases_are_pruned_to_keep_releases(server: Server, ws: Workspace)
     assert len(names) == 2 and names[-1] == server.current_name()
     assert (server.current / "a").read_text() == "3\n"
     assert sorted(os.listdir(server.root / ".bridge" / "meta")) == [n + ".json" for n in names]
+    trash = server.root / ".bridge" / "trash"  # pruned trees land here in one rename; `rm -rf` follows
+    deadline = time.monotonic() + 30
+    while os.listdir(trash) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.listdir(trash) == []
 
 
 def test_rollback_list_and_status(server: Server, ws: Workspace) -> None:
