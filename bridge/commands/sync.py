@@ -1,4 +1,8 @@
-"""`bridge push`, `pull`, `status`, `rollback`: parse, call bridge.sync.service, render its events."""
+"""`bridge push`, `pull`, `status`, `rollback`: parse, call bridge.sync.service, render its events.
+
+push runs bridge.sync.command, as the Typer-free fast path (bridge.sync.fast) does: Typer
+parses only what that path leaves to it (--help, odd flags), and both print the same.
+"""
 from __future__ import annotations
 
 from typing import Annotated, Any, Optional

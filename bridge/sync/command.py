@@ -22,14 +22,14 @@ def push(spec: str | None, *, wip: bool = False, deploy: bool = True, force: boo
 
     config = cfg.load(required=True)
     with service.plan_push(config, spec, wip_=wip, deploy=deploy, force=force) as job:
-        render_plan(job)
+        _render_plan(job)
         results = service.push(config, job, PushRenderer(multi=len(job.remotes) > 1).emit)
     if len(results) > 1:
-        render_push_table(results)
-    return fleet_code([r.exit_code for r in results])
+        _render_push_table(results)
+    return _fleet_code([r.exit_code for r in results])
 
 
-def render_plan(job: Any) -> None:
+def _render_plan(job: Any) -> None:
     plan = job.plan
     what = f"snapshot {plan.sha[:12]} of {plan.branch} (--wip)" if plan.wip else f"{plan.branch} ({plan.sha[:12]})"
     ui.say(f"pushing {what} to {', '.join(r.name for r in job.remotes)}")
@@ -96,7 +96,7 @@ def _summary(result: Any) -> str:
             f"{done.get('duration', 0):.2f}s")
 
 
-def render_push_table(results: list) -> None:
+def _render_push_table(results: list) -> None:
     rows = []
     for r in results:
         done = r.report.done or {}
@@ -105,7 +105,7 @@ def render_push_table(results: list) -> None:
     ui.table("push summary", ["host", "status", "commit", "release", "deps", "deploy", "error"], rows)
 
 
-def fleet_code(codes: list[int]) -> int:
+def _fleet_code(codes: list[int]) -> int:
     """0 all ok; 255 if a host was unreachable; else the first failure's code (DESIGN §4)."""
     if all(c == 0 for c in codes):
         return 0

@@ -107,7 +107,7 @@ def start_targets(config: Config, remotes: list[Remote]) -> dict[str, Target]:
 
 def close_all(started: dict[str, Target]) -> None:
     for target in started.values():
-        target.__exit__(None, None, None)
+        target.close()
 
 
 def _branch_or_default(root: Path) -> str:

@@ -43,6 +43,10 @@ class Target:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (a second close does nothing)."""
         self.runner.close()
 
     @property
