@@ -134,6 +134,9 @@ def test_prepare_is_idempotent_and_keeps_deploys(server: Server, ws: Workspace) 
     assert report["created"] is False
     assert len(server.releases()) == 1 and len(server.log()) == 1
     assert json.loads((server.root / ".bridge" / "deploy.json").read_text())["keep_releases"] == 3
+    autogc = subprocess.run(["git", "--git-dir", str(server.root / "repo.git"), "config", "receive.autogc"],
+                            capture_output=True, text=True).stdout.strip()
+    assert autogc == "false"  # the hook runs `gc --auto` itself, detached, so the push need not wait for it
 
 
 def test_incremental_push_hardlinks_unchanged_files_and_never_touches_the_old_release(

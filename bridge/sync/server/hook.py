@@ -77,11 +77,28 @@ def clean_env() -> dict:
 
 def git(layout: Layout, *args: str, env: dict | None = None, stdin: bytes = b"") -> bytes:
     """Run git on the bare repo and return stdout; raises StepFailed with git's message."""
-    proc = subprocess.run(["git", "--git-dir", str(layout.repo), *args], input=stdin,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env or clean_env())
+    return git_output(start_git(layout, *args, env=env, stdin=True), stdin)
+
+
+def start_git(layout: Layout, *args: str, env: dict | None = None, stdin: bool = False) -> subprocess.Popen:
+    """Start git on the bare repo; git_output() collects it (two can run side by side)."""
+    return subprocess.Popen(["git", "--git-dir", str(layout.repo), *args], env=env or clean_env(),
+                            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def git_output(proc: subprocess.Popen, stdin: bytes | None = None) -> bytes:
+    """stdout of a started git; raises StepFailed with git's message."""
+    out, err = proc.communicate(stdin)
     if proc.returncode != 0:
-        raise StepFailed("git: " + proc.stderr.decode(errors="replace").strip())
-    return proc.stdout
+        raise StepFailed("git: " + err.decode(errors="replace").strip())
+    return out
+
+
+def detach(argv: list) -> None:
+    """Start argv on its own, output discarded: the push's report does not wait for it."""
+    subprocess.Popen(argv, cwd="/", env=clean_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def stream(argv: list, cwd: Path, env: dict, tail: collections.deque) -> int:
@@ -200,8 +217,7 @@ def empty_trash(layout: Layout) -> None:
     except OSError:
         return
     if doomed:
-        subprocess.Popen(["rm", "-rf", "--", *doomed], cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True)
+        detach(["rm", "-rf", "--", *doomed])
 
 
 def clear_unfinished(layout: Layout) -> None:
@@ -257,10 +273,13 @@ def ls_tree(layout: Layout, sha: str) -> dict:
     return entries
 
 
-def changed_paths(layout: Layout, old: str, new: str) -> set:
-    """Paths added, modified or retyped between two commits (deletions simply aren't linked)."""
-    out = git(layout, "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", "--name-only", old, new)
-    return {os.fsdecode(p) for p in out.split(b"\0") if p}
+def start_diff(layout: Layout, old: str, new: str) -> subprocess.Popen:
+    """Paths added, modified or retyped between two commits (deletions simply aren't linked): changed_paths()."""
+    return start_git(layout, "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", "--name-only", old, new)
+
+
+def changed_paths(diff: subprocess.Popen) -> set:
+    return {os.fsdecode(p) for p in git_output(diff).split(b"\0") if p}
 
 
 def link_unchanged(prev: Path, dest: Path, new: dict, changed: set) -> list:
@@ -322,8 +341,9 @@ def build_tree(layout: Layout, sha: str, dest: Path) -> str:
     if not prev_meta:
         checkout_paths(layout, sha, dest, None)
         return "full checkout (no previous release)"
+    diff = start_diff(layout, prev_meta["sha"], sha)  # runs while ls-tree does
     new = ls_tree(layout, sha)
-    todo = link_unchanged(layout.release(prev), dest, new, changed_paths(layout, prev_meta["sha"], sha))
+    todo = link_unchanged(layout.release(prev), dest, new, changed_paths(diff))
     checkout_paths(layout, sha, dest, todo)
     return "%d files reused from %s, %d written" % (len(new) - len(todo), prev, len(todo))
 
@@ -551,8 +571,7 @@ def deploy_steps(ctx: Deploy, name: str, summary: dict) -> None:
     env = Env()
 
     def checkout() -> str:
-        git(layout, "cat-file", "-e", sha + "^{commit}")
-        note = build_tree(layout, sha, tmp)
+        note = build_tree(layout, sha, tmp)  # a sha that is no commit fails here, in git's words
         os.rename(tmp, release)
         return note
 
@@ -647,6 +666,14 @@ def push_options() -> list:
 
 
 def post_receive(layout: Layout, stdin: IO) -> int:
+    try:
+        return deploy_pushed(layout, stdin)
+    finally:
+        # receive.autogc is off (install.py): git would run this check after us, before the push returns
+        detach(["git", "--git-dir", str(layout.repo), "gc", "--auto", "--quiet"])
+
+
+def deploy_pushed(layout: Layout, stdin: IO) -> int:
     if "bridge.no-deploy" in push_options():
         emit("bridge: push option bridge.no-deploy given; not deploying")
         return 0
