@@ -274,7 +274,10 @@ def ls_tree(layout: Layout, sha: str) -> dict:
 
 
 def start_diff(layout: Layout, old: str, new: str) -> subprocess.Popen:
-    """Paths added, modified or retyped between two commits (deletions simply aren't linked): changed_paths()."""
+    """Start listing the paths added, modified or retyped between two commits; changed_paths() reads them.
+
+    (Deletions need no listing: a path the new tree lacks is simply not linked.)
+    """
     return start_git(layout, "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", "--name-only", old, new)
 
 
