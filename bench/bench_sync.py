@@ -5,7 +5,7 @@ real OpenSSH on loopback; the remote user is `bridgebench` (/bin/sh, no rc files
 root's ~/.bashrc here runs `pyenv init` (~80 ms) on every remote command. bridge is timed as a
 whole cold process (`bridge push`, the installed launcher: interpreter, imports, connect, push, deploy).
 
-    python bench/bench_sync.py [--files 3000] [--size 10240] [--rounds 5]
+    python bench/bench_sync.py [--files 3000] [--size 10240] [--rounds 7]
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from tests.sshd import SSHServer, free_port, keygen  # noqa: E402
 sys.path.insert(0, str(REPO / "bench"))
 from common import BENCH_USER as USER  # noqa: E402
 from common import BRIDGE  # noqa: E402
+from common import compile_bridge  # noqa: E402
 from common import ensure_bench_user as ensure_user  # noqa: E402
 
 
@@ -73,6 +74,7 @@ class Bench:
     """Client home, sshd, the three destinations, and how to reach each."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        compile_bridge()
         user = ensure_user()
         self.dir = Path(tempfile.mkdtemp(prefix="bridge-bench-sync-"))
         os.chmod(self.dir, 0o755)
@@ -179,14 +181,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=3000)
     parser.add_argument("--size", type=int, default=10240)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     bench = Bench(args)
     try:
         rows = measure(bench, args.rounds)
     finally:
         bench.close()
-    print(f"remote user {USER} (/bin/sh, no rc files); bridge = whole cold `python -m bridge push` process\n")
+    print(f"remote user {USER} (/bin/sh, no rc files); bridge = whole cold `bridge push` process (bin/bridge)\n")
     print(f"| work | anchor | bridge | anchor time | ratio |\n|---|---|---|---|---|")
     for work, anchor, mine, theirs in rows:
         print(f"| {work} | {anchor} | {mine * 1000:.0f} ms | {theirs * 1000:.0f} ms | {mine / theirs:.2f}x |")

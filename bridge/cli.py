@@ -62,6 +62,12 @@ def _run(args: list[str]) -> tuple[int, bool]:
         warm = try_warm(args[1:])
         if warm is not None:
             return warm
+    if args[:1] == ["push"]:  # the everyday push flags parsed by hand: no typer/click
+        from bridge.sync.fast import try_push
+
+        code = try_push(args[1:])
+        if code is not None:
+            return code, False
     import typer
     from click import ClickException
 

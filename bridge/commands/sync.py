@@ -1,7 +1,10 @@
-"""`bridge push`, `pull`, `status`, `rollback`: parse, call bridge.sync.service, render its events."""
+"""`bridge push`, `pull`, `status`, `rollback`: parse, call bridge.sync.service, render its events.
+
+push runs bridge.sync.command, as the Typer-free fast path (bridge.sync.fast) does: Typer
+parses only what that path leaves to it (--help, odd flags), and both print the same.
+"""
 from __future__ import annotations
 
-import threading
 from typing import Annotated, Any, Optional
 
 import typer
@@ -34,103 +37,9 @@ def push(
     force: Annotated[bool, typer.Option("--force", help="Overwrite the server's branch (says what it drops).")] = False,
 ) -> int:
     """Push the current branch; each server deploys it and the report streams back."""
-    _lean_ssh()
-    from bridge import config as cfg
-    from bridge.sync import service
+    from bridge.sync.command import push as run_push
 
-    config = cfg.load(required=True)
-    job = service.plan_push(config, on or target, wip_=wip, deploy=not no_deploy, force=force)
-    _render_plan(job)
-    renderer = PushRenderer(multi=len(job.remotes) > 1)
-    results = service.push(config, job, renderer.emit)
-    if len(results) > 1:
-        _render_push_table(results)
-    return _fleet_code([r.exit_code for r in results])
-
-
-def _render_plan(job: Any) -> None:
-    plan = job.plan
-    what = f"snapshot {plan.sha[:12]} of {plan.branch} (--wip)" if plan.wip else f"{plan.branch} ({plan.sha[:12]})"
-    ui.say(f"pushing {what} to {', '.join(r.name for r in job.remotes)}")
-    if job.not_shipped:
-        ui.say(f"not shipped ({len(job.not_shipped)} uncommitted; commit them, or use --wip):")
-        for change in job.not_shipped[:20]:
-            ui.say(f"  {change}")
-        if len(job.not_shipped) > 20:
-            ui.say(f"  … and {len(job.not_shipped) - 20} more")
-    for name in job.skipped:
-        ui.say(f"skipped {name}: a plain git remote gets no --wip snapshot")
-
-
-class PushRenderer:
-    """Prints events from the push threads as they come: step lines, hook output, a per-host summary."""
-
-    def __init__(self, multi: bool) -> None:
-        self.multi = multi
-        self.lock = threading.Lock()
-
-    def emit(self, event: Any) -> None:
-        from bridge.sync.report import Line, Step
-        from bridge.sync.service import HostDone
-
-        with self.lock:
-            if isinstance(event, Step):
-                self._step(event)
-            elif isinstance(event, Line):
-                ui.say(f"{self._prefix(event.host)}  | {event.text}")
-            elif isinstance(event, HostDone):
-                self._done(event.result)
-
-    def _prefix(self, host: str) -> str:
-        return f"[{host}]" if self.multi else ""
-
-    def _step(self, step: Any) -> None:
-        if step.event == "end":
-            ui.say(f"{self._prefix(step.host)}  {ui.mark(step.ok):4} {step.name} {step.duration or 0:.2f}s")
-
-    def _done(self, result: Any) -> None:
-        prefix = self._prefix(result.host) or result.host + ":"
-        for line in _overwritten_lines(result):
-            ui.say(f"{prefix} {line}")
-        if result.error:
-            ui.say(f"{prefix} {result.status}: {result.error}", err=True)
-            if result.hint:
-                ui.say(f"  hint: {result.hint}", err=True)
-            return
-        ui.say(f"{prefix} {_summary(result)}")
-
-
-def _overwritten_lines(result: Any) -> list[str]:
-    if not result.overwritten:
-        return []
-    return [f"--force overwrote {len(result.overwritten)} commit(s) on the server:",
-            *[f"  {line}" for line in result.overwritten]]
-
-
-def _summary(result: Any) -> str:
-    done = result.report.done or {}
-    if result.status != "deployed":
-        return f"{result.status} {result.sha[:12]}"
-    return (f"deployed {result.sha[:12]} -> releases/{done.get('release')}; deps {done.get('deps')}; "
-            f"{done.get('duration', 0):.2f}s")
-
-
-def _render_push_table(results: list) -> None:
-    rows = []
-    for r in results:
-        done = r.report.done or {}
-        rows.append([r.host, r.status, r.sha[:12], done.get("release", ""), done.get("deps", ""),
-                     f"{done['duration']:.2f}s" if "duration" in done else "", r.error or ""])
-    ui.table("push summary", ["host", "status", "commit", "release", "deps", "deploy", "error"], rows)
-
-
-def _fleet_code(codes: list[int]) -> int:
-    """0 all ok; 255 if a host was unreachable; else the first failure's code (DESIGN §4)."""
-    if all(c == 0 for c in codes):
-        return 0
-    if len(codes) > 1:
-        return 255 if 255 in codes else 1
-    return codes[0]
+    return run_push(on or target, wip=wip, deploy=not no_deploy, force=force)
 
 
 def pull(target: Annotated[Optional[str], typer.Argument(help=TARGET_HELP)] = None) -> int:
@@ -206,6 +115,7 @@ def rollback(
     from bridge import config as cfg
     from bridge.sync import rollback as rb
     from bridge.sync import service
+    from bridge.sync.command import PushRenderer
 
     config = cfg.load(required=True)
     remote = service.server_remote(config, target)

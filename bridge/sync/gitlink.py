@@ -78,8 +78,8 @@ class GitLink:
     """A unix-socket relay server bound to one Connection and one repo path; a context manager.
 
     `env()` is what a local `git push/fetch` needs; `url` is the remote to give it. `before` (say,
-    making sure the server is prepared) starts at once, overlapping git's own start-up, and every
-    git session waits for it.
+    opening the connection and making sure the server is prepared) starts at once, overlapping
+    git's own start-up, and every git session waits for it.
     """
 
     def __init__(self, connection: "Connection", repo_path: str, before: Callable[[], Any] | None = None) -> None:

@@ -7,13 +7,10 @@ ref, with the old value checked, then deploys.
 """
 from __future__ import annotations
 
-import functools
 import os
 import subprocess
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from bridge.config import Config, Remote
 from bridge.errors import BridgeError, GitError, RemoteError
@@ -77,13 +74,16 @@ class GitRun:
     messages: list[str]
 
 
-def push_server(config: Config, remote: Remote, plan: PushPlan, emit: Emit) -> PushResult:
-    """Push and deploy to one server remote. Raises BridgeError (the caller turns it into a result)."""
-    with Target(config, remote) as target:
-        prepare = functools.partial(target.ensure_prepared, config.deploy)  # runs inside the git link
+def push_server(config: Config, remote: Remote, plan: PushPlan, emit: Emit,
+                target: Target | None = None) -> PushResult:
+    """Push and deploy to one server remote (through `target` when the caller already started it).
+
+    Raises BridgeError (the caller turns it into a result).
+    """
+    with (target or Target(config, remote)).start(config.deploy) as target:
         if plan.wip or plan.force:
-            return _push_and_place(target, plan, emit, prepare)
-        return _push_branch(target, plan, emit, prepare)
+            return _push_and_place(target, plan, emit)
+        return _push_branch(target, plan, emit)
 
 
 def push_git(remote: Remote, plan: PushPlan, emit: Emit) -> PushResult:
@@ -99,10 +99,10 @@ def push_git(remote: Remote, plan: PushPlan, emit: Emit) -> PushResult:
     return result
 
 
-def _push_branch(target: Target, plan: PushPlan, emit: Emit, prepare: Callable[[], object]) -> PushResult:
+def _push_branch(target: Target, plan: PushPlan, emit: Emit) -> PushResult:
     reader = MarkerReader(target.host, emit, remote_only=True)
     options = [] if plan.deploy else ["-o", NO_DEPLOY_OPTION]
-    with target.git_remote(prepare) as (url, env, link):
+    with target.git_remote(target.ready) as (url, env, link):
         run = run_push(plan.root, url, env, options, f"{plan.sha}:{plan.ref}", reader.feed)
         _raise_link_error(link, run)
         flag, summary = run.refs.get(plan.ref, ("!", "no answer from git"))
@@ -114,10 +114,10 @@ def _push_branch(target: Target, plan: PushPlan, emit: Emit, prepare: Callable[[
     return _judge(result, plan)
 
 
-def _push_and_place(target: Target, plan: PushPlan, emit: Emit, prepare: Callable[[], object]) -> PushResult:
+def _push_and_place(target: Target, plan: PushPlan, emit: Emit) -> PushResult:
     """Ship to a fresh private ref, then move `plan.ref` to it on the server and deploy."""
-    incoming = INCOMING_PREFIX + uuid.uuid4().hex
-    with target.git_remote(prepare) as (url, env, link):
+    incoming = INCOMING_PREFIX + os.urandom(16).hex()
+    with target.git_remote(target.ready) as (url, env, link):
         run = run_push(plan.root, url, env, [], f"{plan.sha}:{incoming}", lambda text: None)
         _raise_link_error(link, run)
         flag, summary = run.refs.get(incoming, ("!", "no answer from git"))

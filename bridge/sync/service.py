@@ -5,7 +5,6 @@ to the caller's `emit` from worker threads, tagged with the host.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -35,12 +34,22 @@ class HostDone:
 
 @dataclass
 class PushJob:
-    """A planned push: what ships, to whom, and what stays behind on this machine."""
+    """A planned push: what ships, to whom, and what stays behind on this machine.
+
+    A context manager: `targets` (already connecting, see plan_push) are closed on exit.
+    """
 
     plan: PushPlan
     remotes: list[Remote]
     not_shipped: list[gitlocal.Change] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    targets: dict[str, Target] = field(default_factory=dict)
+
+    def __enter__(self) -> "PushJob":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        close_all(self.targets)
 
 
 def workspace_root(config: Config) -> Path:
@@ -50,9 +59,23 @@ def workspace_root(config: Config) -> Path:
 
 def plan_push(config: Config, spec: str | None, *, wip_: bool = False, deploy: bool = True,
               force: bool = False) -> PushJob:
-    """Decide the commit and ref to ship; with `wip_` snapshot the work tree first (nothing local moves)."""
+    """Decide the commit and ref to ship; with `wip_` snapshot the work tree first (nothing local moves).
+
+    The servers' connections open meanwhile, in the background (Target.start).
+    """
     root = workspace_root(config)
     remotes = targets.resolve(config, spec)
+    started = start_targets(config, remotes)
+    try:
+        job = _plan_push(root, remotes, wip_, deploy, force)
+    except BaseException:
+        close_all(started)
+        raise
+    job.targets = started
+    return job
+
+
+def _plan_push(root: Path, remotes: list[Remote], wip_: bool, deploy: bool, force: bool) -> PushJob:
     changes = gitlocal.changes(root)
     if wip_:
         branch = _branch_or_default(root)
@@ -70,6 +93,23 @@ def plan_push(config: Config, spec: str | None, *, wip_: bool = False, deploy: b
     return job
 
 
+def start_targets(config: Config, remotes: list[Remote]) -> dict[str, Target]:
+    """Start connecting to the first `forks` server remotes now (push starts the rest in turn); one that
+    cannot be set up is left for push to report."""
+    started = {}
+    for remote in [r for r in remotes if r.kind == "server"][:max(1, config.exec.forks)]:
+        try:
+            started[remote.name] = Target(config, remote).start(config.deploy)
+        except BridgeError:
+            pass  # push_server meets the same error and makes it this host's result
+    return started
+
+
+def close_all(started: dict[str, Target]) -> None:
+    for target in started.values():
+        target.close()
+
+
 def _branch_or_default(root: Path) -> str:
     """The branch name for a --wip ref; an unborn or detached HEAD still gets one."""
     proc = gitlocal.git(root, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
@@ -84,7 +124,7 @@ def push(config: Config, job: PushJob, emit: Emit) -> list[PushResult]:
             if remote.kind == "git":
                 result = push_git(remote, job.plan, emit)
             else:
-                result = push_server(config, remote, job.plan, emit)
+                result = push_server(config, remote, job.plan, emit, job.targets.get(remote.name))
         except BridgeError as e:
             result = failure(remote.name, remote.kind, job.plan.sha, e)
         emit(HostDone(remote.name, result))
@@ -97,6 +137,8 @@ def fan_out(config: Config, remotes: list[Remote], work: Callable[[Remote], T]) 
     """Run `work` for each remote, in threads when there are several; results in the remotes' order."""
     if len(remotes) == 1:
         return [work(remotes[0])]
+    from concurrent.futures import ThreadPoolExecutor  # here: one host (the common push) needs no pool
+
     with ThreadPoolExecutor(max_workers=max(1, min(config.exec.forks, len(remotes)))) as pool:
         return list(pool.map(work, remotes))
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import shlex
 import subprocess
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -35,11 +36,17 @@ class Target:
             raise ConfigError(f"remotes.{remote.name}.url has no absolute path: {remote.url}",
                               hint="write ssh://user@host/abs/path (the deploy root on the server)")
         self.layout = Layout(Path(self.runner.path))
+        self._warm: threading.Thread | None = None
+        self._warm_error: Exception | None = None
 
     def __enter__(self) -> "Target":
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (a second close does nothing)."""
         self.runner.close()
 
     @property
@@ -65,12 +72,36 @@ class Target:
         """argv of the installed deploy hook with `args`."""
         return hook_argv(self.root, *args)
 
+    def start(self, deploy: DeployConfig) -> "Target":
+        """Connect and check the deploy root (preparing it if needed) in a background thread, so the
+        handshake overlaps the caller's local work: planning the push, git's start-up. Idempotent."""
+        if self._warm is None:
+            self._warm = threading.Thread(target=self._warm_up, args=(deploy,), daemon=True)
+            self._warm.start()
+        return self
+
+    def ready(self) -> None:
+        """Wait for start()'s work; re-raise its failure, so an unreachable host is never tried twice."""
+        assert self._warm is not None, "start() first"
+        self._warm.join()
+        if self._warm_error is not None:
+            raise self._warm_error
+
+    def _warm_up(self, deploy: DeployConfig) -> None:
+        try:
+            if not self.is_local:
+                self.runner.connection.open()  # type: ignore[attr-defined]
+            self.ensure_prepared(deploy)
+        except Exception as e:  # handed to ready(), in the caller's thread
+            self._warm_error = e
+
     @contextmanager
     def git_remote(self, before: Callable[[], object] | None = None
                    ) -> Iterator[tuple[str, dict[str, str], object]]:
         """(url, env, link) for local git to reach repo.git; over SSH through a GitLink on our Connection.
 
-        `before` runs ahead of any git session (overlapping git's start-up when over SSH).
+        `before` runs ahead of any git session, overlapping git's start-up when over SSH; it must
+        leave the connection open (push passes ready()). Without it, the connection opens here first.
         """
         if self.is_local:
             if before is not None:
@@ -79,7 +110,10 @@ class Target:
             return
         from bridge.sync.gitlink import GitLink
 
-        with GitLink(self.runner.connection.open(), str(self.layout.repo), before) as link:  # type: ignore[attr-defined]
+        connection = self.runner.connection  # type: ignore[attr-defined]
+        if before is None:
+            connection.open()
+        with GitLink(connection, str(self.layout.repo), before) as link:
             yield link.url, link.env(), link
 
     def ensure_prepared(self, deploy: DeployConfig, *, always: bool = False) -> bool:

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,9 @@ def test_prepare_is_idempotent_and_keeps_deploys(server: Server, ws: Workspace) 
     assert report["created"] is False
     assert len(server.releases()) == 1 and len(server.log()) == 1
     assert json.loads((server.root / ".bridge" / "deploy.json").read_text())["keep_releases"] == 3
+    autogc = subprocess.run(["git", "--git-dir", str(server.root / "repo.git"), "config", "receive.autogc"],
+                            capture_output=True, text=True).stdout.strip()
+    assert autogc == "false"  # the hook runs `gc --auto` itself, detached, so the push need not wait for it
 
 
 def test_incremental_push_hardlinks_unchanged_files_and_never_touches_the_old_release(
@@ -229,6 +233,11 @@ def test_old_releases_are_pruned_to_keep_releases(server: Server, ws: Workspace)
     assert len(names) == 2 and names[-1] == server.current_name()
     assert (server.current / "a").read_text() == "3\n"
     assert sorted(os.listdir(server.root / ".bridge" / "meta")) == [n + ".json" for n in names]
+    trash = server.root / ".bridge" / "trash"  # pruned trees land here in one rename; `rm -rf` follows
+    deadline = time.monotonic() + 30
+    while os.listdir(trash) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.listdir(trash) == []
 
 
 def test_rollback_list_and_status(server: Server, ws: Workspace) -> None:

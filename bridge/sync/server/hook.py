@@ -21,15 +21,16 @@ import collections
 import datetime
 import errno
 import fcntl
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Callable, Iterator
+
+TYPE_CHECKING = False  # every push starts this program: typing, hashlib and shutil load only when used
+if TYPE_CHECKING:
+    from typing import IO, Callable, Iterator
 
 try:  # installed on the server: layout.py sits beside this file
     from layout import RELEASE_TMP_PREFIX, Layout, release_name
@@ -40,6 +41,7 @@ ZERO_SHA = "0" * 40
 TAIL_LINES = 20
 LOW_DISK_BYTES = 1 << 20
 DEPLOYABLE_PREFIXES = ("refs/heads/", "refs/bridge/wip/")
+TRASH = "trash"  # under .bridge/: what prune removes goes here in one rename, then `rm -rf` in the background
 DEFAULT_SETTINGS = {"install": "auto", "commands": [], "healthcheck": None, "keep_releases": 5, "branch": None}
 
 
@@ -75,11 +77,28 @@ def clean_env() -> dict:
 
 def git(layout: Layout, *args: str, env: dict | None = None, stdin: bytes = b"") -> bytes:
     """Run git on the bare repo and return stdout; raises StepFailed with git's message."""
-    proc = subprocess.run(["git", "--git-dir", str(layout.repo), *args], input=stdin,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env or clean_env())
+    return git_output(start_git(layout, *args, env=env, stdin=True), stdin)
+
+
+def start_git(layout: Layout, *args: str, env: dict | None = None, stdin: bool = False) -> subprocess.Popen:
+    """Start git on the bare repo; git_output() collects it (two can run side by side)."""
+    return subprocess.Popen(["git", "--git-dir", str(layout.repo), *args], env=env or clean_env(),
+                            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def git_output(proc: subprocess.Popen, stdin: bytes | None = None) -> bytes:
+    """stdout of a started git; raises StepFailed with git's message."""
+    out, err = proc.communicate(stdin)
     if proc.returncode != 0:
-        raise StepFailed("git: " + proc.stderr.decode(errors="replace").strip())
-    return proc.stdout
+        raise StepFailed("git: " + err.decode(errors="replace").strip())
+    return out
+
+
+def detach(argv: list) -> None:
+    """Start argv on its own, output discarded: the push's report does not wait for it."""
+    subprocess.Popen(argv, cwd="/", env=clean_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def stream(argv: list, cwd: Path, env: dict, tail: collections.deque) -> int:
@@ -172,7 +191,33 @@ def remove_tree(path: Path) -> None:
     if path.is_symlink() or path.is_file():
         path.unlink()
     elif path.exists():
+        import shutil
+
         shutil.rmtree(path, ignore_errors=True)
+
+
+def discard_later(layout: Layout, path: Path) -> None:
+    """Move a tree into the trash in one rename (remove it now if it cannot move); empty_trash deletes it."""
+    trash = layout.state / TRASH
+    try:
+        trash.mkdir(exist_ok=True)
+        os.rename(str(path), str(trash / ("%s.%s" % (path.name, os.urandom(4).hex()))))
+    except OSError:
+        remove_tree(path)
+
+
+def empty_trash(layout: Layout) -> None:
+    """Delete the trash in a detached `rm -rf`: thousands of unlinks need not hold up the deploy's report.
+
+    A deleter killed half way leaves its rest to the next deploy's.
+    """
+    trash = layout.state / TRASH
+    try:
+        doomed = [str(trash / name) for name in os.listdir(str(trash))]
+    except OSError:
+        return
+    if doomed:
+        detach(["rm", "-rf", "--", *doomed])
 
 
 def clear_unfinished(layout: Layout) -> None:
@@ -191,9 +236,10 @@ def prune(layout: Layout, keep: int) -> list:
     names = complete_releases(layout)
     doomed = [n for n in names[: max(0, len(names) - max(keep, 1))] if n != current]
     for name in doomed:
-        remove_tree(layout.release(name))
+        discard_later(layout, layout.release(name))
         layout.meta_file(name).unlink()
     prune_envs(layout)
+    empty_trash(layout)
     return doomed
 
 
@@ -210,7 +256,7 @@ def prune_envs(layout: Layout) -> None:
                          else os.path.basename(os.path.dirname(os.readlink(target))))
     for env in os.listdir(layout.envs):
         if env not in used:
-            remove_tree(layout.envs / env)
+            discard_later(layout, layout.envs / env)
 
 
 # ---------------------------------------------------------------- checkout
@@ -227,10 +273,16 @@ def ls_tree(layout: Layout, sha: str) -> dict:
     return entries
 
 
-def changed_paths(layout: Layout, old: str, new: str) -> set:
-    """Paths added, modified or retyped between two commits (deletions simply aren't linked)."""
-    out = git(layout, "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", "--name-only", old, new)
-    return {os.fsdecode(p) for p in out.split(b"\0") if p}
+def start_diff(layout: Layout, old: str, new: str) -> subprocess.Popen:
+    """Start listing the paths added, modified or retyped between two commits; changed_paths() reads them.
+
+    (Deletions need no listing: a path the new tree lacks is simply not linked.)
+    """
+    return start_git(layout, "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", "--name-only", old, new)
+
+
+def changed_paths(diff: subprocess.Popen) -> set:
+    return {os.fsdecode(p) for p in git_output(diff).split(b"\0") if p}
 
 
 def link_unchanged(prev: Path, dest: Path, new: dict, changed: set) -> list:
@@ -292,8 +344,9 @@ def build_tree(layout: Layout, sha: str, dest: Path) -> str:
     if not prev_meta:
         checkout_paths(layout, sha, dest, None)
         return "full checkout (no previous release)"
+    diff = start_diff(layout, prev_meta["sha"], sha)  # runs while ls-tree does
     new = ls_tree(layout, sha)
-    todo = link_unchanged(layout.release(prev), dest, new, changed_paths(layout, prev_meta["sha"], sha))
+    todo = link_unchanged(layout.release(prev), dest, new, changed_paths(diff))
     checkout_paths(layout, sha, dest, todo)
     return "%d files reused from %s, %d written" % (len(new) - len(todo), prev, len(todo))
 
@@ -318,6 +371,8 @@ class Env:
 
 def env_key(kind: str, *parts: bytes) -> str:
     """`<kind>-<hash>` of the manifest: same manifest, same environment, nothing to install."""
+    import hashlib
+
     digest = hashlib.sha256(kind.encode())
     for part in parts:
         digest.update(hashlib.sha256(part).digest())
@@ -375,6 +430,8 @@ def install_python(ctx: "Deploy", release: Path, env: Env) -> None:
 
 
 def install_node(ctx: "Deploy", release: Path, env: Env) -> None:
+    import shutil
+
     lock = release / "package-lock.json"
     if not lock.is_file() or shutil.which("npm") is None:
         emit("bridge: package.json found but %s; skipping npm ci"
@@ -440,6 +497,8 @@ class Deploy:
 
 def disk_full_note(layout: Layout, error: str) -> str:
     """Name a full disk even when a child (git, pip) only said it could not write."""
+    import shutil
+
     try:
         free = shutil.disk_usage(str(layout.root)).free
     except OSError:
@@ -515,8 +574,7 @@ def deploy_steps(ctx: Deploy, name: str, summary: dict) -> None:
     env = Env()
 
     def checkout() -> str:
-        git(layout, "cat-file", "-e", sha + "^{commit}")
-        note = build_tree(layout, sha, tmp)
+        note = build_tree(layout, sha, tmp)  # a sha that is no commit fails here, in git's words
         os.rename(tmp, release)
         return note
 
@@ -611,6 +669,14 @@ def push_options() -> list:
 
 
 def post_receive(layout: Layout, stdin: IO) -> int:
+    try:
+        return deploy_pushed(layout, stdin)
+    finally:
+        # receive.autogc is off (install.py): git would run this check after us, before the push returns
+        detach(["git", "--git-dir", str(layout.repo), "gc", "--auto", "--quiet"])
+
+
+def deploy_pushed(layout: Layout, stdin: IO) -> int:
     if "bridge.no-deploy" in push_options():
         emit("bridge: push option bridge.no-deploy given; not deploying")
         return 0

@@ -44,6 +44,7 @@ def main(payload: dict) -> None:
         subprocess.run(["git", "init", "--quiet", "--bare", repo], check=True)
     git_config(repo, "receive.denyNonFastForwards", "true" if payload["deny_non_fast_forwards"] else "false")
     git_config(repo, "receive.advertisePushOptions", "true")
+    git_config(repo, "receive.autogc", "false")  # the hook starts `gc --auto` itself, once the report is out
     for name, text in payload["files"].items():
         write_file(os.path.join(state, name), text, 0o755 if name == "hook.py" else 0o644)
     write_file(os.path.join(state, "deploy.json"), json.dumps(payload["settings"], indent=2, sort_keys=True))
