@@ -6,8 +6,6 @@ unknown or malformed option, a second TARGET, `--`): main() then lets Typer pars
 """
 from __future__ import annotations
 
-import gc
-
 FLAGS = {"--wip": "wip", "--no-deploy": "no_deploy", "--force": "force"}
 
 
@@ -18,13 +16,7 @@ def try_push(args: list[str]) -> int | None:
         return None
     from bridge.sync.command import push
 
-    try:
-        return push(found["on"] or found["target"], wip=found["wip"], deploy=not found["no_deploy"],
-                    force=found["force"])
-    finally:
-        # The process ends next. Its last garbage collections would walk every object paramiko and
-        # cryptography made at import (~100 ms here); frozen ones are skipped, and exit frees them anyway.
-        gc.freeze()
+    return push(found["on"] or found["target"], wip=found["wip"], deploy=not found["no_deploy"], force=found["force"])
 
 
 def parse(args: list[str]) -> dict | None:
