@@ -71,7 +71,7 @@ def one_command(bench: BenchEnv, ws: Path, server) -> None:
     cm = ["-o", f"ControlPath={control}"]
     subprocess.run(bench.ssh_argv(server, options=[*cm, "-o", "ControlMaster=yes", "-o", "ControlPersist=600", "-fN"]),
                    check=True)
-    interp = median_ms(command([PYTHON, "-c", "pass"]), REPEAT)
+    interp = median_ms(command([PYTHON, "-S", "-c", "pass"]), REPEAT)  # as bin/bridge starts it
     ssh_cold = median_ms(command(bench.ssh_argv(server, "true")), REPEAT)
     ssh_cold_gcm = median_ms(command(bench.ssh_argv(server, "true", options=["-c", "aes128-gcm@openssh.com",
                                                                           "-o", "KexAlgorithms=curve25519-sha256"])), REPEAT)
@@ -81,10 +81,10 @@ def one_command(bench: BenchEnv, ws: Path, server) -> None:
     first = cold_keeper_ms(bench, ws)
     subprocess.run(bench.ssh_argv(server, options=[*cm, "-O", "exit"]), capture_output=True)
     print_table("one command `true` (whole processes, medians)", [
-        ("python -c pass (interpreter + site .pth)", interp, "ssh cold", ssh_cold),
+        ("python -S -c pass (the launcher's interpreter)", interp, "ssh cold", ssh_cold),
         ("bridge exec, warm keeper", warm, "ssh ControlMaster (goal <= 3x)", ssh_cm),
         ("bridge exec, warm keeper", warm, "ssh cold (goal <= 0.15x)", ssh_cold),
-        ("bridge exec, warm keeper, minus python -c pass", warm - interp, "ssh ControlMaster", ssh_cm),
+        ("bridge exec, warm keeper, minus python -S", warm - interp, "ssh ControlMaster", ssh_cm),
         ("bridge exec, no keeper running (starts one)", first, "ssh cold (goal <= 1x)", ssh_cold),
         ("bridge exec --no-reuse (in-process connect)", direct, "ssh cold (goal <= 1x)", ssh_cold),
         ("bridge exec --no-reuse", direct, "ssh cold, aes128-gcm + curve25519", ssh_cold_gcm),
