@@ -63,7 +63,7 @@ def _run(args: list[str]) -> tuple[int, bool]:
         if warm is not None:
             return warm
     if args[:1] == ["push"]:  # the everyday push flags parsed by hand: no typer/click
-        from bridge.sync.fast import try_push
+        from bridge.commands.push_fast import try_push
 
         code = try_push(args[1:])
         if code is not None:

@@ -1,6 +1,6 @@
 """`bridge push`, `pull`, `status`, `rollback`: parse, call bridge.sync.service, render its events.
 
-push runs bridge.sync.command, as the Typer-free fast path (bridge.sync.fast) does: Typer
+push runs bridge.commands.push, as the Typer-free fast path (bridge.commands.push_fast) does: Typer
 parses only what that path leaves to it (--help, odd flags), and both print the same.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ def push(
     force: Annotated[bool, typer.Option("--force", help="Overwrite the server's branch (says what it drops).")] = False,
 ) -> int:
     """Push the current branch; each server deploys it and the report streams back."""
-    from bridge.sync.command import push as run_push
+    from bridge.commands.push import push as run_push
 
     return run_push(on or target, wip=wip, deploy=not no_deploy, force=force)
 
@@ -115,7 +115,7 @@ def rollback(
     from bridge import config as cfg
     from bridge.sync import rollback as rb
     from bridge.sync import service
-    from bridge.sync.command import PushRenderer
+    from bridge.commands.push import PushRenderer
 
     config = cfg.load(required=True)
     remote = service.server_remote(config, target)

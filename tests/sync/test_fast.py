@@ -1,4 +1,4 @@
-"""`bridge push` without Typer (bridge.sync.fast): the same lines and exit codes as the Typer command."""
+"""`bridge push` without Typer (bridge.commands.push_fast): the same lines and exit codes as the Typer command."""
 from __future__ import annotations
 
 import re
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.sync.fast import parse
+from bridge.commands.push_fast import parse
 from tests.conftest import BRIDGE
 from tests.sync.test_push import Root, commit, server_root, ssh_ws  # noqa: F401 - fixtures
 
@@ -63,7 +63,7 @@ def test_push_loads_no_typer_and_help_still_comes_from_typer(bridge, ssh_ws: Pat
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
-    assert "bridge.sync.fast" in imported
+    assert "bridge.commands.push_fast" in imported
     assert not imported & {"typer", "click", "rich"}
     helped = bridge("push", "--help", cwd=ssh_ws)
     assert helped.code == 0 and "Usage: bridge push" in helped.out and "--no-deploy" in helped.out

@@ -14,7 +14,7 @@ def try_push(args: list[str]) -> int | None:
     found = parse(args)
     if found is None:
         return None
-    from bridge.sync.command import push
+    from bridge.commands.push import push
 
     return push(found["on"] or found["target"], wip=found["wip"], deploy=not found["no_deploy"], force=found["force"])
 

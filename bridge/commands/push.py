@@ -1,6 +1,6 @@
 """`bridge push` once parsed: plan, push to every target, print what happens, return the exit code.
 
-Both the Typer command (bridge.commands.sync) and the Typer-free fast path (bridge.sync.fast)
+Both the Typer command (bridge.commands.sync) and the Typer-free fast path (bridge.commands.push_fast)
 call `push`, so they print the same lines and exit with the same codes. Lines go out through
 bridge.ui as each event arrives; Rich is loaded only for the summary table on a terminal.
 """
