@@ -48,9 +48,6 @@ def exec_(
     """Run a command (after `--`) or Python code on one target or a fleet; exits with the command's code."""
     from bridge.exec.command import ExecOptions, execute
     from bridge.exec.remote import parse_env
-    from bridge.ssh.pool import skip_invoke
-
-    skip_invoke()
 
     command: tuple[str, ...] = ctx.meta.get(COMMAND_KEY, ())
     if on and target:

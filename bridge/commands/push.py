@@ -14,9 +14,6 @@ from bridge import ui
 
 def push(spec: str | None, *, wip: bool = False, deploy: bool = True, force: bool = False) -> int:
     """Push the current branch (or a --wip snapshot) to `spec`'s targets; the fleet exit code (DESIGN §4)."""
-    from bridge.ssh.pool import skip_invoke
-
-    skip_invoke()  # before paramiko loads (in the connecting threads plan_push starts)
     from bridge import config as cfg
     from bridge.sync import service
 

@@ -22,13 +22,6 @@ def register(app: typer.Typer) -> None:
     app.command(epilog="Example: bridge rollback prod --to 20260101T120000.000Z-0123456789ab")(rollback)
 
 
-def _lean_ssh() -> None:
-    """Before paramiko loads: skip its optional invoke import (a large share of a cold push)."""
-    from bridge.ssh.pool import skip_invoke
-
-    skip_invoke()
-
-
 def push(
     target: Annotated[Optional[str], typer.Argument(help=TARGET_HELP)] = None,
     on: Annotated[Optional[str], typer.Option("--on", help="Same as TARGET: a remote, group, list or all.")] = None,
@@ -44,7 +37,6 @@ def push(
 
 def pull(target: Annotated[Optional[str], typer.Argument(help=TARGET_HELP)] = None) -> int:
     """Bring commits made on the server back: fast-forward, else a merge that never discards local work."""
-    _lean_ssh()
     from bridge import config as cfg
     from bridge.sync import service
 
@@ -68,7 +60,6 @@ def status(
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> int:
     """Local branch vs each remote: ahead/behind, dirty files, deployed commit, last deploy, reachable."""
-    _lean_ssh()
     from bridge import config as cfg
     from bridge.sync import service
 
@@ -111,7 +102,6 @@ def rollback(
     list_: Annotated[bool, typer.Option("--list", help="List releases instead.")] = False,
 ) -> int:
     """Switch `current` back to an earlier release (`--list` shows them)."""
-    _lean_ssh()
     from bridge import config as cfg
     from bridge.sync import rollback as rb
     from bridge.sync import service

@@ -56,9 +56,7 @@ def _via_keeper(request: dict) -> int | None:
 def _direct(request: dict) -> int:
     """In this process (no keeper, --no-reuse, a local target): what the Typer command would call."""
     from bridge.exec.command import ExecOptions, execute
-    from bridge.ssh.pool import skip_invoke
 
-    skip_invoke()
     return execute(ExecOptions(command=tuple(request["command"]), target=request["target"], env=request["env"],
                                cwd=request["cwd"], timeout=request["timeout"], python=request["python"],
                                forks=request["forks"], json=request["json"], sandbox=request["sandbox"]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -28,7 +29,7 @@ from bridge.runners import open_runner
 from bridge.security.client import record_operation
 from bridge.result import ExecResult
 from bridge.ssh import keeper
-from bridge.ssh.pool import ConnectionPool, skip_invoke
+from bridge.ssh.pool import ConnectionPool
 
 PYTHON = ("python3", "-")
 
@@ -59,9 +60,10 @@ class Keeper:
         else:
             peer.send(b"A")
             code, message = self._run(peer, request, plan[0], plan[1][0], plan[2])
-        peer.send(b"X", f"{code}\n{message}".encode())
-        # The warm client skips its own audit line: this process already has the writer loaded.
+        # The warm client skips its own audit line: this process already has the writer loaded. It is
+        # written before the exit frame, so the line is on disk once the client has returned.
         record_operation(request["argv"], code, time.monotonic() - started, request["cwd_client"])
+        peer.send(b"X", f"{code}\n{message}".encode())
 
     def _plan(self, request: dict) -> tuple | str:
         """(config, remote, ExecRequest), or why the client should take the normal path."""
@@ -198,15 +200,16 @@ def _watch(peer: keeper.Peer, on_gone: Callable[[], None]) -> None:
     threading.Thread(target=wait, daemon=True, name="client-watch").start()
 
 
-def main() -> None:
-    """Serve until idle or SIGTERM; finish sandbox removals, close every pooled connection on the way out."""
-    skip_invoke()
+def main(first: "socket.socket | None" = None) -> None:
+    """Serve `first` (the client that forked us) and then all comers until idle or SIGTERM; finish
+    sandbox removals, close every pooled connection on the way out."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwind: the finally blocks below run
     idle = float(os.environ.get("BRIDGE_KEEPER_IDLE", keeper.DEFAULT_IDLE))
     with ConnectionPool() as pool:
         sandboxes = KeptEngines(pool)
         try:
-            keeper.serve(Keeper(pool, sandboxes).handle, idle=idle, on_idle=lambda: pool.close_idle(idle))
+            keeper.serve(Keeper(pool, sandboxes).handle, idle=idle, on_idle=lambda: pool.close_idle(idle),
+                         first=first)
         finally:
             sandboxes.close()
 

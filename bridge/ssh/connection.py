@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.errors import AuthError, ConnectError
 from bridge.ssh import hostkeys
 from bridge.ssh.settings import SSHSettings, default_identities
+from bridge.ssh.slim_import import slim_paramiko_import
 
 if TYPE_CHECKING:
     import paramiko
@@ -153,6 +154,7 @@ class Connection:
                                f"{e or 'channel refused'}") from e
 
     def _handshake(self, sock: Any) -> "paramiko.Transport":
+        slim_paramiko_import()
         import paramiko
 
         transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE,

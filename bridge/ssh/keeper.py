@@ -18,7 +18,6 @@ import _socket
 import _thread
 import os
 import struct
-import sys
 import time
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~9 ms on the warm exec path
 if TYPE_CHECKING:
@@ -113,58 +112,76 @@ def connect(path: str | None = None) -> Peer | None:
     return Peer(sock)
 
 
-def spawn(module: str) -> None:
-    """Start `module.main()` as a daemon (double fork, new session, stdio on /dev/null), not waiting."""
-    pid = os.fork()
+def spawn(module: str) -> Peer | None:
+    """Fork `module.main(first)` off this process as a daemon and return a peer already connected to it.
+
+    A fork, not a new interpreter: the daemon starts with what this process has loaded (no
+    interpreter start, no second sys.path setup), and it serves us over a socketpair it inherits,
+    so the first request needs no listening socket and no polling. Double fork and a new session
+    detach it; it keeps no fd of ours but its end of the pair (a client's stdout pipe held open
+    would hang whoever reads it). None when the fork fails.
+    """
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        return None
     if pid:
+        theirs.close()
         os.waitpid(pid, 0)
-        return
+        return Peer(ours)
     try:
         os.setsid()
         if os.fork():
             os._exit(0)
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        # -S and the client's own sys.path: the daemon finds what the client found, minus site's hooks
-        boot = f"import sys; sys.path[:] = {sys.path!r}; import importlib; importlib.import_module({module!r}).main()"
-        os.execv(sys.executable, [sys.executable, "-S", "-c", boot])
+        _detach(keep=theirs.fileno())
+        import importlib
+        import socket
+
+        importlib.import_module(module).main(first=socket.socket(fileno=theirs.detach()))
     finally:
-        os._exit(127)
+        os._exit(0)
 
 
-def connect_or_spawn(module: str, wait: float = 10.0) -> Peer | None:
-    """The running keeper, else start one and connect as soon as it listens; None if it never does."""
-    peer = connect()
-    if peer is not None:
-        return peer
-    spawn(module)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        time.sleep(0.005)
-        peer = connect()
-        if peer is not None:
-            return peer
-    return None
+def _detach(keep: int) -> None:
+    """stdio on /dev/null and every other inherited fd closed but `keep`: a daemon holds nothing of its parent's."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.closerange(3, keep)
+    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+
+
+def connect_or_spawn(module: str) -> Peer | None:
+    """The running keeper, else a new one forked off this process; None if neither is possible."""
+    return connect() or spawn(module)
 
 
 Handler = "Callable[[Peer], None]"
 
 
-def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[], None] | None = None) -> None:
-    """Accept clients of this uid until `idle` seconds pass without one; each runs `handler` on a thread.
+def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[], None] | None = None,
+          first: "socket.socket | None" = None) -> None:
+    """Serve `first` (the client that started us), then accept clients of this uid until `idle`
+    seconds pass without one; each runs `handler` on a thread.
 
-    Returns at once when another keeper holds the lock (two clients raced to start one).
+    When another keeper holds the lock (two clients raced to start one), serves only `first`.
     """
+    state = {"active": 0, "last": time.monotonic()}
+    state_lock = _thread.allocate_lock()
     folder = _private_dir(runtime_dir())
     lock = _take_lock(os.path.join(folder, LOCK_NAME))
     if lock is None:
+        if first is not None:
+            _client(first, handler, state, state_lock)
         return
-    import socket
+    if first is not None:
+        import threading
 
+        threading.Thread(target=_serve_first, args=(first, handler, state, state_lock), daemon=True).start()
     listener = _listen(os.path.join(folder, SOCKET_NAME))
-    state = {"active": 0, "last": time.monotonic()}
-    state_lock = _thread.allocate_lock()
     try:
         _accept_loop(listener, handler, idle, state, state_lock, on_idle)
     finally:
@@ -193,6 +210,16 @@ def _accept_loop(listener: "socket.socket", handler: Handler, idle: float, state
             sock.close()
             continue
         threading.Thread(target=_client, args=(sock, handler, state, state_lock), daemon=True).start()
+
+
+def _serve_first(sock: "socket.socket", handler: Handler, state: dict, state_lock: _thread.LockType) -> None:
+    """The client that forked us, then a title of our own: until now ps showed that client's command
+    line, arguments and all, which must not linger for the keeper's lifetime. Done after the first
+    run, as the import is not free (setproctitle loads logging) and that run is waiting."""
+    _client(sock, handler, state, state_lock)
+    from setproctitle import setproctitle
+
+    setproctitle("bridge keeper")
 
 
 def _client(sock: "socket.socket", handler: Handler, state: dict, state_lock: _thread.LockType) -> None:

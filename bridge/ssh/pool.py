@@ -1,34 +1,12 @@
 """Connections reused within one process: one per resolved settings (host, port, user, keys, jump)."""
 from __future__ import annotations
 
-import re
-import sys
 import threading
 import time
 
 from bridge.ssh import hostkeys
 from bridge.ssh.connection import Connection
 from bridge.ssh.settings import SSHSettings
-
-
-def skip_invoke() -> None:
-    """Keep paramiko from importing `invoke` (~40 % of `import paramiko` here) when nothing needs it.
-
-    paramiko/config.py imports invoke, if installed, only to run the `Match exec` lines of an ssh
-    config (https://github.com/paramiko/paramiko/blob/main/paramiko/config.py); a None entry in
-    sys.modules makes that import fail fast, and paramiko then leaves invoke unused. Done only when
-    ~/.ssh/config has no `Match … exec`, and before paramiko is imported.
-    """
-    if "paramiko" in sys.modules or "invoke" in sys.modules:
-        return
-    from bridge import paths
-
-    try:
-        text = (paths.ssh_dir() / "config").read_text(errors="replace")
-    except OSError:
-        text = ""
-    if not re.search(r"(?im)^\s*match\b.*\bexec\b", text):
-        sys.modules["invoke"] = None  # type: ignore[assignment]
 
 
 class ConnectionPool:

@@ -90,6 +90,9 @@ def _ssh_config_lookup(host: str) -> dict:
     path = paths.ssh_dir() / "config"
     if not path.is_file():
         return {}
+    from bridge.ssh.slim_import import slim_paramiko_import
+
+    slim_paramiko_import()
     import paramiko
 
     try:

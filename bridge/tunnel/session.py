@@ -44,7 +44,9 @@ class Session:
     def open(self) -> "Session":
         """Connect and request each forward; raises ConnectError, AuthError, HostKeyError or ForwardRefused."""
         from bridge.ssh.connection import Connection
+        from bridge.ssh.slim_import import slim_paramiko_import
 
+        slim_paramiko_import()
         import paramiko
 
         self._conn = Connection(self.settings, trust_hint=self._trust_hint)

@@ -148,3 +148,33 @@ def test_warm_runs_are_audited_by_the_keeper_with_secrets_masked(target: Target,
     assert [json.loads(line)["action"] for line in lines] == ["exec", "exec"]
     assert "hunter2-secret" not in log.read_text()
     assert target.run("audit", "verify", str(log)).code == 0
+
+
+def test_keeper_is_titled_and_keeps_nothing_of_its_first_client(target: Target, home) -> None:
+    """The keeper is forked off the first client: ps must not keep showing that client's arguments,
+    and it must hold none of its fds (an inherited pipe would keep the caller's read end from EOF)."""
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bridge", "exec", "--", "echo", "token-5f3a9c"],
+                              cwd=target.workspace, env=home.env, capture_output=True, timeout=60,
+                              pass_fds=(write_end,))
+        assert (proc.returncode, proc.stdout) == (0, b"token-5f3a9c\n"), proc.stderr
+        pid = keeper_pid(_runtime(home) / "keeper.lock")
+        title = _cmdline_once_settled(pid)
+        assert title.startswith("bridge keeper") and "token-5f3a9c" not in title, title
+        pipe = os.readlink(f"/proc/self/fd/{write_end}")
+        held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        assert pipe not in held
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def _cmdline_once_settled(pid: int) -> str:
+    """The keeper retitles itself right after its first run; give it a moment."""
+    deadline = time.monotonic() + 10
+    while True:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        if "token-5f3a9c" not in title or time.monotonic() > deadline:
+            return title
+        time.sleep(0.05)
