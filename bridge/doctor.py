@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from bridge.config import Config, Remote
-from bridge.errors import AuthError, BridgeError, ChangedHostKey, HostKeyError, UnknownHostKey
+from bridge.errors import AuthError, BridgeError, ChangedHostKey, UnknownHostKey
 from bridge.runners import Runner, SSHRunner, open_runner
 
 MIN_FREE_KB = 100 * 1024

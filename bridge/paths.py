@@ -47,7 +47,7 @@ def ensure_private_dir(path: Path) -> Path:
     if st.st_uid != os.getuid():
         from bridge.errors import BridgeError
 
-        raise BridgeError(f"{path} belongs to uid {st.st_uid}, not you", hint=f"remove it or set XDG_RUNTIME_DIR")
+        raise BridgeError(f"{path} belongs to uid {st.st_uid}, not you", hint="remove it or set XDG_RUNTIME_DIR")
     os.chmod(path, 0o700)
     return path
 

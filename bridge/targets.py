@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from bridge.config import Config, Remote
 from bridge.errors import ConfigError, UsageError
@@ -12,8 +12,7 @@ _SCP = re.compile(r"^(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[^\]]+\]|[^:/\[\s]+):(?
 _ALIAS = re.compile(r"^(?:(?P<user>[^@/:]+)@)?(?P<host>[A-Za-z0-9_.\-]+)$")
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """A parsed remote URL. `host` may be a ~/.ssh/config alias; `port`/`user` None mean "ask ssh config"."""
 
     scheme: str  # "ssh" or "local"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Optional
 
@@ -58,7 +57,7 @@ def exec_(
     if not tty:
         return execute(options)
     with _recording(on or target, " ".join(command), variables) as record:
-        return execute(dataclasses.replace(options, record=record))
+        return execute(options._replace(record=record))
 
 
 def shell(target: Annotated[Optional[str], typer.Argument(help="Remote (default: the default remote).")] = None) -> Any:

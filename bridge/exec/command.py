@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from bridge import config as cfg
 from bridge import targets
@@ -20,13 +20,12 @@ from bridge.ssh.pool import ConnectionPool
 PYTHON = ("python3", "-")  # the deployed venv's python3 comes first on PATH when there is one
 
 
-@dataclass(frozen=True)
-class ExecOptions:
+class ExecOptions(NamedTuple):
     """Everything `bridge exec` was asked to do."""
 
     command: tuple[str, ...] = ()
     target: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = {}  # never mutated
     cwd: str | None = None
     timeout: float | None = None
     tty: bool = False

@@ -7,7 +7,7 @@ the others, and the connect timeout bounds how long it can hold things up.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from bridge.config import Config, Remote
 from bridge.errors import BridgeError, ExitCode
@@ -20,12 +20,11 @@ OutputSink = Callable[[str, int, bytes], None]  # (host, 1 or 2, data)
 DoneSink = Callable[[ExecResult], None]
 
 
-@dataclass(frozen=True)
-class ExecRequest:
+class ExecRequest(NamedTuple):
     """What to run: argv (or one shell line), its environment, directory and time limit."""
 
     command: tuple[str, ...] | str
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = {}  # never mutated
     cwd: str | None = None
     timeout: float | None = None
 

@@ -19,9 +19,9 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from bridge.errors import BridgeError
 from bridge.paths import state_dir
@@ -178,8 +178,7 @@ def record(*, action: str, command: str | None = None, exit_code: int | None = N
         return None
 
 
-@dataclass(frozen=True)
-class VerifyResult:
+class VerifyResult(NamedTuple):
     """What verify found: how many lines were good, and the first bad line with the reason."""
 
     lines: int

@@ -9,8 +9,8 @@ import base64
 import hashlib
 import hmac
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from bridge import paths
 from bridge.errors import ChangedHostKey, UnknownHostKey
@@ -18,8 +18,7 @@ from bridge.errors import ChangedHostKey, UnknownHostKey
 SYSTEM_KNOWN_HOSTS = Path("/etc/ssh/ssh_known_hosts")
 
 
-@dataclass(frozen=True)
-class KnownKey:
+class KnownKey(NamedTuple):
     """One key line of a known_hosts file that matches a host."""
 
     path: Path

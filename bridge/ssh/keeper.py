@@ -133,6 +133,7 @@ def spawn(module: str) -> Peer | None:
         os.waitpid(pid, 0)
         return Peer(ours)
     try:
+        ours.close()
         os.setsid()
         if os.fork():
             os._exit(0)

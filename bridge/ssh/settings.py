@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import getpass
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from bridge import paths
 from bridge.config import Config, Remote
@@ -14,8 +14,7 @@ from bridge.targets import Endpoint, parse_url
 DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 
 
-@dataclass(frozen=True)
-class SSHSettings:
+class SSHSettings(NamedTuple):
     """Everything the SSH layer needs for one hop; `via` is the hop before it (nested allowed)."""
 
     host: str  # the name the user wrote (alias or address), for messages

@@ -46,8 +46,7 @@ class Plan:
         """Connect attempts give up after two heartbeats at most (a cut link must not stall the loop for
         the kernel's 2-minute SYN timeout); paramiko's own fire-and-forget keepalive is off, ours expects a reply."""
         timeout = min(self.settings.connect_timeout, max(3.0, 2 * self.keepalive))
-        return dataclasses.replace(self, settings=dataclasses.replace(
-            self.settings, connect_timeout=timeout, keepalive=0))
+        return dataclasses.replace(self, settings=self.settings._replace(connect_timeout=timeout, keepalive=0))
 
 
 class Supervisor:
