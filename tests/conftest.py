@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -38,8 +39,12 @@ class Home:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
-    """HOME, XDG dirs and ~/.ssh of a fresh user, so the developer's own setup never leaks in."""
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
+    """HOME, XDG dirs and ~/.ssh of a fresh user, so the developer's own setup never leaks in.
+
+    A `bridge exec` in the test may leave a connection keeper in this home's runtime dir; it is
+    stopped afterwards by the PID in its lock file, so none outlives its test.
+    """
     root = tmp_path / "home"
     ssh = root / ".ssh"
     ssh.mkdir(parents=True, mode=0o700)
@@ -57,7 +62,21 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
         monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return Home(root, env)
+    yield Home(root, env)
+    pid = keeper_pid(tmp_path / "run" / "bridge" / "keeper.lock")
+    if pid:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def keeper_pid(lock: Path) -> int | None:
+    """The PID a connection keeper wrote into its lock file, if one ran."""
+    try:
+        return int(lock.read_text() or 0) or None
+    except (OSError, ValueError):
+        return None
 
 
 @pytest.fixture

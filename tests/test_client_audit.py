@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-from tests.exec.exec_fixtures import stop_keepers  # noqa: F401 - fixture: `bridge exec` may start a keeper
 
 
 def _lines(home) -> list[dict]:

@@ -13,7 +13,6 @@ import sysconfig
 from pathlib import Path
 
 from tests.conftest import REPO, Home
-from tests.exec.exec_fixtures import stop_keepers  # noqa: F401 - fixture: `bridge exec` may start a keeper
 
 PURELIB = Path(sysconfig.get_paths()["purelib"]).relative_to(sys.prefix)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from bridge.exec import CodeExecutor, ExecResult
-from tests.exec.exec_fixtures import Target, stop_keepers, target  # noqa: F401 - fixtures
+from tests.exec.exec_fixtures import Target, target  # noqa: F401 - fixtures
 
 
 def test_run_bash_and_python_over_ssh(target: Target) -> None:

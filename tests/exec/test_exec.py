@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from tests.exec.exec_fixtures import Target, stop_keepers, target  # noqa: F401 - fixtures
+from tests.exec.exec_fixtures import Target, target  # noqa: F401 - fixtures
 
 WAYS = {"keeper": [], "direct": ["--no-reuse"]}
 

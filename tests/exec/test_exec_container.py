@@ -6,7 +6,7 @@ its limits; these check that exec hands over command, stdin, env and exit code o
 from __future__ import annotations
 
 from bridge.exec import CodeExecutor
-from tests.exec.exec_fixtures import Target, stop_keepers, target  # noqa: F401 - fixtures
+from tests.exec.exec_fixtures import Target, target  # noqa: F401 - fixtures
 from tests.exec.sandbox_env import engine  # noqa: F401 - fixture
 
 

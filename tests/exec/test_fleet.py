@@ -7,7 +7,6 @@ import time
 import pytest
 
 from tests.conftest import write_config
-from tests.exec.exec_fixtures import stop_keepers  # noqa: F401 - fixture
 
 WAYS = {"keeper": [], "direct": ["--no-reuse"]}
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.exec.exec_fixtures import Target, keeper_pid, stop_keepers, target  # noqa: F401 - fixtures
+from tests.exec.exec_fixtures import Target, keeper_pid, target  # noqa: F401 - fixtures
 
 
 def _runtime(home) -> Path:

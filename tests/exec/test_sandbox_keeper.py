@@ -21,7 +21,7 @@ from bridge.exec.sandbox import Engine
 from bridge.exec.sandbox.box import list_boxes, name_of, remove
 from bridge.exec.sandbox.pool import idle
 from tests.conftest import BRIDGE, Home, Result, write_config
-from tests.exec.exec_fixtures import keeper_pid, stop_keepers  # noqa: F401 - fixture
+from tests.exec.exec_fixtures import keeper_pid
 from tests.exec.sandbox_env import engine  # noqa: F401 - fixture
 
 

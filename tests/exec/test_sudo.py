@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_config
-from tests.exec.exec_fixtures import stop_keepers  # noqa: F401 - fixture
 
 USER = "bridgesudo"
 
