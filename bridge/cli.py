@@ -29,6 +29,7 @@ COMMAND_MODULES = tuple(COMMANDS)
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run bridge with `argv` and exit with its code; `--traceback` or BRIDGE_DEBUG=1 shows stacks."""
+    _sanitise_stdio()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _pop_flag(args, "--traceback") or os.environ.get("BRIDGE_DEBUG") == "1"
     started = time.monotonic()
@@ -119,6 +120,19 @@ def _audit(args: list[str], code: int, duration: float) -> None:
         client.record_operation(args, code, duration, os.getcwd())
 
 
+def _sanitise_stdio() -> None:
+    """/dev/null on a closed fd 0, 1 or 2 (`bridge … >&-`), as OpenSSH's sanitise_stdfd() does: else the
+    first socket we open takes that number, and a command's output is written into the SSH connection."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def _exit(code: int) -> NoReturn:
     """Exit without interpreter teardown once our output is flushed and no worker thread is left.
 
@@ -131,7 +145,8 @@ def _exit(code: int) -> NoReturn:
                                     for t in threading.enumerate()):
         for stream in (sys.stdout, sys.stderr):
             try:
-                stream.flush()
+                if stream is not None:  # None: the fd was closed when we started (`bridge … >&-`)
+                    stream.flush()
             except (OSError, ValueError):
                 pass  # a closed pipe (`bridge … | head`): nothing more can reach it
         os._exit(code)

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from bridge import config as cfg
 from bridge import targets
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, ExitCode
 from bridge.exec.fast import identity
+from bridge.exec.output import write_all
 from bridge.exec.sandbox_link import KeptEngines, run_and_report
 from bridge.exec.service import ExecRequest, fleet_exit_code, run_fleet, script_for
 from bridge.runners import open_runner
@@ -45,8 +46,14 @@ class Keeper:
 
     def handle(self, peer: keeper.Peer) -> None:
         """One client: plan, accept or decline, run with live output, send the exit frame."""
-        _, payload = peer.recv()
-        request = ast.literal_eval(payload.decode())  # a literal, never code
+        _, payload, fds = peer.recv_with_fds()
+        try:
+            self._handle(peer, ast.literal_eval(payload.decode()), fds)  # a literal, never code
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _handle(self, peer: keeper.Peer, request: dict, fds: list[int]) -> None:
         plan = self._plan(request)
         if isinstance(plan, str):
             peer.send(b"F", plan.encode())
@@ -59,7 +66,7 @@ class Keeper:
             code, message = self._run_fleet(peer, request, *plan)
         else:
             peer.send(b"A")
-            code, message = self._run(peer, request, plan[0], plan[1][0], plan[2])
+            code, message = self._run(peer, request, plan[0], plan[1][0], plan[2], fds)
         # The warm client skips its own audit line: this process already has the writer loaded. It is
         # written before the exit frame, so the line is on disk once the client has returned.
         record_operation(request["argv"], code, time.monotonic() - started, request["cwd_client"])
@@ -84,17 +91,27 @@ class Keeper:
         return config, remotes, ExecRequest(command, request["env"], request.get("cwd"), timeout)
 
     def _run(self, peer: keeper.Peer, request: dict, config: cfg.Config, remote: cfg.Remote,
-             exec_request: ExecRequest) -> tuple[int, str]:
-        """(exit code, text for the client's stderr), as the normal path would print it."""
+             exec_request: ExecRequest, fds: list[int]) -> tuple[int, str]:
+        """(exit code, text for the client's stderr), as the normal path would print it.
+
+        Output goes straight to the client's stdout and stderr when it sent them (`fds`), else as frames.
+        """
+        output = None
         try:
             with open_runner(config, remote, pool=self.pool) as runner:
                 stdin = _stdin_frames(peer, runner.cancel) if request.get("stdin") else _watch(peer, runner.cancel)
+                if len(fds) == 2:
+                    output = ClientOutput(fds[0], fds[1], on_closed=runner.cancel)
+                    sinks = {"on_stdout": output.stdout, "on_stderr": output.stderr}
+                else:
+                    sinks = {"on_stdout": lambda data: peer.send(b"1", data),
+                             "on_stderr": lambda data: peer.send(b"2", data)}
                 result = runner.run_stream(script_for(runner, exec_request), stdin=stdin, capture=False,
-                                           timeout=exec_request.timeout,
-                                           on_stdout=lambda data: peer.send(b"1", data),
-                                           on_stderr=lambda data: peer.send(b"2", data))
+                                           timeout=exec_request.timeout, **sinks)
         except BridgeError as e:
-            return _error(e)
+            return (int(ExitCode.FAILED), "") if output and output.closed else _error(e)
+        if output and output.closed:
+            return int(ExitCode.FAILED), ""
         timed_out = f"bridge: {remote.name}: timed out after {exec_request.timeout:g}s\n" if result.timed_out else ""
         return result.exit_code, timed_out
 
@@ -128,6 +145,32 @@ class Keeper:
                             stdin=stdin, on_output=on_output, pool=self.pool, capture=False,
                             on_done=lambda result: peer.send(b"d", _done_line(index[result.host], result)))
         return fleet_exit_code(results), ""
+
+
+class ClientOutput:
+    """The client's own stdout and stderr, passed with its request (SCM_RIGHTS, as OpenSSH's mux client
+    hands its stdio to the master): a single host's output is written to them, not relayed through the
+    client. A reader that goes away (`bridge exec … | head`) ends the run, exit 1, as it ended the client."""
+
+    def __init__(self, stdout_fd: int, stderr_fd: int, *, on_closed: Callable[[], None]) -> None:
+        self._fds = (stdout_fd, stderr_fd)
+        self._on_closed = on_closed
+        self.closed = False
+
+    def stdout(self, data: bytes) -> None:
+        self._write(self._fds[0], data)
+
+    def stderr(self, data: bytes) -> None:
+        self._write(self._fds[1], data)
+
+    def _write(self, fd: int, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            write_all(fd, data)
+        except OSError:
+            self.closed = True
+            self._on_closed()
 
 
 class ConfigCache:

@@ -8,7 +8,8 @@ request means is the caller's handler (bridge.exec.keeperd); connections come fr
 layer's pool, so host keys and identities are checked exactly as for a direct connection.
 
 Frame: 1 byte kind, 4 bytes big-endian length, payload.
-  client → keeper: R request (a Python literal), I stdin bytes, E stdin EOF
+  client → keeper: R request (a Python literal; with it, the client's stdout and stderr as SCM_RIGHTS),
+                   I stdin bytes, E stdin EOF
   keeper → client: A accepted, F fall back (reason), 1 stdout, 2 stderr, X exit ("CODE\n" + text for stderr)
 The client side uses `_socket` and no json: `socket` and `json` cost ~10 ms of imports.
 """
@@ -58,6 +59,30 @@ class Peer:
             else:
                 self.sock.sendall(head)
                 self.sock.sendall(payload)
+
+    def send_with_fds(self, kind: bytes, payload: bytes, fds: list[int]) -> None:
+        """One frame carrying open file descriptors (SCM_RIGHTS): the peer gets its own copies of them."""
+        rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))] if fds else []
+        data = HEADER.pack(kind, len(payload)) + payload
+        with self._send_lock:
+            sent = self.sock.sendmsg([data], rights)
+            if sent < len(data):
+                self.sock.sendall(data[sent:])
+
+    def recv_with_fds(self, most: int = 2) -> tuple[bytes, bytes, list[int]]:
+        """The next frame and the descriptors sent with it (send_with_fds); call it only with nothing buffered."""
+        import socket
+
+        data, ancillary, _flags, _addr = self.sock.recvmsg(262144, socket.CMSG_SPACE(most * 4))
+        if not data:
+            raise EOFError("keeper connection closed")
+        fds: list[int] = []
+        for level, kind, blob in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds += struct.unpack(f"{len(blob) // 4}i", blob[:len(blob) - len(blob) % 4])
+        self._buffer += data
+        frame_kind, payload = self.recv()
+        return frame_kind, payload, fds
 
     def recv(self) -> tuple[bytes, bytes]:
         """The next frame; raises EOFError when the other side has gone."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ import uuid
 
 import pytest
 
+from tests.conftest import BRIDGE
 from tests.exec.exec_fixtures import Target, target  # noqa: F401 - fixtures
 
 WAYS = {"keeper": [], "direct": ["--no-reuse"]}
@@ -185,3 +187,41 @@ def test_a_broken_bridge_yaml_after_a_cached_good_one_names_file_and_line(target
     result = target.exec("--no-reuse", "--", "true")
     assert result.code == 2, result
     assert f"{config}:" in result.err and "invalid YAML" in result.err
+
+
+def _shell(target: Target, line: str) -> subprocess.CompletedProcess:
+    """`line` run by bash in the workspace, with `BRIDGE` standing for the real bridge command."""
+    bridge = " ".join(map(shlex.quote, BRIDGE))
+    return subprocess.run(["bash", "-c", line.replace("BRIDGE", bridge)], cwd=target.workspace,
+                          env=dict(os.environ), capture_output=True, timeout=60)
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_a_reader_that_goes_away_ends_the_run(target: Target, way: str) -> None:
+    """`bridge exec -- yes | head`: bridge ends with 1 at once and the remote command is gone."""
+    marker = f"bridge-yes-{uuid.uuid4().hex[:8]}"
+    proc = _shell(target, f"BRIDGE exec {' '.join(WAYS[way])} -- yes {marker} | head -c 4; echo \" ${{PIPESTATUS[0]}}\"")
+    assert proc.stdout == b"brid 1\n", proc
+    assert b"Traceback" not in proc.stderr, proc.stderr
+    time.sleep(0.3)
+    assert f"yes {marker}" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("closed", [">&-", "2>&-", "<&-"])
+def test_a_closed_std_fd_loses_only_that_stream(target: Target, way: str, closed: str) -> None:
+    """A closed stdout must not become the SSH socket's number (output written into the connection)."""
+    proc = _shell(target, f"BRIDGE exec {' '.join(WAYS[way])} -- sh -c 'echo out; echo err >&2' {closed}; echo \"rc=$?\"")
+    out = b"" if closed == ">&-" else b"out\n"
+    err = b"" if closed == "2>&-" else b"err\n"
+    assert (proc.stdout, proc.stderr) == (out + b"rc=0\n", err), proc
+
+
+def test_output_to_a_file_lands_whole(target: Target, tmp_path) -> None:
+    """The keeper writes a single host's output to the client's own stdout, here a regular file."""
+    out = tmp_path / "out.bin"
+    proc = _shell(target, f"BRIDGE exec -- head -c 3000000 /dev/urandom > {out}; "
+                          f"BRIDGE exec -- printf tail >> {out}")
+    assert proc.returncode == 0, proc
+    data = out.read_bytes()
+    assert len(data) == 3000004 and data.endswith(b"tail")
