@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from tests.accounts import Account
 from tests.sshd import SSHServer, free_port, keygen, wait_port  # noqa: F401 - re-exported for tests
 
 REPO = Path(__file__).resolve().parent.parent
@@ -151,3 +152,21 @@ def write_config(folder: Path, text: str) -> Path:
     path = folder / "bridge.yaml"
     path.write_text(text)
     return path
+
+
+@pytest.fixture(scope="session")
+def system_bridge() -> Path:
+    """bridge installed in a venv of Debian's python3 that any account can run: its `bin/bridge`."""
+    from tests.accounts import system_venv
+
+    return system_venv(REPO) / "bin" / "bridge"
+
+
+@pytest.fixture
+def sudo_account() -> Iterator[Account]:
+    """A fresh non-root login account that sudoers grants `NOPASSWD: ALL`; removed afterwards."""
+    from tests.accounts import make_account
+
+    account = make_account(sudo_all=True)
+    yield account
+    account.remove()
