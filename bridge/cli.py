@@ -11,7 +11,7 @@ import sys
 import time
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~9 ms on the warm exec path
 if TYPE_CHECKING:
-    from typing import NoReturn
+    from typing import Callable, NoReturn
 
 from bridge.errors import BridgeError, ExitCode
 
@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 def _run(args: list[str]) -> tuple[int, bool]:
     """Parse with Typer (standalone mode off, so errors reach main); (exit code, audited by the keeper)."""
+    if args == ["--version"]:  # answered before Typer loads: a version check costs an interpreter start
+        print_version()
+        return 0, False
     if args[:1] == ["exec"]:  # warm path: the connection keeper runs it, no typer/rich/paramiko/yaml
         from bridge.exec.fast import try_warm
 
@@ -93,14 +96,33 @@ def build_app(modules: tuple[str, ...] = COMMAND_MODULES) -> "typer.Typer":  # n
     app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                       rich_markup_mode=None,  # plain click help: Rich's help formatter costs ~80 ms
                       context_settings={"help_option_names": ["-h", "--help"]})
-    app.callback()(_app_help)  # a group even when one command is registered
+    app.callback()(_app_options())  # a group even when one command is registered
     for name in modules:
         importlib.import_module(f"bridge.commands.{name}").register(app)
     return app
 
 
-def _app_help() -> None:
-    """Push, run and reach work on your servers safely."""
+def _app_options() -> "Callable[..., None]":
+    """The app's own options (`--version`), made here because Typer declares them as default values."""
+    import typer
+
+    def show_version(value: bool) -> None:
+        if value:  # `bridge --version` alone never gets here: _run answers it before Typer loads
+            print_version()
+            raise typer.Exit(0)
+
+    def options(version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
+                                             help="Print the version and exit.")) -> None:
+        """Push, run and reach work on your servers safely."""
+
+    return options
+
+
+def print_version() -> None:
+    """`bridge X.Y.Z`, the version pyproject.toml reads from bridge.__version__ (one constant)."""
+    from bridge import __version__
+
+    sys.stdout.write(f"bridge {__version__}\n")
 
 
 def _modules_for(args: list[str]) -> tuple[str, ...]:

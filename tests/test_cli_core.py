@@ -107,3 +107,22 @@ def test_command_map_matches_what_each_module_registers() -> None:
         names = {c.name or c.callback.__name__ for c in app.registered_commands}
         names |= {g.name for g in app.registered_groups}
         assert names == set(commands), module
+
+
+def test_version_from_the_launcher_and_python_m_without_loading_typer(bridge, home, tmp_path) -> None:
+    import sys
+
+    import bridge as package
+    from tests.conftest import BRIDGE
+
+    expected = f"bridge {package.__version__}\n"
+    assert (bridge("--version").code, bridge("--version").out) == (0, expected)
+    as_module = subprocess.run([sys.executable, "-m", "bridge", "--version"], capture_output=True, text=True,
+                               env=home.env, cwd=tmp_path)
+    assert (as_module.returncode, as_module.stdout) == (0, expected), as_module.stderr
+    after_options = bridge("--traceback", "--version")
+    assert (after_options.code, after_options.out) == (0, expected)
+    assert "--version" in bridge("--help").out
+    timed = subprocess.run([BRIDGE[0], "-X", "importtime", *BRIDGE[1:], "--version"], capture_output=True,
+                           text=True, env=home.env)
+    assert timed.stdout == expected and " typer" not in timed.stderr and " click" not in timed.stderr
