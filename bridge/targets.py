@@ -88,7 +88,7 @@ def _default(config: Config) -> list[Remote]:
     if not servers:
         raise UsageError("no remote configured", hint="run `bridge init` or `bridge remote add NAME URL`")
     raise UsageError(f"several remotes ({', '.join(r.name for r in servers)}) and no `default:`",
-                     hint="name a target, or set `default:` in bridge.yaml")
+                     hint="name a target, or choose the default one: bridge remote default NAME")
 
 
 def _one(config: Config, name: str) -> list[Remote]:

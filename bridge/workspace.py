@@ -1,4 +1,4 @@
-"""`bridge init` and `bridge remote add/remove`: edits to bridge.yaml that keep the user's comments.
+"""`bridge init` and `bridge remote add/remove/default`: edits to bridge.yaml that keep the user's comments.
 
 Every edit is checked by loading the new text before it replaces the file (atomically),
 so a bad edit is refused and bridge.yaml is never left half-written.
@@ -84,8 +84,13 @@ def _template(workspace: str) -> str:
 
 
 def add_remote(path: Path, name: str, url: str, *, identity: str | None = None, via: str | None = None,
-               kind: str | None = None) -> None:
-    """Add `name` under `remotes:` in bridge.yaml. Raises ConfigError if it exists or the result is invalid."""
+               kind: str | None = None, default: bool = False) -> str | None:
+    """Add `name` under `remotes:` in bridge.yaml (and make it `default:`). Raises ConfigError if it
+    exists or the result is invalid.
+
+    Returns the remote a command without a target ran on before and no longer does (the only server,
+    `local` after `init`), so the CLI can say so: the new remote never silently takes its place.
+    """
     _check_name(name, "remote name")
     parse_url(url, where=f"remote `{name}`")
     text = path.read_text()
@@ -97,8 +102,49 @@ def add_remote(path: Path, name: str, url: str, *, identity: str | None = None, 
     fields = {"url": url, "identity": identity, "via": via, "kind": kind}
     entry = "{" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in fields.items() if v) + "}"
     new_text = _insert_remote(text, data, name, entry)
+    if default:
+        new_text = _with_default(new_text, path, name)
+    implied_before = None if default else _implied_default(text, path)
     cfg.check_text(new_text, str(path))
     _write_atomic(path, new_text)
+    return implied_before if implied_before and implied_before != _implied_default(new_text, path) else None
+
+
+def set_default(path: Path, name: str) -> None:
+    """Make remote or group `name` the target of commands that name none (`default:`), keeping the layout."""
+    new_text = _with_default(path.read_text(), path, name)
+    cfg.check_text(new_text, str(path))
+    _write_atomic(path, new_text)
+
+
+def _with_default(text: str, path: Path, name: str) -> str:
+    """`text` with its `default:` line set to `name` (its comment kept), or one added after `workspace:`."""
+    data = _located(text, path)
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    entry = f"default: {json.dumps(name)}"
+    if "default" in data:
+        index = data.key_lines["default"] - 1
+        comment = re.search(r"\s+#.*$", lines[index].rstrip("\n"))
+        lines[index] = entry + (comment.group(0) if comment else "") + "\n"
+        return "".join(lines)
+    after = _block(lines, data.key_lines["workspace"] - 1)[1] if "workspace" in data else 0
+    return "".join(lines[:after] + [entry + "\n"] + lines[after:])
+
+
+def _implied_default(text: str, path: Path) -> str | None:
+    """The one remote a command without a target runs on when bridge.yaml says no `default:`."""
+    from bridge.targets import resolve
+
+    config = cfg.check_text(text, str(path))
+    if config.default:
+        return None
+    try:
+        remotes = resolve(config, None)
+    except UsageError:
+        return None
+    return remotes[0].name if len(remotes) == 1 else None
 
 
 def remove_remote(path: Path, name: str) -> None:

@@ -126,3 +126,33 @@ def test_version_from_the_launcher_and_python_m_without_loading_typer(bridge, ho
     timed = subprocess.run([BRIDGE[0], "-X", "importtime", *BRIDGE[1:], "--version"], capture_output=True,
                            text=True, env=home.env)
     assert timed.stdout == expected and " typer" not in timed.stderr and " click" not in timed.stderr
+
+
+def test_remote_add_default_after_init_lets_exec_name_no_target(bridge, workspace, sshd) -> None:
+    assert bridge("init", cwd=workspace).code == 0
+    added = bridge("remote", "add", "prod", sshd.url(str(workspace)), "--default", cwd=workspace)
+    assert added.code == 0, added
+    text = (workspace / "bridge.yaml").read_text()
+    assert text.startswith("# bridge workspace settings") and 'workspace: "ws"\ndefault: "prod"\nremotes:\n' in text
+    ran = bridge("exec", "--no-reuse", "--", "echo", "on", "prod", cwd=workspace)
+    assert (ran.code, ran.out) == (0, "on prod\n"), ran
+    listed = json.loads(bridge("remote", "list", "--json", cwd=workspace).out)
+    assert [r["name"] for r in listed["remotes"] if r["default"]] == ["prod"]
+
+
+def test_first_server_remote_does_not_silently_replace_local_and_remote_default_chooses(bridge, workspace) -> None:
+    assert bridge("init", cwd=workspace).code == 0
+    added = bridge("remote", "add", "prod", "ssh://deploy@h1/srv/app", cwd=workspace)
+    assert added.code == 0 and "bridge remote default prod" in added.err, added
+    ambiguous = bridge("exec", "--", "true", cwd=workspace)
+    assert ambiguous.code == 2 and "bridge remote default NAME" in ambiguous.err, ambiguous
+    (workspace / "bridge.yaml").write_text((workspace / "bridge.yaml").read_text().replace(
+        'workspace: "ws"\n', 'workspace: "ws"\ndefault: prod   # where exec goes\n'))
+    assert bridge("remote", "default", "local", cwd=workspace).code == 0
+    text = (workspace / "bridge.yaml").read_text()
+    assert 'default: "local"   # where exec goes\n' in text and text.count("default:") == 1
+    ran = bridge("exec", "--", "echo", "here", cwd=workspace)
+    assert (ran.code, ran.out) == (0, "here\n"), ran
+    before = (workspace / "bridge.yaml").read_bytes()
+    unknown = bridge("remote", "default", "nosuch", cwd=workspace)
+    assert unknown.code == 2 and "nosuch" in unknown.err and (workspace / "bridge.yaml").read_bytes() == before

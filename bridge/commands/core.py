@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
     app.command(epilog="Example: bridge init --remote prod ssh://deploy@example.com/srv/app")(init)
     remote_app = typer.Typer(help="Manage remotes in bridge.yaml.", no_args_is_help=True)
     remote_app.command("add", epilog="Example: bridge remote add prod ssh://deploy@host:22/srv/app")(remote_add)
+    remote_app.command("default", epilog="Example: bridge remote default prod")(remote_default)
     remote_app.command("list", epilog="Example: bridge remote list --json")(remote_list)
     remote_app.command("remove", epilog="Example: bridge remote remove staging")(remote_remove)
     app.add_typer(remote_app, name="remote")
@@ -52,14 +53,29 @@ def remote_add(
     identity: Annotated[Optional[str], typer.Option(help="Private key file for this remote.")] = None,
     via: Annotated[Optional[str], typer.Option(help="Reach it through this remote (jump host / relay).")] = None,
     kind: Annotated[Optional[str], typer.Option(help="`git` for a plain git remote (push only).")] = None,
+    default: Annotated[bool, typer.Option("--default", help="Make it the target of commands that name none.")] = False,
 ) -> int:
     """Add a remote to bridge.yaml (comments and layout are kept)."""
     from bridge import config as cfg
     from bridge import workspace
 
     config = cfg.load(required=True)
-    workspace.add_remote(config.path, name, url, identity=identity, via=via, kind=kind)
-    ui.say(f"added remote {name} -> {url}")
+    displaced = workspace.add_remote(config.path, name, url, identity=identity, via=via, kind=kind, default=default)
+    ui.say(f"added remote {name} -> {url}" + (" (the default)" if default else ""))
+    if displaced:
+        ui.say(f"note: commands without a target ran on `{displaced}`; now they ask which remote. "
+               f"Choose: bridge remote default {name}  (or: bridge remote default {displaced})", err=True)
+    return 0
+
+
+def remote_default(name: Annotated[str, typer.Argument(help="Remote or group.")]) -> int:
+    """Make a remote (or group) the target of commands that name none: `default:` in bridge.yaml."""
+    from bridge import config as cfg
+    from bridge import workspace
+
+    config = cfg.load(required=True)
+    workspace.set_default(config.path, name)
+    ui.say(f"default target: {name}")
     return 0
 
 
