@@ -15,7 +15,7 @@ if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ] || ! command -v 
 fi
 mkdir -p /run/sshd
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+sh scripts/install-test-python.sh
 
 sh scripts/start-dockerd.sh >/dev/null
 sh scripts/build-sandbox-image.sh
