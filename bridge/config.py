@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge import paths
+from bridge import limits, paths
 from bridge.errors import ConfigError
 from bridge.yamlfile import Located, load_yaml, parse_yaml
 
@@ -179,6 +179,7 @@ def _merge(base: Located, top: Located) -> Located:
                 value = _merge_named(old, value)
             out[key] = value
             out.key_lines[key] = source.key_lines.get(key, source.line)
+            out.key_sources[key] = source.key_sources.get(key, source.source)
             if isinstance(value, Located):
                 value.source = value.source or source.source
     return out
@@ -191,6 +192,7 @@ def _merge_named(base: Located, top: Located) -> Located:
         for key, value in source.items():
             out[key] = value
             out.key_lines[key] = source.key_lines.get(key, source.line)
+            out.key_sources[key] = source.key_sources.get(key, source.source)
     return out
 
 
@@ -213,6 +215,7 @@ def _env_overrides() -> Located:
         for key in keys[:-1]:
             node = node.setdefault(key, Located(f"${var}", 0))
         node[keys[-1]] = os.environ[var]
+        node.key_sources[keys[-1]] = f"${var}"
     return out
 
 
@@ -226,8 +229,24 @@ def _build(cls: type, data: Any, where: str) -> Any:
     for key, raw in data.items():
         if key not in fields:
             raise _unknown_key(data, key, list(fields), where)
-        values[key] = _convert(hints[key], raw, data, key, f"{where}.{key}" if where else key)
+        dotted = f"{where}.{key}" if where else key
+        values[key] = _convert(hints[key], raw, data, key, dotted)
+        _check_limits(data, key, dotted, values[key], raw)
     return cls(**values)
+
+
+def _check_limits(parent: Located, key: str, dotted: str, value: Any, raw: Any) -> None:
+    """Refuse a number or size that bridge cannot use (the ranges in bridge.limits), naming file:line:key."""
+    setting = limits.setting_key(dotted)
+    if setting in limits.SIZES:
+        want = limits.bad_size(setting, value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        allowed = limits.out_of_range(setting, value)
+        want = f"a number {allowed}" if allowed else None
+    else:
+        return
+    if want:
+        raise _bad_type(parent, key, dotted, want, raw)
 
 
 def _unknown_key(data: Located, key: str, known: list[str], where: str) -> ConfigError:
@@ -303,8 +322,9 @@ def _scalar(hint: Any, raw: Any, parent: Located, key: str, dotted: str) -> Any:
 
 
 def _bad_type(parent: Located, key: str, dotted: str, want: str, raw: Any) -> ConfigError:
-    return ConfigError(f"{parent.where(key)}: `{dotted}` must be {want}, got {raw!r}",
-                       hint=f"set `{key}:` to {want}")
+    source = parent.key_sources.get(key, parent.source)
+    fix = f"set {source[1:]}" if source.startswith("$") else f"set `{key}:`"
+    return ConfigError(f"{parent.where(key)}: `{dotted}` must be {want}, got {raw!r}", hint=f"{fix} to {want}")
 
 
 def _named(remotes: dict[str, Remote]) -> dict[str, Remote]:

@@ -31,11 +31,13 @@ class Located(dict):
         self.source = source
         self.line = line
         self.key_lines: dict[str, int] = {}
+        self.key_sources: dict[str, str] = {}  # after a merge: the file (or $VARIABLE) each key came from
 
     def where(self, key: str | None = None) -> str:
-        """`file:line` of `key`, or of the mapping itself."""
+        """`file:line` of `key`, or of the mapping itself; `$BRIDGE_X` alone for an environment variable."""
         line = self.key_lines.get(key, self.line) if key is not None else self.line
-        return f"{self.source}:{line}"
+        source = self.key_sources.get(key, self.source) if key is not None else self.source
+        return f"{source}:{line}" if line else source
 
 
 def load_yaml(path: Path, cache_dir: Path | None = None) -> Any:

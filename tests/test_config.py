@@ -104,6 +104,65 @@ def test_precedence_env_over_workspace_over_user(workspace: Path, home, monkeypa
         cfg.load(workspace)
 
 
+
+@pytest.mark.parametrize("line, needle", [
+    ("remotes:\n  a: {url: 'ssh://h/p', connect_timeout: -1}", "`remotes.a.connect_timeout` must be a number more than 0"),
+    ("remotes:\n  a: {url: 'ssh://h/p', connect_timeout: 0}", "`remotes.a.connect_timeout` must be a number more than 0"),
+    ("remotes:\n  a: {url: 'ssh://h/p', connect_timeout: .inf}", "`remotes.a.connect_timeout` must be a number more than 0 and at most 3600, got inf"),
+    ("exec:\n  timeout: -1", "`exec.timeout` must be a number from 0 to 2592000 (0: none)"),
+    ("exec:\n  timeout: .nan", "`exec.timeout` must be a number"),
+    ("exec:\n  forks: 0", "`exec.forks` must be a number from 1 to 1024, got 0"),
+    ("exec:\n  forks: 100000", "`exec.forks` must be a number from 1 to 1024, got 100000"),
+    ("tunnel:\n  keepalive: 0", "`tunnel.keepalive` must be a number more than 0"),
+    ("tunnel:\n  backoff_cap: -5", "`tunnel.backoff_cap` must be a number more than 0"),
+    ("deploy:\n  keep_releases: 0", "`deploy.keep_releases` must be a number from 1 to 1000"),
+    ("exec:\n  sandbox:\n    cpus: 0", "`exec.sandbox.cpus` must be a number from 0.01"),
+    ("exec:\n  sandbox:\n    pids: -1", "`exec.sandbox.pids` must be a number from 1"),
+    ("exec:\n  sandbox:\n    pool: 1000", "`exec.sandbox.pool` must be a number from 0 to 64"),
+    ("exec:\n  sandbox:\n    memory: 1k", "`exec.sandbox.memory` must be a size from 6m to 1t"),
+    ("exec:\n  sandbox:\n    memory: lots", "`exec.sandbox.memory` must be a size"),
+    ("exec:\n  sandbox:\n    output_limit: 0", "`exec.sandbox.output_limit` must be a size"),
+])
+def test_numbers_out_of_range_are_refused_at_load_with_file_line_key(workspace: Path, line: str, needle: str) -> None:
+    path = write_config(workspace, f"workspace: x\n{line}\n")
+    with pytest.raises(ConfigError) as caught:
+        cfg.load(workspace)
+    assert f"{path}:{line.count(chr(10)) + 2}: {needle}" in caught.value.message, caught.value.message
+    assert caught.value.hint.startswith("set `")
+
+
+@pytest.mark.parametrize("var, value, needle", [
+    ("BRIDGE_FORKS", "0", "$BRIDGE_FORKS: `exec.forks` must be a number from 1 to 1024, got '0'"),
+    ("BRIDGE_EXEC_TIMEOUT", "-3", "$BRIDGE_EXEC_TIMEOUT: `exec.timeout` must be a number from 0"),
+    ("BRIDGE_TUNNEL_KEEPALIVE", "-1", "$BRIDGE_TUNNEL_KEEPALIVE: `tunnel.keepalive` must be"),
+])
+def test_environment_overrides_are_checked_and_named(workspace: Path, monkeypatch, var: str, value: str,
+                                                     needle: str) -> None:
+    write_config(workspace, "workspace: x\nexec:\n  forks: 4\n  timeout: 3\n")
+    monkeypatch.setenv("BRIDGE_EXEC_TIMEOUT", "5")  # a second variable under `exec:` must not take the blame
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as caught:
+        cfg.load(workspace)
+    assert caught.value.message.startswith(needle), caught.value.message
+    assert caught.value.hint.startswith(f"set {var} to ")
+
+
+def test_a_file_value_next_to_an_env_override_keeps_its_file_and_line(workspace: Path, monkeypatch) -> None:
+    path = write_config(workspace, "workspace: x\nexec:\n  forks: 0\n")
+    monkeypatch.setenv("BRIDGE_EXEC_TIMEOUT", "5")
+    with pytest.raises(ConfigError, match=f"^{path}:3: `exec.forks`"):
+        cfg.load(workspace)
+
+
+def test_flags_out_of_range_exit_2_on_the_fast_and_the_typer_path(bridge, workspace) -> None:
+    write_config(workspace, "workspace: x\nremotes:\n  here: local:///tmp\n")
+    for flags in (["--timeout", "-1"], ["--timeout=nan"], ["--forks", "0"], ["--forks", "100000"]):
+        for extra in ([], ["--tty"]):  # --tty is left to Typer
+            refused = bridge("exec", *flags, *extra, "--", "echo", "ran", cwd=workspace)
+            assert (refused.code, refused.out) == (2, ""), (flags, extra, refused)
+            assert f"bridge: error: {flags[0].split('=')[0]} " in refused.err and "hint: give" in refused.err
+
+
 # -- the parsed-config cache (bridge.yamlfile): same results, no YAML work when nothing changed ----------
 
 def _settle(path: Path, seconds_ago: float = 60) -> None:
@@ -171,3 +230,12 @@ def test_a_file_written_this_instant_is_parsed_but_not_cached(workspace: Path) -
     write_config(workspace, GOOD)
     cfg.load(workspace)
     assert _cache_files() == []
+
+
+def test_a_bad_connect_timeout_is_a_config_error_through_the_keeper_and_without(bridge, workspace, sshd) -> None:
+    path = write_config(workspace, f"workspace: x\nremotes:\n  a: {{url: '{sshd.url('/tmp')}', connect_timeout: -1}}\n")
+    for flags in ([], ["--no-reuse"]):
+        refused = bridge("exec", *flags, "a", "--", "echo", "ran", cwd=workspace, timeout=60)
+        assert (refused.code, refused.out) == (2, ""), refused
+        assert f"bridge: error: {path}:3: `remotes.a.connect_timeout` must be a number more than 0" in refused.err
+    assert sshd.accepted_connections() == 0

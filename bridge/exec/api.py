@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge import config as cfg
-from bridge import targets
+from bridge import limits, targets
 from bridge.config import Config, Remote
 from bridge.errors import UsageError
 from bridge.exec.service import ExecRequest, run_one
@@ -56,6 +56,7 @@ class CodeExecutor:
         return self._run(ExecRequest(PYTHON, dict(env or {}), None, timeout), code.encode())
 
     def _run(self, request: ExecRequest, stdin: bytes | None) -> ExecResult:
+        limits.check_option("timeout", "exec.timeout", request.timeout)
         if self.sandbox:
             return self._run_sandboxed(request, stdin)
         return run_one(self.config, self.remote, request, stdin=stdin, pool=self._pool)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bridge import config as cfg
-from bridge import targets
+from bridge import limits, targets
 from bridge.config import Config, Remote
 from bridge.errors import UsageError
 from bridge.exec import output
@@ -39,6 +39,8 @@ class ExecOptions(NamedTuple):
 
 def execute(options: ExecOptions) -> int:
     """Run `options` on its targets and return bridge's exit code. Raises BridgeError (single host)."""
+    limits.check_option("--timeout", "exec.timeout", options.timeout)
+    limits.check_option("--forks", "exec.forks", options.forks)
     config = cfg.load()
     remotes = targets.resolve(config, options.target)
     request, stdin = _request(config, options)

@@ -19,6 +19,7 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~9 ms 
 if TYPE_CHECKING:
     from typing import Any
 
+from bridge.limits import out_of_range
 from bridge.ssh import keeper
 
 KEEPER_MODULE = "bridge.exec.keeperd"
@@ -95,6 +96,8 @@ def _store(found: dict, key: str, value: str | None) -> bool:
             value = (float if key == "timeout" else int)(value)  # type: ignore[assignment]
         except ValueError:
             return False
+        if out_of_range(f"exec.{key}", value):  # type: ignore[arg-type]
+            return False  # Typer's path refuses it with the range, as for a value from bridge.yaml
     found[key] = value
     return True
 

@@ -29,9 +29,6 @@ def plan_for(config: Config) -> Plan:
     if not tunnel.relay:
         raise ConfigError("bridge.yaml has no `tunnel.relay`",
                           hint="add `tunnel: {relay: NAME, forwards: [\"2222:localhost:22\"]}` naming a remote")
-    if tunnel.keepalive <= 0 or tunnel.backoff_cap <= 0:
-        raise ConfigError("`tunnel.keepalive` and `tunnel.backoff_cap` must be positive seconds",
-                          hint="e.g. keepalive: 15, backoff_cap: 30")
     settings = for_remote(config, config.remotes[tunnel.relay])
     return Plan(settings, parse_forwards(tunnel.forwards), tunnel.keepalive, tunnel.backoff_cap,
                 trust_hint=f"bridge test --trust {tunnel.relay}")

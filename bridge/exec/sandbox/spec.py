@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from bridge.errors import ConfigError
+from bridge.limits import size_bytes
 
 if TYPE_CHECKING:
     from bridge.config import SandboxConfig
@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 DEFAULT_IMAGE = "bridge-sandbox:bookworm"
 BUILD_HINT = "run scripts/build-sandbox-image.sh (or set exec.sandbox.image in bridge.yaml)"
 LABEL = "bridge.sandbox"
-_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 # PID 1 of every sandbox: reads a line count, then that many lines of shell (env exports, one
 # `exec` built with shlex.join run in a subshell, and the end report, see run.launch_header),
@@ -54,10 +53,10 @@ class SandboxSpec:
 
 def parse_size(value: str | int, field: str = "size") -> int:
     """Bytes from `512m`, `1g`, `65536`; raises ConfigError naming the field."""
-    m = re.fullmatch(r"\s*(\d+)\s*([bkmg]?)b?\s*", str(value).lower())
-    if not m:
+    size = size_bytes(value)
+    if size is None:
         raise ConfigError(f"sandbox.{field}: {value!r} is not a size", "write it like 512m or 1g")
-    return int(m.group(1)) * _UNITS[m.group(2)]
+    return size
 
 
 def container_config(spec: SandboxSpec, labels: dict[str, str]) -> dict:
