@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 class ExecResult:
     """What a command did: its exit code, output and how long it took.
 
-    `status` is one of ok, failed, timeout, oom, output_truncated, denied, unreachable.
+    `stdout`/`stderr` are text (UTF-8, undecodable bytes replaced), as subprocess's `text=True`
+    and Fabric give; the exact bytes are `stdout_bytes`/`stderr_bytes`. `to_dict()` is the same
+    result as JSON-ready values. `status` is one of ok, failed, timeout, oom, output_truncated,
+    denied, unreachable.
     """
 
     exit_code: int
-    stdout: bytes = b""
-    stderr: bytes = b""
+    stdout_bytes: bytes = b""
+    stderr_bytes: bytes = b""
     duration: float = 0.0
     timed_out: bool = False
     host: str = "local"
@@ -33,23 +36,33 @@ class ExecResult:
         return "ok" if self.exit_code == 0 else "failed"
 
     @property
+    def stdout(self) -> str:
+        """The command's standard output as text (UTF-8 with replacement); bytes: `stdout_bytes`."""
+        return self.stdout_bytes.decode("utf-8", "replace")
+
+    @property
+    def stderr(self) -> str:
+        """The command's standard error as text (UTF-8 with replacement); bytes: `stderr_bytes`."""
+        return self.stderr_bytes.decode("utf-8", "replace")
+
+    @property
     def ok(self) -> bool:
         """True when the command exited 0 within its limits."""
         return self.exit_code == 0 and not self.timed_out
 
     def tail(self, lines: int = 10, stream: str = "stderr") -> str:
-        """The last `lines` lines of stdout or stderr, decoded leniently, for error reports."""
-        data: bytes = getattr(self, stream)
-        return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+        """The last `lines` lines of stdout or stderr, for error reports."""
+        text: str = getattr(self, stream)
+        return "\n".join(text.splitlines()[-lines:])
 
     def to_dict(self) -> dict:
-        """A JSON-ready view (output decoded as UTF-8 with replacement)."""
+        """The result as JSON-ready values (`json.dumps(result.to_dict())`), output as text."""
         return {
             "host": self.host,
             "exit_code": self.exit_code,
             "status": self.status,
-            "stdout": self.stdout.decode("utf-8", "replace"),
-            "stderr": self.stderr.decode("utf-8", "replace"),
+            "stdout": self.stdout,
+            "stderr": self.stderr,
             "duration": round(self.duration, 4),
             "timed_out": self.timed_out,
             "truncated": self.truncated,

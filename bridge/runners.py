@@ -33,8 +33,12 @@ TIMED_OUT = 124
 GRACE = 5.0  # seconds past a timeout before the client gives up on the server's own kill
 CHUNK = 65536
 
-# Server side of a timeout. argv: [seconds, sh script]. The script leads a new session; at the
-# deadline its whole process group (background children too) gets SIGTERM, then SIGKILL.
+# The one way a run ends at its timeout, on a server and here alike. argv: [seconds, sh script].
+# The script leads a new session; at the deadline (or when the wrapper itself is signalled: Ctrl-C
+# on a local run) its whole process group, background children too, gets SIGTERM, and SIGKILL if
+# any of it still runs half a second later; the wrapper exits as soon as none does. A member that
+# is already a zombie has ended: it stays in the group until its new parent reaps it, which a
+# container's PID 1 may never do (read from /proc, Linux; elsewhere the group must be empty).
 # Exit: the script's status, 128+N when a signal killed it, or 124. python3 because sh has no
 # portable setsid, and the server has Python 3 anyway (DESIGN §5).
 _TIMEOUT_WRAPPER = """\
@@ -44,14 +48,39 @@ pid = os.fork()
 if pid == 0:
     os.setsid()
     os.execv('/bin/sh', ['/bin/sh', '-c', script])
+def running():
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.killpg(pid, 0)
+        names = os.listdir('/proc')
+    except OSError as e:
+        return not isinstance(e, ProcessLookupError)
+    for name in names:
+        try:
+            with open('/proc/' + name + '/stat') as f:
+                state, _, group = f.read().rpartition(')')[2].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(group) == pid and state != 'Z':
+            return True
+    return False
 def stop(*_):
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sig, wait in ((signal.SIGTERM, 0.5), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pid, sig)
         except OSError:
             break
-        time.sleep(0.5)
+        end = time.monotonic() + wait
+        while running() and time.monotonic() < end:
+            time.sleep(0.01)
+        if not running():
+            break
     os._exit(124)
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(sig, stop)
 signal.signal(signal.SIGALRM, stop)
 signal.setitimer(signal.ITIMER_REAL, t)
 _, status = os.waitpid(pid, 0)
@@ -160,8 +189,9 @@ class LocalRunner(Runner):
         return proc.returncode, proc.stdout, proc.stderr
 
     def _execute(self, script: str, stdin: Stdin, out: Sink, err: Sink, timeout: float | None) -> int:
-        proc = subprocess.Popen(["/bin/sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True, cwd=os.path.expanduser("~"))
+        proc = subprocess.Popen(["/bin/sh", "-c", with_timeout(script, timeout)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                cwd=os.path.expanduser("~"))
         readers = [_drain(proc.stdout, out), _drain(proc.stderr, err)]  # type: ignore[arg-type]
         feed_stdin(stdin, proc.stdin.write, proc.stdin.close)  # type: ignore[union-attr]
         try:
@@ -247,9 +277,10 @@ def _drain(pipe: Any, sink: Sink) -> threading.Thread:
 
 
 def _wait_or_kill(proc: subprocess.Popen, timeout: float | None) -> int:
-    """The exit status as a shell reports it (128+N for a signal), or 124 after killing the group."""
+    """The exit status as a shell reports it (128+N for a signal); the timeout wrapper ends the run at
+    `timeout` (124), and the group is killed here only if it has not within GRACE seconds more."""
     try:
-        code = proc.wait(timeout if timeout and timeout > 0 else None)
+        code = proc.wait(timeout + GRACE if timeout and timeout > 0 else None)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         return TIMED_OUT
@@ -257,7 +288,8 @@ def _wait_or_kill(proc: subprocess.Popen, timeout: float | None) -> int:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the whole session, then SIGKILL what is left half a second later."""
+    """SIGTERM the whole session (the timeout wrapper passes it on to the run's), then SIGKILL what is
+    left half a second later."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)

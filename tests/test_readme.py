@@ -30,4 +30,4 @@ def test_python_api_snippet(bridge, workspace, home) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=workspace, capture_output=True, text=True,
                           env=home.env)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "3 b'hi\\n' b'oops\\n' False local\nb'42\\n'\n"
+    assert proc.stdout == "3 hi\n oops\n False local\n42\n\n"

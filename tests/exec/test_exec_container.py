@@ -20,4 +20,4 @@ def test_code_executor_sandbox_locally_and_over_ssh(engine, target: Target) -> N
     for name in ("here", "prod"):
         result = CodeExecutor(workspace=target.workspace, target=name, sandbox=True).run_python(
             "import os; print(os.getuid())")
-        assert (result.exit_code, result.stdout, result.host) == (0, b"65534\n", name), result
+        assert (result.exit_code, result.stdout, result.host) == (0, "65534\n", name), result

@@ -58,17 +58,17 @@ def test_no_network_from_inside(engine, listener) -> None:
     code = CONNECT.format(port=listener)
     result = run_in_sandbox(spec(), ["python3", "-c", code, "127.0.0.1", gateway()], engine=engine)
     assert result.status == "ok", result
-    assert b"connected" not in result.stdout, result.stdout
-    assert result.stdout.count(b"refused") == 2
+    assert b"connected" not in result.stdout_bytes, result.stdout
+    assert result.stdout_bytes.count(b"refused") == 2
     # the same probe with a network proves the listener is reachable at all
     control = run_in_sandbox(spec(network="bridge"), ["python3", "-c", code, gateway()], engine=engine)
-    assert b"connected" in control.stdout, control
+    assert b"connected" in control.stdout_bytes, control
 
 
 def test_root_is_read_only_and_tmp_writable(engine) -> None:
     result = run_in_sandbox(spec(), "touch /x 2>/dev/null && echo root-writable; "
                                     "echo hi > /tmp/f && cat /tmp/f", engine=engine)
-    assert (result.exit_code, result.stdout) == (0, b"hi\n"), result
+    assert (result.exit_code, result.stdout_bytes) == (0, b"hi\n"), result
 
 
 def test_workspace_visible_and_read_only(engine, tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_workspace_visible_and_read_only(engine, tmp_path: Path) -> None:
     tmp_path.chmod(0o755)  # the sandbox user (65534) reads it like any other user would
     script = "python3 /workspace/app.py; touch /workspace/new 2>/dev/null && echo written"
     result = run_in_sandbox(spec(workspace=str(tmp_path)), script, engine=engine)
-    assert result.stdout == b"from the workspace\n", result
+    assert result.stdout_bytes == b"from the workspace\n", result
     assert not (tmp_path / "new").exists()
     tmp_path.chmod(0o777)
     writable = run_in_sandbox(spec(workspace=str(tmp_path), writable=True), "echo x > /workspace/new", engine=engine)
@@ -87,7 +87,7 @@ def test_workspace_visible_and_read_only(engine, tmp_path: Path) -> None:
 def test_runs_unprivileged(engine) -> None:
     result = run_in_sandbox(spec(), "id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; "
                                     "ls /var/run/docker.sock 2>&1", engine=engine)
-    lines = result.stdout.decode().splitlines()
+    lines = result.stdout_bytes.decode().splitlines()
     assert lines[0] == "65534"
     assert lines[1].split() == ["CapEff:", "0000000000000000"]
     assert lines[2].split() == ["NoNewPrivs:", "1"]
@@ -99,7 +99,7 @@ def test_fork_bomb_stays_inside_the_pids_limit(engine) -> None:
                "        break\n    if pid == 0:\n        time.sleep(60)\n        os._exit(0)\n    n += 1\nprint(n)")
     counted = run_in_sandbox(spec(pids=64), ["python3", "-c", counter], engine=engine)
     assert counted.exit_code == 0, counted
-    assert 0 < int(counted.stdout) < 64
+    assert 0 < int(counted.stdout_bytes) < 64
     bomb = run_in_sandbox(spec(pids=64), "b() { b | b & }; b", timeout=5, engine=engine)
     assert bomb.status in ("timeout", "ok", "failed"), bomb
     assert subprocess.run(["true"]).returncode == 0  # the host can still fork
@@ -122,7 +122,7 @@ def test_timeout_kills_and_removes(engine) -> None:
 def test_output_is_capped(engine) -> None:
     result = run_in_sandbox(spec(output_cap=1 << 20), "head -c 100000000 /dev/zero", engine=engine)
     assert (result.truncated, result.status) == (True, "output_truncated"), result.status
-    assert len(result.stdout) == 1 << 20
+    assert len(result.stdout_bytes) == 1 << 20
     assert mine(engine) == []
 
 
@@ -132,7 +132,7 @@ def test_ten_concurrent_runs_see_nothing_of_each_other(engine) -> None:
     def one(i: int) -> bytes:
         result = run_in_sandbox(spec(), ["sh", "-c", script, "sh", str(i)], engine=engine)
         assert result.exit_code == 0, result
-        return result.stdout
+        return result.stdout_bytes
 
     with ThreadPoolExecutor(10) as pool:
         outputs = list(pool.map(one, range(10)))
@@ -146,7 +146,7 @@ def test_ten_concurrent_runs_see_nothing_of_each_other(engine) -> None:
 def test_python_code_runs(engine) -> None:
     code = b"import json, sys\nprint(json.dumps({'sum': sum(range(10)), 'argv': sys.argv[1:]}))\n"
     result = run_in_sandbox(spec(), ["python3", "-", "a b"], stdin=code, engine=engine)
-    assert result.stdout == b'{"sum": 45, "argv": ["a b"]}\n', result
+    assert result.stdout_bytes == b'{"sum": 45, "argv": ["a b"]}\n', result
 
 
 def test_argv_env_and_stdin_arrive_unchanged(engine) -> None:
@@ -154,7 +154,7 @@ def test_argv_env_and_stdin_arrive_unchanged(engine) -> None:
     env = {"TOKEN": "x'y\n$(id)"}
     script = "import os, sys; print(repr(sys.argv[1:]), repr(os.environ['TOKEN']), repr(sys.stdin.read()))"
     result = run_in_sandbox(spec(), ["python3", "-c", script, *args], stdin=b"in\nput", env=env, engine=engine)
-    assert result.stdout.decode() == f"{args!r} {env['TOKEN']!r} 'in\\nput'\n", result
+    assert result.stdout_bytes.decode() == f"{args!r} {env['TOKEN']!r} 'in\\nput'\n", result
 
 
 def test_output_streams_live_and_apart(engine) -> None:
@@ -163,7 +163,7 @@ def test_output_streams_live_and_apart(engine) -> None:
     result = run_in_sandbox(spec(), "echo out; echo err >&2; sleep 1; echo late", engine=engine,
                             on_stdout=lambda b: seen.append(("out", b, time.monotonic() - began)),
                             on_stderr=lambda b: seen.append(("err", b, time.monotonic() - began)))
-    assert (result.stdout, result.stderr) == (b"out\nlate\n", b"err\n")
+    assert (result.stdout_bytes, result.stderr_bytes) == (b"out\nlate\n", b"err\n")
     first_out = next(s for s in seen if s[0] == "out")  # docker copies the two streams apart: no order between them
     assert first_out[1] == b"out\n" and first_out[2] < result.duration - 0.5
     assert ("err", b"err\n") in [s[:2] for s in seen]
@@ -199,10 +199,10 @@ def test_end_report_is_cut_off_and_output_before_it_kept(engine) -> None:
     fake = "0123456789abcdef0123456789abcdef:0"  # the report's shape, but not this run's nonce
     result = run_in_sandbox(spec(), f"echo {fake}; printf out; printf err >&2; (sleep 30; echo late) & exit 7",
                             engine=engine)
-    assert (result.exit_code, result.stdout, result.stderr) == (7, f"{fake}\nout".encode(), b"err"), result
-    assert not result.timed_out and b"late" not in result.stdout  # the report, not the background sleep, ended the run
+    assert (result.exit_code, result.stdout_bytes, result.stderr_bytes) == (7, f"{fake}\nout".encode(), b"err"), result
+    assert not result.timed_out and b"late" not in result.stdout_bytes  # the report, not the background sleep, ended the run
     missing = run_in_sandbox(spec(), ["no-such-program"], engine=engine)
-    assert missing.exit_code == 127 and b"not found" in missing.stderr, missing
+    assert missing.exit_code == 127 and b"not found" in missing.stderr_bytes, missing
 
 
 def test_end_report_split_anywhere_is_still_found() -> None:

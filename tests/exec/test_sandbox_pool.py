@@ -28,8 +28,8 @@ def test_pooled_run_uses_a_ready_container_once_then_refills(engine) -> None:
     first = run_in_sandbox(s, "echo secret > /tmp/state; hostname", engine=engine)
     second = run_in_sandbox(s, "cat /tmp/state 2>/dev/null; hostname", engine=engine)
     assert first.exit_code == 0 and second.exit_code == 0
-    assert first.stdout.strip()[:12].decode() in {i[:12] for i in ready}  # hostname = short container id
-    assert b"secret" not in second.stdout and first.stdout != second.stdout
+    assert first.stdout_bytes.strip()[:12].decode() in {i[:12] for i in ready}  # hostname = short container id
+    assert b"secret" not in second.stdout_bytes and first.stdout_bytes != second.stdout_bytes
     assert wait_idle(engine, s, 2) == 2
     assert not {e["Id"] for e in idle(engine, s)} & ready  # used ones are gone, never reused
     drain(engine, s)

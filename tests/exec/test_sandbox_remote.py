@@ -18,6 +18,6 @@ def test_sandbox_on_an_ssh_target(engine, home, sshd, workspace: Path) -> None:
         remote = Engine(forward.base_url)
         result = run_in_sandbox(spec(), "id -u; cat; echo err >&2", stdin=b"over ssh\n", engine=remote, host="prod")
         timed = run_in_sandbox(spec(), ["sleep", "100"], timeout=1, engine=remote, host="prod")
-    assert (result.exit_code, result.stdout, result.stderr) == (0, b"65534\nover ssh\n", b"err\n"), result
+    assert (result.exit_code, result.stdout_bytes, result.stderr_bytes) == (0, b"65534\nover ssh\n", b"err\n"), result
     assert (result.host, timed.status) == ("prod", "timeout")
     assert not Path(forward.path).exists()

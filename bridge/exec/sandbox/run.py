@@ -161,7 +161,7 @@ def run_in_sandbox(spec: SandboxSpec, command: Sequence[str] | str, stdin: bytes
         if cancel:
             cancel.disarm()
         _dispose(engine, spec, box, later, exiting=ends.code() is not None)
-    return ExecResult(exit_code=124 if timed_out else code, stdout=out.get(1), stderr=out.get(2),
+    return ExecResult(exit_code=124 if timed_out else code, stdout_bytes=out.get(1), stderr_bytes=out.get(2),
                       duration=time.monotonic() - began, timed_out=timed_out, host=host,
                       truncated=out.truncated, status="oom" if oom else "")
 
