@@ -44,13 +44,30 @@ def parse_url(url: str, where: str = "url") -> Endpoint:
         path = url[len("local://"):]
         if not path.startswith("/"):
             raise ConfigError(f"{where}: `{url}` needs an absolute path", hint="write local:///abs/path (three slashes)")
-        return Endpoint("local", path=path)
+        return _checked(Endpoint("local", path=path), url, where)
     for pattern in (_SSH_URL, _SCP, _ALIAS):
         match = pattern.match(url)
         if match:
-            return _endpoint(match, url, where)
+            return _checked(_endpoint(match, url, where), url, where)
     raise ConfigError(f"{where}: cannot read `{url}` as a remote URL",
                       hint="use ssh://user@host:port/abs/path, user@host:/path, an ssh alias or local:///path")
+
+
+def has_parent_step(path: str) -> bool:
+    """True when `path` climbs with `..`: such remote paths are refused, not normalised.
+
+    Normalising `/srv/app/../x` to `/srv/x` is what the text says but not what the server does
+    when a step is a symlink (`/srv/link/..` is the parent of the link's target): bridge would
+    show one folder while sh enters, deploys into and prunes releases in another.
+    """
+    return ".." in path.split("/")
+
+
+def _checked(endpoint: Endpoint, url: str, where: str) -> Endpoint:
+    if has_parent_step(endpoint.path):
+        raise ConfigError(f"{where}: the path of `{url}` climbs with `..`",
+                          hint="write the folder's path without `..`")
+    return endpoint
 
 
 def _endpoint(match: re.Match, url: str, where: str) -> Endpoint:

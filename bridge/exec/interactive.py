@@ -152,7 +152,8 @@ def session(config: Config, remote: Remote, request: ExecRequest, *, password: S
             interactive: bool = True, on_output: Sink = output.stdout_sink) -> int:
     """One PTY run; the exit code of the command (124 at the timeout)."""
     with open_runner(config, remote) as runner:
-        script = remote_script.script(request.command, deploy_path=runner.path, cwd=request.cwd, env=request.env)
+        script = remote_script.script(request.command, deploy_path=runner.path, cwd=request.cwd, env=request.env,
+                                      host=remote.name)
         if not interactive:
             script = "stty -onlcr 2>/dev/null\n" + script  # piped output keeps its \n line ends
         command = sudo_command(script) if password else script

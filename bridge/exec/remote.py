@@ -4,7 +4,10 @@ Assumptions about the server (DESIGN §5: a POSIX shell and Python 3, nothing el
 * the login shell runs our text with `-c`, as sshd does for every exec request;
 * `exit $?` after the command keeps sh as the parent, so a command killed by signal N
   reports 128+N as a plain exit status (paramiko ignores the `exit-signal` message);
-* timeouts are the runner's job (bridge.runners wraps this text to kill the whole tree).
+* timeouts are the runner's job (bridge.runners wraps this text to kill the whole tree);
+* a folder the run should start in and cannot (a remote path never prepared, a wrong `--cwd`)
+  stops the script before the command with exit 2 and a bridge-style error on stderr: `cd`
+  failing silently would run the command in the login directory instead (`rm -rf build` there).
 """
 from __future__ import annotations
 
@@ -13,9 +16,9 @@ import shlex
 from collections.abc import Mapping, Sequence
 
 from bridge.errors import UsageError
+from bridge.targets import has_parent_step
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
 
 
 def command_text(command: Sequence[str] | str) -> str:
@@ -28,20 +31,40 @@ def command_text(command: Sequence[str] | str) -> str:
 
 
 def script(command: Sequence[str] | str, *, deploy_path: str = "", cwd: str | None = None,
-           env: Mapping[str, str] | None = None) -> str:
-    """The sh text that enters the directory, sets the deployment's environment and runs `command`."""
+           env: Mapping[str, str] | None = None, host: str = "") -> str:
+    """The sh text that enters the directory, sets the deployment's environment and runs `command`.
+
+    `host` names the target in the error the script prints when it cannot enter its folder.
+    Raises UsageError for a `--cwd` that climbs with `..`.
+    """
     deploy_path = deploy_path.rstrip("/")
-    lines = [_enter(deploy_path, cwd), *_deploy_env(deploy_path), *_exports(env or {})]
+    lines = [_enter(deploy_path, cwd, host), *_deploy_env(deploy_path), *_exports(env or {})]
     return "\n".join([*filter(None, lines), command_text(command), "exit $?"])
 
 
-def _enter(deploy_path: str, cwd: str | None) -> str:
-    """`--cwd` must exist; the default is the deployed `current`, else the login directory."""
+def _enter(deploy_path: str, cwd: str | None, host: str) -> str:
+    """Into `--cwd`, else the deployed `current`, else the login directory; a folder that is not there stops the run.
+
+    The remote's own path must exist (`bridge init` and `bridge push` make it) even before the first deploy: a typo
+    in the URL must not quietly run every command in the login directory.
+    """
     if cwd:
-        return f"cd -- {shlex.quote(cwd)} || exit 1"
+        if has_parent_step(cwd):
+            raise UsageError(f"--cwd {cwd} climbs with `..`", hint="give the folder's path without `..`")
+        return f"cd -- {shlex.quote(cwd)} 2>/dev/null || " + _refuse(
+            f"{host}: cannot enter --cwd {cwd} (missing, or not permitted); nothing was run",
+            "check the path (a relative one starts in the login directory)")
     if deploy_path:
-        return f"cd -- {shlex.quote(deploy_path + '/current')} 2>/dev/null"
+        missing = _refuse(f"{host}: remote path {deploy_path} does not exist; nothing was run",
+                          "`bridge init` or a first `bridge push` makes it; else fix its url in bridge.yaml, or pass --cwd DIR")
+        return f"[ -d {shlex.quote(deploy_path)} ] || {missing}\ncd -- {shlex.quote(deploy_path + '/current')} 2>/dev/null"
     return ""
+
+
+def _refuse(message: str, hint: str) -> str:
+    """sh that prints a bridge error and hint on stderr and exits 2 (usage or config error), as main() would."""
+    lines = shlex.join([f"bridge: error: {message}", f"  hint: {hint}"])
+    return "{ printf '%s\\n' " + lines + " >&2; exit 2; }"
 
 
 def _deploy_env(deploy_path: str) -> list[str]:

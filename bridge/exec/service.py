@@ -31,7 +31,8 @@ class ExecRequest(NamedTuple):
 
 def script_for(runner: Runner, request: ExecRequest) -> str:
     """The sh text for `request` on this runner's target (deployed `current` and venv applied)."""
-    return remote_script.script(request.command, deploy_path=runner.path, cwd=request.cwd, env=request.env)
+    return remote_script.script(request.command, deploy_path=runner.path, cwd=request.cwd, env=request.env,
+                                host=runner.name)
 
 
 def run_one(config: Config, remote: Remote, request: ExecRequest, *, stdin: Stdin = None,

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import BRIDGE
+from tests.conftest import BRIDGE, write_config
 from tests.exec.exec_fixtures import Target, target  # noqa: F401 - fixtures
 
 WAYS = {"keeper": [], "direct": ["--no-reuse"]}
@@ -105,7 +105,70 @@ def test_cwd_defaults_to_home_without_a_deploy_and_follows_cwd(target: Target) -
     assert target.exec("--", "pwd").out.strip() == os.path.expanduser("~root")
     assert target.exec("--cwd", "/etc", "--", "pwd").out == "/etc\n"
     missing = target.exec("--cwd", "/no/such/dir", "--", "pwd")
-    assert missing.code == 1 and "/no/such/dir" in missing.err
+    assert (missing.code, missing.out) == (2, ""), missing
+    assert missing.err.startswith("bridge: error: prod: cannot enter --cwd /no/such/dir (missing, or not permitted)")
+
+
+def _typo_remote(target: Target) -> str:
+    """Remotes `typo` (ssh) and `typo-here` (local) whose path was never made, and group `both`; that path."""
+    missing = f"{target.deploy}-typo"
+    write_config(target.workspace, f"workspace: w\nremotes:\n  prod: {{url: \"{target.server.url(str(target.deploy))}\"}}\n"
+                                   f"  typo: {{url: \"{target.server.url(missing)}\"}}\n"
+                                   f"  typo-here: {{url: \"local://{missing}\"}}\n"
+                                   "default: prod\ngroups:\n  both: [prod, typo]\n")
+    return missing
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_a_missing_remote_path_runs_nothing_in_the_login_directory(target: Target, way: str, tmp_path) -> None:
+    missing = _typo_remote(target)
+    marker = tmp_path / "ran"
+    for name in ("typo", "typo-here"):
+        result = target.exec(*WAYS[way], name, "--", "sh", "-c", f"pwd > {marker}")
+        assert (result.code, result.out, marker.exists()) == (2, "", False), result
+        assert result.err == (f"bridge: error: {name}: remote path {missing} does not exist; nothing was run\n"
+                              "  hint: `bridge init` or a first `bridge push` makes it; else fix its url in bridge.yaml, or pass --cwd DIR\n")
+        code = target.exec(*WAYS[way], name, "--python", "-", input=f"open({str(marker)!r}, 'w')")
+        assert (code.code, marker.exists()) == (2, False) and "does not exist" in code.err, code
+    elsewhere = target.exec(*WAYS[way], "typo", "--cwd", str(tmp_path), "--", "pwd")
+    assert (elsewhere.code, elsewhere.out) == (0, f"{tmp_path}\n"), elsewhere  # the hint's way out works
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_a_missing_remote_path_fails_that_host_of_a_fleet(target: Target, way: str, tmp_path) -> None:
+    missing = _typo_remote(target)
+    result = target.exec(*WAYS[way], "--on", "both", "--json", "--", "echo", "ran")
+    rows = {row["host"]: row for row in map(json.loads, result.out.splitlines())}
+    assert result.code == 1, result
+    assert (rows["prod"]["exit_code"], rows["prod"]["stdout"]) == (0, "ran\n")
+    assert (rows["typo"]["exit_code"], rows["typo"]["stdout"]) == (2, "")
+    assert f"remote path {missing} does not exist" in rows["typo"]["stderr"]
+
+
+def test_a_missing_remote_path_in_shell_and_code_executor(target: Target) -> None:
+    from bridge.exec import CodeExecutor
+
+    missing = _typo_remote(target)
+    shell = target.run("shell", "typo", cwd=target.workspace, input="echo ran-$((20 + 22))\n")
+    assert shell.code == 2 and "ran-42" not in shell.out and f"remote path {missing}" in shell.out, shell
+    for name in ("typo", "typo-here"):
+        result = CodeExecutor(workspace=target.workspace, target=name).run_bash("echo ran")
+        assert (result.exit_code, result.stdout_bytes, result.status) == (2, b"", "failed"), result
+        assert f"remote path {missing} does not exist" in result.stderr
+
+
+def test_parent_steps_in_remote_paths_are_refused_not_followed(target: Target) -> None:
+    config = target.workspace / "bridge.yaml"
+    before = config.read_bytes()
+    added = target.run("remote", "add", "up", target.server.url(f"{target.deploy}/../elsewhere"), cwd=target.workspace)
+    assert added.code == 2 and "climbs with `..`" in added.err and config.read_bytes() == before, added
+    config.write_text(before.decode().replace("remotes:\n", "remotes:\n  up: local:///srv/app/../x\n", 1))
+    loaded = target.exec("up", "--", "true")
+    assert loaded.code == 2 and f"{config}:3: remotes.up.url: the path of `local:///srv/app/../x` climbs" in loaded.err
+    config.write_bytes(before)
+    for way in WAYS.values():
+        cwd = target.exec(*way, "--cwd", f"{target.deploy}/..", "--", "pwd")
+        assert (cwd.code, cwd.out) == (2, "") and "--cwd" in cwd.err and "`..`" in cwd.err, cwd
 
 
 @pytest.mark.parametrize("way", WAYS)
