@@ -14,7 +14,7 @@ from pathlib import Path
 from bridge import config as cfg
 from bridge import paths
 from bridge.errors import ConfigError, GitError, UsageError
-from bridge.targets import parse_url
+from bridge.targets import parse_url, resolve
 from bridge.yamlfile import Located, parse_yaml
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -135,8 +135,6 @@ def _with_default(text: str, path: Path, name: str) -> str:
 
 def _implied_default(text: str, path: Path) -> str | None:
     """The one remote a command without a target runs on when bridge.yaml says no `default:`."""
-    from bridge.targets import resolve
-
     config = cfg.check_text(text, str(path))
     if config.default:
         return None

@@ -44,7 +44,7 @@ def in_stock_debian(image: str, script: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_quickstart_installs_into_its_own_venv_and_runs_the_main_loop(stock_image: str) -> None:
     run = in_stock_debian(stock_image, "\n".join([
-        "! command -v python3",  # stock: the script must bring what it needs
+        "! command -v python3 || exit 99",  # stock: the script must bring what it needs (`!` alone escapes -e)
         "BRIDGE_DEMO_DIR=/root/demo sh scripts/quickstart.sh",
         "test -f /usr/lib/python3.11/EXTERNALLY-MANAGED",  # the system python3 refuses pip installs
         "cd /root/demo",
@@ -62,7 +62,7 @@ def test_quickstart_installs_into_its_own_venv_and_runs_the_main_loop(stock_imag
 def test_install_test_python_makes_readmes_pytest_command_work(stock_image: str) -> None:
     run = in_stock_debian(stock_image, "\n".join([
         "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 git >/dev/null",
-        "! python3 -m pip --version",
+        "! python3 -m pip --version || exit 99",
         "sh scripts/install-test-python.sh",
         "python3 -m pytest -q -p no:cacheprovider tests/test_targets.py",
     ]))
