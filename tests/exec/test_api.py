@@ -47,7 +47,7 @@ def test_a_timeout_returns_once_the_remote_tree_has_ended(target: Target, name: 
     assert (result.exit_code, result.timed_out, result.status) == (124, True, "timeout"), result
     # what the run reports: it ended within the timeout plus the time to end the tree (it took 2 s
     # with a fixed half second after SIGTERM and another after SIGKILL, where sleep dies at once)
-    assert 1 <= result.duration < 1.6, result
+    assert 1 <= result.duration < 1.75, result
     time.sleep(1.5)  # past the background child's 2 s
     assert not mark.exists()
 
