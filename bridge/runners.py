@@ -11,6 +11,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -93,7 +94,12 @@ def with_timeout(script: str, timeout: float | None) -> str:
     """Wrap sh `script` so the server ends its whole process tree at `timeout` seconds (none: unchanged)."""
     if not timeout or timeout <= 0:
         return script
-    return shlex.join(["python3", "-c", _TIMEOUT_WRAPPER, f"{timeout:g}", script])
+    return shlex.join(timeout_argv(script, timeout))
+
+
+def timeout_argv(script: str, timeout: float, python: str = "python3") -> list[str]:
+    """argv that runs sh `script` under the timeout wrapper (`python`: the server's python3, or ours here)."""
+    return [python, "-c", _TIMEOUT_WRAPPER, f"{timeout:g}", script]
 
 
 class _Capture:
@@ -189,15 +195,16 @@ class LocalRunner(Runner):
         return proc.returncode, proc.stdout, proc.stderr
 
     def _execute(self, script: str, stdin: Stdin, out: Sink, err: Sink, timeout: float | None) -> int:
-        proc = subprocess.Popen(["/bin/sh", "-c", with_timeout(script, timeout)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                                cwd=os.path.expanduser("~"))
+        wrapped = bool(timeout and timeout > 0)  # the same timeout wrapper as a server's, with our Python
+        argv = timeout_argv(script, timeout, sys.executable) if wrapped else ["/bin/sh", "-c", script]  # type: ignore[arg-type]
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True, cwd=os.path.expanduser("~"))
         readers = [_drain(proc.stdout, out), _drain(proc.stderr, err)]  # type: ignore[arg-type]
         feed_stdin(stdin, proc.stdin.write, proc.stdin.close)  # type: ignore[union-attr]
         try:
             code = _wait_or_kill(proc, timeout)
         except KeyboardInterrupt:
-            _kill_group(proc)
+            _interrupt(proc, wrapped)
             raise
         for reader in readers:
             reader.join()
@@ -287,9 +294,18 @@ def _wait_or_kill(proc: subprocess.Popen, timeout: float | None) -> int:
     return 128 - code if code < 0 else code
 
 
+def _interrupt(proc: subprocess.Popen, wrapped: bool) -> None:
+    """Ctrl-C: told with SIGTERM, the timeout wrapper ends its run's tree itself (SIGKILL included) and
+    exits; an unwrapped run's group is ended here."""
+    if wrapped:
+        proc.terminate()
+        proc.wait()
+    else:
+        _kill_group(proc)
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the whole session (the timeout wrapper passes it on to the run's), then SIGKILL what is
-    left half a second later."""
+    """SIGTERM the whole session, then SIGKILL what is left half a second later."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -288,3 +289,17 @@ def test_output_to_a_file_lands_whole(target: Target, tmp_path) -> None:
     assert proc.returncode == 0, proc
     data = out.read_bytes()
     assert len(data) == 3000004 and data.endswith(b"tail")
+
+
+def test_ctrl_c_ends_a_local_run_under_a_timeout_tree_and_all(target: Target, tmp_path) -> None:
+    # a local run with a timeout runs under the servers' timeout wrapper: Ctrl-C must still end its
+    # whole tree, a part that ignores SIGTERM included
+    mark = tmp_path / "late"
+    proc = subprocess.Popen([*BRIDGE, "exec", "here", "--timeout", "60", "--", "sh", "-c",
+                             f"trap '' TERM; echo started; sleep 2; touch {mark}"], cwd=target.workspace,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+    assert proc.stdout.readline() == b"started\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 130
+    time.sleep(2.5)  # past the command's own 2 s
+    assert not mark.exists()
