@@ -20,6 +20,8 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "deploy.keep_releases": (1, 1000, True),  # `current` itself is one of them
     "tunnel.keepalive": (0, 3600, False),
     "tunnel.backoff_cap": (0, DAY, False),
+    "replay.speed": (0, 1000, False),  # `bridge replay` flags
+    "replay.max_idle": (0, DAY, True),
 }
 # byte sizes, written like 512m or 1g
 SIZES: dict[str, tuple[int, int]] = {

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 
+from bridge import limits
 from bridge.errors import BridgeError
 from bridge.paths import state_dir
 from bridge.security.secrets import MIN_SECRET_LEN, mask_text, mask_values
@@ -188,9 +189,12 @@ def _parse_event(path: Path, number: int, line: str, last: float) -> tuple[float
 
 def play(path: Path, write: Callable[[str], None], *, speed: float = 1.0, max_idle: float | None = None,
          sleep: Callable[[float], None] = time.sleep) -> int:
-    """Write a recording's output with its original timing (divided by `speed`); returns events played."""
-    if speed <= 0:
-        raise RecordingError("--speed must be greater than 0")
+    """Write a recording's output with its original timing (divided by `speed`); returns events played.
+
+    Raises UsageError for a `speed` or `max_idle` out of range (NaN included: sleep would raise).
+    """
+    limits.check_option("--speed", "replay.speed", speed)
+    limits.check_option("--max-idle", "replay.max_idle", max_idle)
     _header_, events = read_cast(path)
     last, played = 0.0, 0
     for at, kind, data in events:

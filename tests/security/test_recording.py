@@ -64,6 +64,15 @@ def test_replay_prints_the_same_output(sec: Callable[..., Result], tmp_path: Pat
     assert result.code == 0 and result.out == "".join(OUTPUT)
 
 
+def test_replay_flags_out_of_range_are_usage_errors(sec: Callable[..., Result], tmp_path: Path) -> None:
+    cast = tmp_path / "s.cast"
+    record(cast, [c.encode() for c in OUTPUT])
+    for flags in (["--speed", "0"], ["--speed", "nan"], ["--max-idle", "-1"], ["--max-idle", "nan"]):
+        result = sec("replay", str(cast), *flags)
+        assert (result.code, result.out) == (2, ""), (flags, result)
+        assert f"bridge: error: {flags[0]} " in result.err and "hint: give" in result.err
+
+
 def test_play_keeps_timing_divided_by_speed(tmp_path: Path) -> None:
     cast = tmp_path / "s.cast"
     cast.write_text('{"version": 2, "width": 80, "height": 24}\n[0.5, "o", "a"]\n[1.5, "o", "b"]\n[9.0, "i", "x"]\n')
