@@ -197,7 +197,7 @@ def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[],
     """
     state = {"active": 0, "last": time.monotonic()}
     state_lock = _thread.allocate_lock()
-    folder = _private_dir(runtime_dir())
+    folder = private_dir(runtime_dir())
     lock = _take_lock(os.path.join(folder, LOCK_NAME))
     if lock is None:
         if first is not None:
@@ -272,7 +272,7 @@ def _same_user(sock: "socket.socket") -> bool:
     return uid == os.getuid()
 
 
-def _private_dir(path: str) -> str:
+def private_dir(path: str) -> str:
     """The runtime dir, 0700 and ours (refuse one that belongs to someone else)."""
     os.makedirs(path, mode=0o700, exist_ok=True)
     st = os.stat(path)
