@@ -285,9 +285,12 @@ def _speaks_ssh(sent: bytes) -> bool:
     return any(line.startswith(b"SSH-") for line in sent.split(b"\n"))
 
 
+_ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
+
+
 def _printable(sent: bytes) -> str:
     """The peer's first bytes, quoted, control characters escaped, cut short: safe for one line."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in sent[:60].decode("latin-1"))
+    text = "".join(c if " " <= c <= "~" else _ESCAPES.get(c, f"\\x{ord(c):02x}") for c in sent[:60].decode("latin-1"))
     return f"\"{text}\"" + ("…" if len(sent) > 60 else "")
 
 
