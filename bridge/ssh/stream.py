@@ -16,6 +16,7 @@ from bridge.errors import ConfigError, ConnectError
 
 if TYPE_CHECKING:
     import subprocess
+    import threading
 
     import paramiko
 
@@ -74,6 +75,7 @@ class _ProxySocket(_Recording):
     proc: "subprocess.Popen | None" = None
     command = ""
     stderr = b""  # the command's last words on stderr (a thread keeps the tail)
+    reader: "threading.Thread | None" = None
 
     def watch_stderr(self, proc: "subprocess.Popen") -> None:
         """Read the command's stderr on a thread (it must never block on a full pipe); keep the last 4 KiB."""
@@ -84,7 +86,8 @@ class _ProxySocket(_Recording):
                 self.stderr = (self.stderr + chunk)[-4096:]
             proc.stderr.close()  # type: ignore[union-attr]
 
-        threading.Thread(target=read, daemon=True, name="proxy-stderr").start()
+        self.reader = threading.Thread(target=read, daemon=True, name="proxy-stderr")
+        self.reader.start()
 
     def end(self) -> None:
         """SIGTERM the command, SIGKILL it if it lingers; reap it either way."""
@@ -123,17 +126,22 @@ def first_bytes(stream: Any) -> bytes:
 
 
 def proxy_failure(stream: Any) -> str:
-    """`; ProxyCommand `…` exited N: its last stderr line` for a ProxyCommand's stream, else ''."""
+    """`ProxyCommand `…` exited N: <its last stderr line>` when `stream` is a ProxyCommand's and the
+    command failed (exited non-zero, so the connection failed because of it); '' otherwise."""
+    import subprocess
+
     if not isinstance(stream, _ProxySocket) or stream.proc is None:
         return ""
     try:
-        code = stream.proc.wait(PROXY_GRACE)  # a failing command exits on its own: let it say why
-    except Exception:  # subprocess.TimeoutExpired: still running, so it is not what failed
-        code = None
+        code = stream.proc.wait(PROXY_GRACE)  # a failing command exits on its own: give it time to say why
+    except subprocess.TimeoutExpired:
+        return ""  # still running: not what failed
+    if code == 0:
+        return ""
+    if stream.reader is not None:
+        stream.reader.join(PROXY_GRACE)  # its last words may still be in the pipe
     lines = stream.stderr.decode(errors="replace").strip().splitlines()
-    said = f": {lines[-1]}" if lines else ""
-    status = f"exited {code}" if code is not None else "is running"
-    return f"; ProxyCommand `{stream.command}` {status}{said}"
+    return f"ProxyCommand `{stream.command}` exited {code}" + (f": {lines[-1]}" if lines else "")
 
 
 def _tcp(settings: "SSHSettings") -> socket.socket:
