@@ -158,11 +158,13 @@ class Connection:
         try:
             transport.start_client(timeout=timeout)
         except (paramiko.SSHException, OSError, EOFError) as e:
+            error = self._handshake_error(sock, e)  # before close(): that ends a ProxyCommand, masking its exit
             transport.close()
-            raise self._handshake_error(sock, e) from e
+            raise error from e
         if not (transport.is_active() and transport.initial_kex_done):  # start_client returns at its timeout
+            error = self._handshake_error(sock, None)
             transport.close()
-            raise self._handshake_error(sock, None)
+            raise error
         return transport
 
     def _handshake_error(self, sock: Any, error: BaseException | None) -> ConnectError:

@@ -2,7 +2,7 @@
 
 `http` is Python's real http.server in a subprocess; `silent` accepts and never says a word;
 `garbage` sends bytes that are no SSH greeting. Each stops what it started (by PID, or its
-own thread and sockets).
+own thread and sockets). `tunnel_up` runs a real `bridge tunnel up` for a while.
 """
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from contextlib import contextmanager
-from typing import Iterator
+from pathlib import Path
+from typing import Callable, Iterator
 
 from tests.sshd import free_port, wait_port
 
@@ -66,3 +68,20 @@ PEERS = {
     "silent": (raw_server, (b"",), ("no SSH handshake within 2s", "accepted the connection and sent nothing")),
     "garbage": (raw_server, (GARBAGE,), ('not an SSH server: it sent "\\x00\\xff\\x13garbage-not-ssh\\x07"',)),
 }
+
+
+@contextmanager
+def tunnel_up(workspace: Path, env: dict, log: Path, until: Callable[[str], bool]) -> Iterator[str]:
+    """Run `bridge tunnel up` in `workspace` (output to `log`) until `until(log text)` or 30 s; yield the
+    text, then stop it by its PID."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bridge", "tunnel", "up"], cwd=workspace, env=env,
+                                stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 30
+        while not until(log.read_text()) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        yield log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(10)

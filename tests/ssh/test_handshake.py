@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import write_config
-from tests.ssh.peers import PEERS
+from tests.ssh.peers import PEERS, tunnel_up
 
 
 @pytest.fixture(params=list(PEERS))
@@ -68,18 +66,8 @@ def test_tunnel_log_says_what_the_peer_sent(home, workspace, peer) -> None:
     port, expected = peer
     _remote(workspace, port, "tunnel:\n  relay: prod\n  forwards: [\"1:127.0.0.1:1\"]\n  keepalive: 1\n"
                              "  backoff_cap: 1\n")
-    log = workspace / "tunnel.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "bridge", "tunnel", "up"], cwd=workspace, env=home.env,
-                                stdout=out, stderr=out)
-    try:
-        deadline = time.monotonic() + 30
-        while log.read_text().count("retrying in") < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        proc.terminate()
-        proc.wait(10)
-    text = log.read_text()
+    with tunnel_up(workspace, home.env, workspace / "tunnel.log", lambda text: text.count("retrying in") >= 2) as text:
+        pass
     errors = [line for line in text.splitlines() if "error:" in line]
     assert len(errors) >= 2, text
     assert all(all(t in line for t in expected) for line in errors), text

@@ -14,6 +14,7 @@ from typing import Iterator
 import pytest
 
 from tests.conftest import keeper_lock, keeper_pid, write_config
+from tests.ssh.peers import tunnel_up
 from tests.sshd import free_port, wait_port
 
 RELAY = f"{sys.executable} {Path(__file__).with_name('relay.py')}"
@@ -85,6 +86,17 @@ def test_a_failing_proxy_command_is_one_line_with_its_stderr(bridge, home, sshd,
                                           f"exited 1: relay: cannot connect to 127.0.0.1:1: Connection refused")
 
 
+def test_a_proxy_command_to_a_non_ssh_peer_says_what_it_sent(bridge, home, workspace) -> None:
+    from tests.ssh.peers import http_server
+
+    with http_server() as port:
+        _config(home, f"Host target\n  HostName 127.0.0.1\n  Port {port}\n  ProxyCommand {RELAY} %h %p\n")
+        result = bridge("exec", "--no-reuse", "--", "true", cwd=_ws(workspace))
+    assert result.code == 255, result
+    assert result.err.splitlines()[0].endswith('not an SSH server: it sent "<!DOCTYPE HTML>\\n<html lang="en">'
+                                               '\\n    <head>\\n        <meta ch"…'), result
+
+
 def test_proxy_command_none_connects_directly(bridge, home, sshd, workspace) -> None:
     _config(home, _target(sshd, "none") + "Host *\n  ProxyCommand false\n")
     result = bridge("exec", "--", "echo", "direct", cwd=_ws(workspace))
@@ -151,19 +163,9 @@ def test_tunnel_reaches_its_relay_through_a_proxy_command(home, sshd_factory, wo
     _config(home, _target(relay, f"sh -c 'echo $$ > {pidfile}; exec {RELAY} \"$0\" \"$1\"' %h %p"))
     write_config(workspace, f"workspace: w\nremotes:\n  relay: {{url: \"ssh://target\"}}\n"
                             f"tunnel:\n  relay: relay\n  forwards: [\"{relay_port}:127.0.0.1:{local.port}\"]\n")
-    log = tmp_path / "tunnel.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "bridge", "tunnel", "up"], cwd=workspace, env=home.env,
-                                stdout=out, stderr=out)
-    try:
-        deadline = time.monotonic() + 30
-        while "connected to" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert "connected to root@target" in log.read_text(), log.read_text()
+    with tunnel_up(workspace, home.env, tmp_path / "tunnel.log", lambda text: "connected to" in text) as text:
+        assert "connected to root@target" in text, text
         with socket.create_connection(("127.0.0.1", relay_port), timeout=10) as sock:
             assert sock.recv(4) == b"SSH-"  # the local sshd, through the relay's forward
         proxy = int(pidfile.read_text())
-    finally:
-        proc.terminate()
-        proc.wait(10)
     assert _gone(proxy)
