@@ -1,5 +1,6 @@
-"""The connection keeper: a per-user background process that holds authenticated SSH connections,
-so a second `bridge exec` skips the handshake (OpenSSH's ControlMaster/ControlPersist idea).
+"""The connection keeper: a background process per user and environment (`identity()`: HOME, XDG
+dirs, agent, BRIDGE_*; its socket is named by a checksum of it) that holds authenticated SSH
+connections, so a second `bridge exec` skips the handshake (OpenSSH's ControlMaster/ControlPersist idea).
 
 This module is the transport only, and stdlib-only at import time (the warm client loads it):
 the unix socket (0600 in the 0700 runtime dir, peers of another uid refused with SO_PEERCRED),
@@ -10,7 +11,8 @@ layer's pool, so host keys and identities are checked exactly as for a direct co
 Frame: 1 byte kind, 4 bytes big-endian length, payload.
   client → keeper: R request (a Python literal; with it, the client's stdout and stderr as SCM_RIGHTS),
                    I stdin bytes, E stdin EOF
-  keeper → client: A accepted, F fall back (reason), 1 stdout, 2 stderr, X exit ("CODE\n" + text for stderr)
+  keeper → client: A accepted, F fall back (reason), 1 stdout, 2 stderr, X exit ("CODE\n" + text for stderr;
+                   also as the first frame, when the request failed before anything ran)
 The client side uses `_socket` and no json: `socket` and `json` cost ~10 ms of imports.
 """
 from __future__ import annotations
