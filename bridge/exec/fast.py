@@ -206,7 +206,7 @@ def _stream_fleet(peer: keeper.Peer, hosts: list[str], as_json: bool) -> int:
         try:
             kind, payload = peer.recv()
         except (OSError, EOFError):
-            return _keeper_gone(", ".join(hosts[i] for i in range(len(hosts)) if i not in rows) or "no host")
+            return _keeper_gone(", ".join(h for i, h in enumerate(hosts) if i not in rows) or ", ".join(hosts))
         if kind in (b"o", b"e"):
             _fleet_output(printer, captured, hosts, kind, payload)
         elif kind == b"d":
