@@ -46,18 +46,18 @@ def bridge_cmd(bench: BenchEnv, ws: Path, *args: str):
 
 def stop_keeper(bench: BenchEnv) -> None:
     """Stop the keeper by the PID in its lock file and wait until it is gone (cold-start runs)."""
-    lock = bench.dir / "run" / "bridge" / "keeper.lock"
-    try:
-        pid = int(lock.read_text())
-        os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError):
-        return
-    for _ in range(200):
+    for lock in (bench.dir / "run" / "bridge").glob("keeper-*.lock"):  # named by the bench env's identity
         try:
-            os.kill(pid, 0)
-            time.sleep(0.01)
-        except ProcessLookupError:
-            return
+            pid = int(lock.read_text())
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            continue
+        for _ in range(200):
+            try:
+                os.kill(pid, 0)
+                time.sleep(0.01)
+            except ProcessLookupError:
+                break
 
 
 def cold_keeper_ms(bench: BenchEnv, ws: Path) -> float:

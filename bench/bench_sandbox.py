@@ -80,12 +80,13 @@ def wait_for(check: Callable[[], object], within: float = 60.0) -> None:
 
 def stop_keeper(runtime: Path) -> None:
     """Stop the bench's own keeper by the PID in its lock file (it removes what it still holds first)."""
-    try:
-        pid = int((runtime / "bridge" / "keeper.lock").read_text())
-    except (OSError, ValueError):
-        return
-    os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30)
+    for lock in (runtime / "bridge").glob("keeper-*.lock"):  # named by the bench env's identity
+        try:
+            pid = int(lock.read_text())
+        except (OSError, ValueError):
+            continue
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30)
 
 
 def whole_process(engine: Engine) -> dict[str, float]:
@@ -109,7 +110,7 @@ def whole_process(engine: Engine) -> dict[str, float]:
                 times[name].append(run())
         if pooled.misses:
             raise RuntimeError(f"bench: {pooled.misses} pooled runs did not take a pooled container")
-        if not (runtime / "bridge" / "keeper.sock").exists():
+        if not any((runtime / "bridge").glob("keeper-*.sock")):
             raise RuntimeError("bench: no keeper served the runs")
     finally:
         subprocess.run(["docker", "kill", cid], capture_output=True)

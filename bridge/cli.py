@@ -13,7 +13,7 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~9 ms 
 if TYPE_CHECKING:
     from typing import Callable, NoReturn
 
-from bridge.errors import BridgeError, ExitCode
+from bridge.errors import BridgeError, ExitCode, internal_error
 
 # Which module registers which top-level command: a run builds only the module it needs, since
 # Typer turns every registered function into a click command up front (~4 ms each).
@@ -49,6 +49,11 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except BrokenPipeError:
         code = int(ExitCode.FAILED)
         _silence_stdout()
+    except Exception as e:  # the last resort: a bug, or a library error not yet translated at its boundary
+        if debug:
+            raise
+        code, line = internal_error(e)
+        sys.stderr.write(line)
     if not audited:
         _audit(args, code, time.monotonic() - started)
     _exit(code)

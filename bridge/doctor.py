@@ -6,10 +6,11 @@ import time
 from dataclasses import dataclass, field
 
 from bridge.config import Config, Remote
-from bridge.errors import AuthError, BridgeError, ChangedHostKey, UnknownHostKey
+from bridge.errors import AuthError, BridgeError, ChangedHostKey, ExitCode, UnknownHostKey
 from bridge.runners import Runner, SSHRunner, open_runner
 
 MIN_FREE_KB = 100 * 1024
+CONNECT_CHECKS = ("reachable", "host key", "auth")  # failing one of these is "cannot connect": exit 255
 
 # Assumption about servers: POSIX sh, dirname, df -P. Prints key=value lines only.
 _PROBE = """p={path}
@@ -43,9 +44,22 @@ class RemoteReport:
     def ok(self) -> bool:
         return all(c.ok is not False for c in self.checks)
 
+    @property
+    def unreachable(self) -> bool:
+        """Could not connect or authenticate (host key refused included)."""
+        return any(c.ok is False and c.name in CONNECT_CHECKS for c in self.checks)
+
     def to_dict(self) -> dict:
         return {"remote": self.remote, "url": self.url, "ok": self.ok, "trusted": self.trusted,
                 "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks]}
+
+
+def exit_code(reports: list[RemoteReport]) -> int:
+    """As exec and push exit (DESIGN §4): 255 a remote could not be reached or refused us, 1 a check
+    failed, 0 all passed."""
+    if any(r.unreachable for r in reports):
+        return int(ExitCode.CONNECT)
+    return 0 if all(r.ok for r in reports) else int(ExitCode.FAILED)
 
 
 def check_remote(config: Config, remote: Remote, *, trust: bool = False) -> RemoteReport:
@@ -85,8 +99,7 @@ def _connect(runner: SSHRunner, report: RemoteReport, trust: bool) -> bool:
 
 
 def _fail_at(report: RemoteReport, step: str, error: BridgeError) -> bool:
-    order = ["reachable", "host key", "auth"]
-    for passed in order[:order.index(step)]:
+    for passed in CONNECT_CHECKS[:CONNECT_CHECKS.index(step)]:
         report.checks.append(Check(passed, True))
     detail = error.message + (f" ({error.hint})" if error.hint else "")
     report.checks.append(Check(step, False, detail))

@@ -107,3 +107,15 @@ class Interrupted(BridgeError):
     """The user pressed Ctrl-C."""
 
     exit_code: int = ExitCode.INTERRUPTED
+
+
+def internal_error(error: BaseException) -> tuple[int, str]:
+    """(exit code, one stderr line) for an exception nothing translated: a bug, or a library error
+    that escaped its boundary. 255 when it came from the network layer (as ssh exits), else 1."""
+    module = type(error).__module__ or ""
+    network = isinstance(error, (OSError, EOFError)) or module.split(".")[0] == "paramiko"
+    name = type(error).__name__ if module in ("builtins", "") else f"{module}.{type(error).__name__}"
+    lines = str(error).strip().splitlines()
+    detail = f": {lines[0]}" if lines else ""
+    line = f"bridge: internal error: {name}{detail} — rerun with --traceback and report it\n"
+    return (ExitCode.CONNECT if network else ExitCode.FAILED), line

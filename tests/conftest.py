@@ -64,12 +64,25 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     yield Home(root, env)
-    pid = keeper_pid(tmp_path / "run" / "bridge" / "keeper.lock")
-    if pid:
+    for lock in (tmp_path / "run" / "bridge").glob("keeper-*.lock"):  # one keeper per identity a test used
+        pid = keeper_pid(lock)
         try:
-            os.kill(pid, signal.SIGTERM)
+            if pid:
+                os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+
+
+def keeper_lock(runtime: Path) -> Path:
+    """The lock file of the keeper this test's environment starts in `runtime` (named by its identity)."""
+    from bridge.ssh import keeper
+
+    return runtime / f"{keeper.instance_name()}.lock"
+
+
+def keeper_socket(runtime: Path) -> Path:
+    """That keeper's socket."""
+    return keeper_lock(runtime).with_suffix(".sock")
 
 
 def keeper_pid(lock: Path) -> int | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+_OVERRIDABLE = {"maxstartups", "maxsessions", "loglevel"}
 
 
 
@@ -86,8 +87,10 @@ class SSHServer:
             "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
             "Subsystem sftp internal-sftp", "AllowTcpForwarding yes", "AllowStreamLocalForwarding yes",
             "MaxStartups 200", "MaxSessions 200", "LogLevel VERBOSE", "PrintMotd no",
-            *self.extra_config,
         ]
+        # sshd takes the first value of a keyword: an extra line for one of these replaces our default
+        overridden = {line.split()[0].lower() for line in self.extra_config if line.split()} & _OVERRIDABLE
+        lines = [line for line in lines if line.split()[0].lower() not in overridden] + self.extra_config
         config.write_text("\n".join(lines) + "\n")
         return config
 

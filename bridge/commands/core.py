@@ -124,7 +124,7 @@ def test(
         ui.print_json([r.to_dict() for r in reports])
     else:
         _render_reports(reports)
-    return 0 if all(r.ok for r in reports) else 1
+    return doctor.exit_code(reports)
 
 
 def _render_reports(reports: list) -> None:

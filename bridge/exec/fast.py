@@ -25,7 +25,6 @@ from bridge.ssh import keeper
 KEEPER_MODULE = "bridge.exec.keeperd"
 _VALUE_FLAGS = {"--on": "target", "--timeout": "timeout", "--env": "env", "-e": "env", "--cwd": "cwd",
                 "--python": "python", "--forks": "forks"}
-_IDENT_SKIP = {"BRIDGE_KEEPER_IDLE", "BRIDGE_DEBUG", "BRIDGE_NO_REUSE", "BRIDGE_SUDO_PASSWORD"}
 
 
 def try_warm(args: list[str]) -> tuple[int, bool] | None:
@@ -116,16 +115,9 @@ def _finish(found: dict) -> dict | None:
     return found
 
 
-def identity() -> list:
-    """What makes the keeper's view of config and keys the same as ours: HOME, XDG dirs, agent, BRIDGE_*."""
-    names = ["HOME", "XDG_CONFIG_HOME", "XDG_RUNTIME_DIR", "SSH_AUTH_SOCK"]
-    names += sorted(k for k in os.environ if k.startswith("BRIDGE_") and k not in _IDENT_SKIP)
-    return [[k, os.environ.get(k)] for k in names]
-
-
 def _run(peer: keeper.Peer, request: dict) -> int | None:
     """Send the request; stdin (or the --python code) is read only once the keeper has accepted it."""
-    request.update(cwd_client=os.getcwd(), ident=identity(), stdin=bool(request["python"]) or has_input())
+    request.update(cwd_client=os.getcwd(), ident=keeper.identity(), stdin=bool(request["python"]) or has_input())
     try:
         # our stdout and stderr go with it: the keeper writes a single host's output to them directly, as
         # OpenSSH's mux client hands its stdio to the master (cli.main put /dev/null on any closed one)
@@ -133,11 +125,13 @@ def _run(peer: keeper.Peer, request: dict) -> int | None:
         kind, hosts_payload = peer.recv()
     except (OSError, EOFError):
         return None  # the keeper was just going idle: the normal path still works
+    if kind == b"X":  # it failed before running anything: its line, as cli.main would print it
+        return _exit_frame(hosts_payload)
     if kind != b"A":
         return None
     _start_stdin(peer, _read_code(request))
     if not hosts_payload:
-        return _stream(peer)
+        return _stream(peer, request["target"] or "the default remote")
     return _stream_fleet(peer, hosts_payload.decode().split("\n"), request["json"])
 
 
@@ -170,13 +164,17 @@ def _start_stdin(peer: keeper.Peer, code: bytes | None) -> None:
     _thread.start_new_thread(run, ())  # a daemon thread; `threading` costs ~7 ms of imports
 
 
-def _keeper_gone() -> int:
-    """The keeper died mid-run (killed, machine shutting down): say so, exit as an unreachable host."""
-    sys.stderr.write("bridge: error: the connection keeper went away mid-run\n  hint: run it again\n")
+def _keeper_gone(where: str) -> int:
+    """The keeper died mid-run (killed, machine shutting down): exit as an unreachable host, and say that
+    the command may live on. sshd does not signal an exec session's command when its connection drops
+    (no PTY, no SIGHUP): a `sleep` outlives it; only one that writes output dies, of SIGPIPE."""
+    sys.stderr.write(f"bridge: error: the connection keeper went away mid-run: the command may still be "
+                     f"running on {where}\n  hint: check there (e.g. ps) before you run it again; with "
+                     f"--timeout the server ends it at the deadline\n")
     return 255
 
 
-def _stream(peer: keeper.Peer) -> int:
+def _stream(peer: keeper.Peer, target: str) -> int:
     """Copy stdout/stderr frames to our fds until the exit frame; a vanished keeper is exit 255."""
     from bridge.exec.output import write_all
 
@@ -184,13 +182,20 @@ def _stream(peer: keeper.Peer) -> int:
         try:
             kind, payload = peer.recv()
         except (OSError, EOFError):
-            return _keeper_gone()
+            return _keeper_gone(target)
         if kind in (b"1", b"2"):
             write_all(int(kind), payload)
         elif kind == b"X":
-            code, _, message = payload.partition(b"\n")
-            write_all(2, message)
-            return int(code)
+            return _exit_frame(payload)
+
+
+def _exit_frame(payload: bytes) -> int:
+    """X: "CODE\\n" + the text for our stderr."""
+    from bridge.exec.output import write_all
+
+    code, _, message = payload.partition(b"\n")
+    write_all(2, message)
+    return int(code)
 
 
 def _stream_fleet(peer: keeper.Peer, hosts: list[str], as_json: bool) -> int:
@@ -204,7 +209,7 @@ def _stream_fleet(peer: keeper.Peer, hosts: list[str], as_json: bool) -> int:
         try:
             kind, payload = peer.recv()
         except (OSError, EOFError):
-            return _keeper_gone()
+            return _keeper_gone(", ".join(h for i, h in enumerate(hosts) if i not in rows) or ", ".join(hosts))
         if kind in (b"o", b"e"):
             _fleet_output(printer, captured, hosts, kind, payload)
         elif kind == b"d":

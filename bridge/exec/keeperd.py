@@ -21,8 +21,7 @@ from pathlib import Path
 
 from bridge import config as cfg
 from bridge import targets
-from bridge.errors import BridgeError, ExitCode
-from bridge.exec.fast import identity
+from bridge.errors import BridgeError, ExitCode, internal_error
 from bridge.exec.output import write_all
 from bridge.exec.sandbox_link import KeptEngines, run_and_report
 from bridge.exec.service import ExecRequest, fleet_exit_code, run_fleet, script_for
@@ -41,17 +40,30 @@ class Keeper:
     def __init__(self, pool: ConnectionPool, sandboxes: KeptEngines) -> None:
         self.pool = pool
         self.sandboxes = sandboxes
-        self.identity = identity()
+        self.identity = keeper.identity()
         self.configs = ConfigCache()
 
     def handle(self, peer: keeper.Peer) -> None:
         """One client: plan, accept or decline, run with live output, send the exit frame."""
         _, payload, fds = peer.recv_with_fds()
         try:
-            self._handle(peer, ast.literal_eval(payload.decode()), fds)  # a literal, never code
+            self._isolated(peer, ast.literal_eval(payload.decode()), fds)  # a literal, never code
         finally:
             for fd in fds:
                 os.close(fd)
+
+    def _isolated(self, peer: keeper.Peer, request: dict, fds: list[int]) -> None:
+        """Each request is on its own thread and fails alone: an exception nothing translated becomes
+        this client's exit frame (the line cli.main would print), and the keeper serves on."""
+        started = time.monotonic()
+        try:
+            self._handle(peer, request, fds)
+        except (OSError, EOFError):
+            raise  # the client went away (keeper.serve expects it); the SSH layer translates its own
+        except Exception as e:
+            code, line = internal_error(e)
+            record_operation(request["argv"], code, time.monotonic() - started, request["cwd_client"])
+            peer.send(b"X", f"{code}\n{line}".encode())
 
     def _handle(self, peer: keeper.Peer, request: dict, fds: list[int]) -> None:
         plan = self._plan(request)

@@ -1,20 +1,23 @@
 """One SSH connection: the only place bridge creates a paramiko Transport.
 
 Host keys are checked here, once, before any authentication, for exec, git traffic and
-tunnels alike. The socket is made by hand with TCP_NODELAY (paramiko never sets it; Nagle
-costs ~40 ms per exec) and quick acks (below), and AES-GCM is asked for first (throughput
-follows the cipher). The TCP connection is opened before paramiko is imported, so sshd's
-per-connection start (fork, re-exec, host keys: ~15 ms) overlaps the ~150 ms import.
+tunnels alike. The byte stream comes from stream.open_stream (TCP made by hand with TCP_NODELAY,
+which paramiko never sets: Nagle costs ~40 ms per exec; a jump channel; or a ProxyCommand), and
+AES-GCM is asked for first (throughput follows the cipher). The TCP connection is opened before
+paramiko is imported, so sshd's per-connection start (fork, re-exec, host keys: ~15 ms) overlaps
+the ~150 ms import. At most gate.SLOTS handshakes per server run at once, and one the server
+drops before authentication (busy) is tried again, so a crowd of clients never loses runs to it.
 """
 from __future__ import annotations
 
-import socket
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge.errors import AuthError, ConnectError
-from bridge.ssh import hostkeys
+from bridge.ssh import hostkeys, stream
+from bridge.ssh.gate import handshake_slot
 from bridge.ssh.settings import SSHSettings, default_identities
 from bridge.ssh.slim_import import slim_paramiko_import
 
@@ -28,26 +31,15 @@ FAST_KEX = ("curve25519-sha256@libssh.org", "mlkem768x25519-sha256", "ecdh-sha2-
 # as we advertise, so fewer, bigger packets cross paramiko's per-packet Python overhead.
 WINDOW_SIZE = 8 << 20
 MAX_PACKET_SIZE = 512 << 10
-QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+ATTEMPTS = 6  # a handshake the server dropped before auth (busy: MaxStartups) is tried this often
+BUSY_HINT = ("the server dropped the connection before authentication, as a busy sshd does beyond its "
+             "MaxStartups; try again later, or ask its admin to raise MaxStartups")
 
 
-class _QuickAckSocket(socket.socket):
-    """A TCP socket that acks at once while the connection starts: TCP_QUICKACK before each early read.
+class HandshakeDropped(ConnectError):
+    """The server closed the connection before authentication without a reason: busy, so worth a retry."""
 
-    sshd leaves Nagle on for exec sessions, so after authentication it holds the channel-open
-    confirmation until its last small packets (host keys, key-option notices) are acked, and
-    Linux delays that ack by 40 ms: the first command after a handshake took 52 ms, 9-15 ms with this.
-    The flag does not stick, and setting it on every read of a bulk stream (a syscall and an ack
-    per segment) cost a tunnel a quarter of its throughput, so only the first reads set it.
-    """
-
-    quick_reads = 256  # handshake, auth and a first command take well under 100 reads
-
-    def recv(self, size: int, flags: int = 0) -> bytes:
-        if self.quick_reads:
-            self.quick_reads -= 1
-            self.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
-        return super().recv(size, flags)
+    default_hint = BUSY_HINT
 
 
 class Connection:
@@ -79,9 +71,7 @@ class Connection:
         """Connect, verify the host key, authenticate. Raises ConnectError, HostKeyError or AuthError."""
         with self._lock:
             if not self.is_open:
-                self._transport = self._handshake(self._socket())
-                self._verify_host_key(self._transport)
-                self._authenticate(self._transport)
+                self._transport = self._establish()
                 if self.settings.keepalive:
                     self._transport.set_keepalive(int(self.settings.keepalive))
         return self
@@ -120,66 +110,89 @@ class Connection:
 
     # -- steps of open() -------------------------------------------------------------------------
 
-    def _socket(self) -> socket.socket | "paramiko.Channel":
-        settings = self.settings
-        if settings.via is not None:
-            return self._tunnel_socket(settings)
-        # An ASCII name goes to getaddrinfo as bytes: a str would be IDNA-encoded into the same bytes,
-        # after importing encodings.idna, stringprep and unicodedata (~2.5 ms of a cold start).
-        host = settings.hostname.encode() if settings.hostname.isascii() else settings.hostname
-        try:
-            sock = socket.create_connection((host, settings.port), timeout=settings.connect_timeout)
-        except socket.timeout as e:
-            raise ConnectError(f"cannot connect to {settings.describe()}: timed out after "
-                               f"{settings.connect_timeout:g}s") from e
-        except OSError as e:
-            raise ConnectError(f"cannot connect to {settings.describe()}: {e.strerror or e}") from e
-        if QUICKACK is not None:
-            sock = _QuickAckSocket(sock.family, sock.type, sock.proto, sock.detach())
-            sock.settimeout(settings.connect_timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
+    def _establish(self) -> "paramiko.Transport":
+        """Handshake, host key, auth, holding a handshake slot (gate.py); a drop before auth is retried
+        with capped, jittered backoff (a fleet of clients must not come back in lockstep)."""
+        retries = 0
+        while True:
+            try:
+                with handshake_slot(self.settings.hostname, self.settings.port, self.settings.connect_timeout):
+                    return self._authenticated(self._handshake(self._stream()))
+            except HandshakeDropped:
+                if retries == ATTEMPTS - 1:
+                    raise
+            self.close()
+            time.sleep(_retry_delay(retries))
+            retries += 1
 
-    def _tunnel_socket(self, settings: SSHSettings) -> "paramiko.Channel":
-        """A direct-tcpip channel through the jump host, like ssh -J."""
-        self._via = Connection(settings.via, trust_hint=self.trust_hint)  # type: ignore[arg-type]
-        jump = self._via.transport
-        import paramiko
-
+    def _authenticated(self, transport: "paramiko.Transport") -> "paramiko.Transport":
         try:
-            return jump.open_channel("direct-tcpip", (settings.hostname, settings.port),
-                                     ("127.0.0.1", 0), timeout=settings.connect_timeout)
-        except (paramiko.SSHException, OSError) as e:
-            raise ConnectError(f"cannot reach {settings.describe()} through {settings.via.describe()}: "
-                               f"{e or 'channel refused'}") from e
+            self._verify_host_key(transport)
+            self._authenticate(transport)
+        except BaseException:
+            transport.close()
+            raise
+        return transport
+
+    def _stream(self) -> Any:
+        """The byte stream to the server (stream.open_stream decides how); a jump host is connected first."""
+        if self.settings.via is not None and self._via is None:
+            self._via = Connection(self.settings.via, trust_hint=self.trust_hint)
+        return stream.open_stream(self.settings, self._via)
 
     def _handshake(self, sock: Any) -> "paramiko.Transport":
+        """Banner and key exchange, bounded by connect_timeout; a failure says what the peer sent."""
         slim_paramiko_import()
         import paramiko
 
+        _quiet_library_log()
         transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE,
                                        default_max_packet_size=MAX_PACKET_SIZE)
+        timeout = self.settings.connect_timeout
+        transport.banner_timeout = transport.handshake_timeout = timeout  # paramiko's own: 15 s each
         options = transport.get_security_options()
         options.ciphers = _prefer(options.ciphers, FAST_CIPHERS)
         options.kex = _prefer(options.kex, FAST_KEX)
         known_types = hostkeys.preferred_key_types(self.settings.known_hosts_name)
         options.key_types = _prefer(options.key_types, _with_rsa_sha2(known_types))
         try:
-            transport.start_client(timeout=self.settings.connect_timeout)
+            transport.start_client(timeout=timeout)
         except (paramiko.SSHException, OSError, EOFError) as e:
+            error = self._handshake_error(sock, e)  # before close(): that ends a ProxyCommand, masking its exit
             transport.close()
-            raise ConnectError(f"{self.settings.describe()}: SSH handshake failed: {e or type(e).__name__}",
-                               hint="is an SSH server listening on that port?") from e
+            raise error from e
+        if not (transport.is_active() and transport.initial_kex_done):  # start_client returns at its timeout
+            error = self._handshake_error(sock, None)
+            transport.close()
+            raise error
         return transport
 
+    def _handshake_error(self, sock: Any, error: BaseException | None) -> ConnectError:
+        """One line saying what happened and what the peer sent; HandshakeDropped when a retry may work."""
+        where, sent = self.settings.describe(), stream.first_bytes(sock)
+        proxy = stream.proxy_failure(sock)
+        if proxy:
+            return ConnectError(f"{where}: {proxy}", hint="check the ProxyCommand line in ~/.ssh/config")
+        if sent.startswith(b"Exceeded MaxStartups"):  # what OpenSSH's listener says as it drops us (busy)
+            return HandshakeDropped(f"{where}: the server is busy: it said {_printable(sent)}")
+        if sent and not _speaks_ssh(sent):
+            return ConnectError(f"{where}: not an SSH server: it sent {_printable(sent)}",
+                                hint="check the port (and Port/HostName in ~/.ssh/config): is sshd listening there?")
+        if error is None or _caused_by(error, TimeoutError):
+            said = f"sent only {_printable(sent)}" if sent else "sent nothing"
+            return ConnectError(f"{where}: no SSH handshake within {self.settings.connect_timeout:g}s: the peer "
+                                f"accepted the connection and {said}",
+                                hint="is sshd listening on that port, and not stalled? (connect_timeout sets the wait)")
+        if _caused_by(error, EOFError, ConnectionError):
+            stage = f"after its greeting {_printable(sent)}" if sent else "before its SSH greeting"
+            return HandshakeDropped(f"{where}: the server closed the connection {stage}")
+        return ConnectError(f"{where}: SSH handshake failed: {error or type(error).__name__}",
+                            hint="is an SSH server listening on that port?")
+
     def _verify_host_key(self, transport: "paramiko.Transport") -> None:
+        """_handshake made sure key exchange finished, so the server's key is there to check."""
         key = transport.get_remote_server_key()
-        try:
-            hostkeys.verify(self.settings.known_hosts_name, key.get_name(), key.asbytes(),
-                            self.trust_hint)
-        except Exception:
-            transport.close()
-            raise
+        hostkeys.verify(self.settings.known_hosts_name, key.get_name(), key.asbytes(), self.trust_hint)
 
     def _authenticate(self, transport: "paramiko.Transport") -> None:
         user = self.settings.user
@@ -187,10 +200,12 @@ class Connection:
             try:
                 transport.auth_publickey(user, key)
             except Exception:  # paramiko raises AuthenticationException or SSHException per key
+                if not transport.is_active():  # not a refusal: the server hung up (busy, or sshd went away)
+                    raise HandshakeDropped(f"{self.settings.describe()}: the server closed the connection "
+                                           "during authentication") from None
                 continue
             if transport.is_authenticated():
                 return
-        transport.close()
         raise AuthError(f"{self.settings.describe()}: permission denied (publickey)",
                         hint=_auth_hint(self.settings))
 
@@ -251,10 +266,47 @@ def _auth_hint(settings: SSHSettings) -> str:
 def probe_host_key(settings: SSHSettings) -> tuple[str, str, bytes]:
     """Handshake without authenticating and return (known_hosts name, key type, key blob), for `--trust`."""
     conn = Connection(settings)
-    transport = conn._handshake(conn._socket())
     try:
+        transport = conn._handshake(conn._stream())
         key = transport.get_remote_server_key()
+        transport.close()
         return settings.known_hosts_name, key.get_name(), key.asbytes()
     finally:
-        transport.close()
         conn.close()
+
+
+def _retry_delay(retries: int) -> float:
+    """0.1 s, 0.2, 0.4 … up to 2 s, jittered; imported only on a retry (a first try never loads `random`)."""
+    from bridge.backoff import Backoff
+
+    return Backoff(cap=2.0, base=0.1, failures=retries).next()
+
+
+def _speaks_ssh(sent: bytes) -> bool:
+    """RFC 4253 §4.2: the version line starts with `SSH-`; a server may send other lines before it."""
+    return any(line.startswith(b"SSH-") for line in sent.split(b"\n"))
+
+
+_ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
+
+
+def _printable(sent: bytes) -> str:
+    """The peer's first bytes, quoted, control characters escaped, cut short: safe for one line."""
+    text = "".join(c if " " <= c <= "~" else _ESCAPES.get(c, f"\\x{ord(c):02x}") for c in sent[:60].decode("latin-1"))
+    return f"\"{text}\"" + ("…" if len(sent) > 60 else "")
+
+
+def _caused_by(error: BaseException, *kinds: type) -> bool:
+    """`error` or the exception it was raised from or during is one of `kinds` (paramiko wraps them)."""
+    return any(isinstance(e, kinds) for e in (error, error.__cause__, error.__context__))
+
+
+def _quiet_library_log() -> None:
+    """paramiko logs a failed handshake's stack trace at ERROR (and "Success for unrequested channel!" at
+    WARNING); with no handler set, Python's last-resort handler printed them on our stderr. bridge
+    reports each failure itself, in one line."""
+    import logging  # already loaded by paramiko
+
+    logger = logging.getLogger("paramiko")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())

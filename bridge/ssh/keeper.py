@@ -1,5 +1,6 @@
-"""The connection keeper: a per-user background process that holds authenticated SSH connections,
-so a second `bridge exec` skips the handshake (OpenSSH's ControlMaster/ControlPersist idea).
+"""The connection keeper: a background process per user and environment (`identity()`: HOME, XDG
+dirs, agent, BRIDGE_*; its socket is named by a checksum of it) that holds authenticated SSH
+connections, so a second `bridge exec` skips the handshake (OpenSSH's ControlMaster/ControlPersist idea).
 
 This module is the transport only, and stdlib-only at import time (the warm client loads it):
 the unix socket (0600 in the 0700 runtime dir, peers of another uid refused with SO_PEERCRED),
@@ -10,7 +11,8 @@ layer's pool, so host keys and identities are checked exactly as for a direct co
 Frame: 1 byte kind, 4 bytes big-endian length, payload.
   client → keeper: R request (a Python literal; with it, the client's stdout and stderr as SCM_RIGHTS),
                    I stdin bytes, E stdin EOF
-  keeper → client: A accepted, F fall back (reason), 1 stdout, 2 stderr, X exit ("CODE\n" + text for stderr)
+  keeper → client: A accepted, F fall back (reason), 1 stdout, 2 stderr, X exit ("CODE\n" + text for stderr;
+                   also as the first frame, when the request failed before anything ran)
 The client side uses `_socket` and no json: `socket` and `json` cost ~10 ms of imports.
 """
 from __future__ import annotations
@@ -26,9 +28,9 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 HEADER = struct.Struct(">cI")
-SOCKET_NAME = "keeper.sock"
-LOCK_NAME = "keeper.lock"
 DEFAULT_IDLE = 300.0
+# Settings that change nothing a keeper's connections depend on (or are secrets, never hashed into a name)
+_IDENT_SKIP = {"BRIDGE_KEEPER_IDLE", "BRIDGE_DEBUG", "BRIDGE_NO_REUSE", "BRIDGE_SUDO_PASSWORD"}
 
 
 def runtime_dir() -> str:
@@ -39,8 +41,29 @@ def runtime_dir() -> str:
     return f"/tmp/bridge-{os.getuid()}"
 
 
+def identity() -> list:
+    """What makes a keeper's view of config and keys the same as ours: HOME, XDG dirs, agent, BRIDGE_*."""
+    names = ["HOME", "XDG_CONFIG_HOME", "XDG_RUNTIME_DIR", "SSH_AUTH_SOCK"]
+    names += sorted(k for k in os.environ if k.startswith("BRIDGE_") and k not in _IDENT_SKIP)
+    return [[k, os.environ.get(k)] for k in names]
+
+
+def instance_name() -> str:
+    """`keeper-<checksum of identity()>`: one keeper per identity, so two shells that differ in HOME or a
+    BRIDGE_* setting each get a warm keeper of their own instead of one declining the other."""
+    checksum = 0xCBF29CE484222325  # FNV-1a, 64 bits: no hashlib or binascii import on the warm path
+    for byte in repr(identity()).encode():
+        checksum = ((checksum ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"keeper-{checksum:016x}"
+
+
 def socket_path() -> str:
-    return os.path.join(runtime_dir(), SOCKET_NAME)
+    return os.path.join(runtime_dir(), instance_name() + ".sock")
+
+
+def lock_path() -> str:
+    """The flock a running keeper holds, with its PID in it."""
+    return os.path.join(runtime_dir(), instance_name() + ".lock")
 
 
 class Peer:
@@ -197,8 +220,8 @@ def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[],
     """
     state = {"active": 0, "last": time.monotonic()}
     state_lock = _thread.allocate_lock()
-    folder = _private_dir(runtime_dir())
-    lock = _take_lock(os.path.join(folder, LOCK_NAME))
+    private_dir(runtime_dir())
+    lock = _take_lock(lock_path())
     if lock is None:
         if first is not None:
             _client(first, handler, state, state_lock)
@@ -207,11 +230,11 @@ def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[],
         import threading
 
         threading.Thread(target=_serve_first, args=(first, handler, state, state_lock), daemon=True).start()
-    listener = _listen(os.path.join(folder, SOCKET_NAME))
+    listener = _listen(socket_path())
     try:
         _accept_loop(listener, handler, idle, state, state_lock, on_idle)
     finally:
-        os.unlink(os.path.join(folder, SOCKET_NAME))
+        os.unlink(socket_path())
         listener.close()
         os.close(lock)
 
@@ -272,7 +295,7 @@ def _same_user(sock: "socket.socket") -> bool:
     return uid == os.getuid()
 
 
-def _private_dir(path: str) -> str:
+def private_dir(path: str) -> str:
     """The runtime dir, 0700 and ours (refuse one that belongs to someone else)."""
     os.makedirs(path, mode=0o700, exist_ok=True)
     st = os.stat(path)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import getpass
+import math
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -26,6 +27,7 @@ class SSHSettings(NamedTuple):
     connect_timeout: float = 10.0
     keepalive: float = 15.0
     explicit_identity: bool = False
+    proxy_command: str | None = None  # ~/.ssh/config ProxyCommand, tokens unexpanded (stream.py runs it)
 
     @property
     def known_hosts_name(self) -> str:
@@ -38,7 +40,8 @@ class SSHSettings(NamedTuple):
 
     def key(self) -> tuple:
         """What makes two settings the same connection (for reuse)."""
-        return (self.hostname, self.port, self.user, self.identities, self.via.key() if self.via else None)
+        return (self.hostname, self.port, self.user, self.identities, self.proxy_command,
+                self.via.key() if self.via else None)
 
 
 def for_remote(config: Config, remote: Remote, _depth: int = 0) -> SSHSettings:
@@ -51,16 +54,35 @@ def for_remote(config: Config, remote: Remote, _depth: int = 0) -> SSHSettings:
         raise ConfigError(f"remote `{remote.name}` is local, not ssh", hint="use the local runner")
     via = for_remote(config, config.remotes[remote.via], _depth + 1) if remote.via else None
     identity = (_expand(remote.identity),) if remote.identity else ()
-    return from_endpoint(endpoint, identities=identity, via=via, connect_timeout=remote.connect_timeout)
+    timeout = checked_timeout(remote.connect_timeout, f"remotes.{remote.name}.connect_timeout in bridge.yaml")
+    return from_endpoint(endpoint, identities=identity, via=via, connect_timeout=timeout)
+
+
+def checked_timeout(value: object, where: str) -> float:
+    """A connect timeout the SSH layer can wait on: a positive, finite number of seconds.
+
+    Checked here too, not only when the config loads: a keeper serves configs from any source, and
+    a bad value there must fail its own request, not hang it. Raises ConfigError naming `where`.
+    """
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (0 < seconds < math.inf):
+        raise ConfigError(f"{where}: {value!r} is not a timeout", hint="give a number of seconds above 0, like 10")
+    return seconds
 
 
 def from_endpoint(endpoint: Endpoint, *, identities: tuple[Path, ...] = (), via: SSHSettings | None = None,
                   connect_timeout: float = 10.0, _depth: int = 0) -> SSHSettings:
-    """Fill what the URL leaves open from ~/.ssh/config (HostName, Port, User, IdentityFile, ProxyJump)."""
+    """Fill what the URL leaves open from ~/.ssh/config (HostName, Port, User, IdentityFile, ConnectTimeout,
+    ProxyJump, ProxyCommand; a jump host, from bridge.yaml or ProxyJump, wins over a ProxyCommand)."""
     looked_up = _ssh_config_lookup(endpoint.host)
     config_ids = tuple(_expand(p) for p in looked_up.get("identityfile", []))
     if via is None and looked_up.get("proxyjump") and _depth < 8:
         via = _jump(looked_up["proxyjump"], _depth)
+    if "connecttimeout" in looked_up:
+        connect_timeout = checked_timeout(looked_up["connecttimeout"], "ConnectTimeout in ~/.ssh/config")
     return SSHSettings(
         host=endpoint.host,
         hostname=looked_up.get("hostname", endpoint.host),
@@ -68,8 +90,9 @@ def from_endpoint(endpoint: Endpoint, *, identities: tuple[Path, ...] = (), via:
         user=endpoint.user or looked_up.get("user") or getpass.getuser(),
         identities=identities or config_ids,
         via=via,
-        connect_timeout=float(looked_up.get("connecttimeout", connect_timeout)),
+        connect_timeout=connect_timeout,
         explicit_identity=bool(identities or config_ids),
+        proxy_command=None if via is not None else looked_up.get("proxycommand"),
     )
 
 
@@ -94,8 +117,15 @@ def _ssh_config_lookup(host: str) -> dict:
     slim_paramiko_import()
     import paramiko
 
+    class RawProxyCommand(paramiko.SSHConfig):
+        """Leaves ProxyCommand's %h %p %r to stream.py, which expands them from the final settings
+        (the URL may set port and user) and shell-quotes them; paramiko substitutes them raw."""
+
+        TOKENS_BY_CONFIG_KEY = {k: v for k, v in paramiko.SSHConfig.TOKENS_BY_CONFIG_KEY.items()
+                                if k != "proxycommand"}
+
     try:
-        found = paramiko.SSHConfig.from_path(str(path)).lookup(host)
+        found = RawProxyCommand.from_path(str(path)).lookup(host)
     except Exception as e:  # paramiko raises several types for bad syntax
         raise ConfigError(f"{path}: cannot read: {e}", hint="fix the ssh config syntax") from e
     return dict(found)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.conftest import keeper_lock, keeper_socket
 from tests.exec.exec_fixtures import Target, keeper_pid, target  # noqa: F401 - fixtures
 
 
@@ -28,18 +29,18 @@ def test_socket_is_private(target: Target, home) -> None:
     target.exec("--", "true")
     folder = _runtime(home)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    assert stat.S_IMODE((folder / "keeper.sock").stat().st_mode) == 0o600
+    assert stat.S_IMODE(keeper_socket(folder).stat().st_mode) == 0o600
 
 
 def test_killed_keeper_then_next_call_works(target: Target, home) -> None:
     assert target.exec("--", "true").code == 0
-    pid = keeper_pid(_runtime(home) / "keeper.lock")
+    pid = keeper_pid(keeper_lock(_runtime(home)))
     os.kill(pid, signal.SIGKILL)
     _wait_gone(pid)
-    assert (_runtime(home) / "keeper.sock").exists()  # stale: nobody listens any more
+    assert keeper_socket(_runtime(home)).exists()  # stale: nobody listens any more
     result = target.exec("--", "echo", "again")
     assert (result.code, result.out) == (0, "again\n"), result
-    assert keeper_pid(_runtime(home) / "keeper.lock") != pid
+    assert keeper_pid(keeper_lock(_runtime(home))) != pid
     assert target.server.accepted_connections() == 2
 
 
@@ -49,7 +50,7 @@ def test_stale_socket_file_is_replaced(target: Target, home) -> None:
     import socket
 
     with socket.socket(socket.AF_UNIX) as s:
-        s.bind(str(folder / "keeper.sock"))  # bound, never listening, then closed: a stale socket
+        s.bind(str(keeper_socket(folder)))  # bound, never listening, then closed: a stale socket
     result = target.exec("--", "echo", "ok")
     assert (result.code, result.out) == (0, "ok\n"), result
 
@@ -57,7 +58,7 @@ def test_stale_socket_file_is_replaced(target: Target, home) -> None:
 def test_no_reuse_opts_out(target: Target, home) -> None:
     for _ in range(2):
         assert target.exec("--no-reuse", "--", "true").code == 0
-    assert not (_runtime(home) / "keeper.sock").exists()
+    assert not keeper_socket(_runtime(home)).exists()
     assert target.server.accepted_connections() == 2
 
 
@@ -105,7 +106,7 @@ def test_ctrl_c_on_a_warm_run_frees_the_keeper(target: Target, home) -> None:
     began = time.monotonic()
     assert target.exec("--", "echo", "next").out == "next\n"
     assert time.monotonic() - began < 10
-    assert _keeper_threads(keeper_pid(_runtime(home) / "keeper.lock")) == 2  # main + the pooled transport
+    assert _keeper_threads(keeper_pid(keeper_lock(_runtime(home)))) == 2  # main + the pooled transport
 
 
 def _keeper_threads(pid: int) -> int:
@@ -129,11 +130,11 @@ def test_cold_path_skips_invoke_unless_ssh_config_uses_match_exec(target: Target
 
 def test_keeper_exits_when_idle(target: Target, home) -> None:
     assert target.exec("--", "true", env={"BRIDGE_KEEPER_IDLE": "1"}).code == 0
-    pid = keeper_pid(_runtime(home) / "keeper.lock")
+    pid = keeper_pid(keeper_lock(_runtime(home)))
     deadline = time.monotonic() + 15
-    while (_runtime(home) / "keeper.sock").exists() and time.monotonic() < deadline:
+    while keeper_socket(_runtime(home)).exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not (_runtime(home) / "keeper.sock").exists()
+    assert not keeper_socket(_runtime(home)).exists()
     _wait_gone(pid)
     assert target.exec("--", "echo", "restarted").out == "restarted\n"
 
@@ -159,7 +160,7 @@ def test_keeper_is_titled_and_keeps_nothing_of_its_first_client(target: Target, 
                               cwd=target.workspace, env=home.env, capture_output=True, timeout=60,
                               pass_fds=(write_end,))
         assert (proc.returncode, proc.stdout) == (0, b"token-5f3a9c\n"), proc.stderr
-        pid = keeper_pid(_runtime(home) / "keeper.lock")
+        pid = keeper_pid(keeper_lock(_runtime(home)))
         title = _cmdline_once_settled(pid)
         assert title.startswith("bridge keeper") and "token-5f3a9c" not in title, title
         pipe = os.readlink(f"/proc/self/fd/{write_end}")

@@ -20,7 +20,7 @@ import pytest
 from bridge.exec.sandbox import Engine
 from bridge.exec.sandbox.box import list_boxes, name_of, remove
 from bridge.exec.sandbox.pool import idle
-from tests.conftest import BRIDGE, Home, Result, write_config
+from tests.conftest import BRIDGE, Home, Result, keeper_lock, keeper_socket, write_config
 from tests.exec.exec_fixtures import keeper_pid
 from tests.exec.sandbox_env import engine  # noqa: F401 - fixture
 
@@ -42,7 +42,7 @@ class Box:
         return Path(self.home.env["XDG_RUNTIME_DIR"]) / "bridge"
 
     def keeper(self) -> int | None:
-        return keeper_pid(self.runtime / "keeper.lock")
+        return keeper_pid(keeper_lock(self.runtime))
 
     def ready(self, count: int = 1) -> set[str]:
         """Wait for `count` idle pool containers of this workspace; their ids."""
@@ -95,7 +95,7 @@ def test_runs_are_served_by_the_keeper_from_the_pool(box: Box) -> None:
     first = box.exec("--", "sh", "-c", "echo secret > /tmp/state; hostname")
     assert first.code == 0, first
     pid = box.keeper()
-    assert pid and (box.runtime / "keeper.sock").exists()
+    assert pid and keeper_socket(box.runtime).exists()
     ready = box.ready()
     second = box.exec("--", "sh", "-c", "cat /tmp/state 2>&1; hostname")
     assert second.code == 0, second
@@ -177,7 +177,7 @@ def test_no_reuse_runs_in_the_client(box: Box) -> None:
     result = box.exec("--no-reuse", "--", "echo", "alone")
     also = box.exec("--", "echo", "alone", env={"BRIDGE_NO_REUSE": "1"})
     assert (result.code, result.out, also.out) == (0, "alone\n", "alone\n"), (result, also)
-    assert not (box.runtime / "keeper.sock").exists() and box.keeper() is None
+    assert not keeper_socket(box.runtime).exists() and box.keeper() is None
 
 
 def test_missing_image_is_one_line_and_125_through_the_keeper(box: Box) -> None:

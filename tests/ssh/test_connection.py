@@ -43,7 +43,7 @@ def test_unknown_host_key_refused_then_trusted(bridge, sshd_factory, workspace, 
     _init(workspace, server.url("/tmp"))
     fingerprint = bridge_fingerprint(server)
     refused = bridge("test", cwd=workspace)
-    assert refused.code == 1
+    assert refused.code == 255
     assert "unknown" in refused.out and fingerprint in refused.out
     assert "bridge test --trust prod" in refused.out
     trusted = bridge("test", "--trust", cwd=workspace)
@@ -58,7 +58,7 @@ def test_changed_host_key_refused_and_known_hosts_untouched(bridge, sshd, worksp
     known = (home.ssh / "known_hosts").read_bytes()
     for args in (["test"], ["test", "--trust"]):
         result = bridge(*args, cwd=workspace)
-        assert result.code == 1
+        assert result.code == 255
         assert "CHANGED" in result.out and "known_hosts:1" in result.out
     assert (home.ssh / "known_hosts").read_bytes() == known
 
@@ -67,7 +67,7 @@ def test_wrong_key_is_refused_with_a_hint(bridge, sshd, workspace, tmp_path) -> 
     other = keygen(tmp_path / "other_key")
     _init(workspace, sshd.url("/tmp"), f", identity: \"{other}\"")
     result = bridge("test", "--json", cwd=workspace)
-    assert result.code == 1
+    assert result.code == 255
     assert "permission denied" in result.out and "identity" in result.out
 
 
@@ -76,7 +76,7 @@ def test_closed_port_fails_within_seconds(bridge, sshd, workspace) -> None:
     sshd.stop()
     start = time.monotonic()
     result = bridge("test", cwd=workspace)
-    assert result.code == 1
+    assert result.code == 255
     assert "connection refused" in result.out.lower()
     assert time.monotonic() - start < 30  # a bound on hanging, not a benchmark
 
