@@ -4,15 +4,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.accounts import Account, make_account
 from tests.conftest import REPO, Home, Result
 
 SHIM = """#!{python}
 import sys
+if sys.flags.no_site:  # started as a key line starts bridge (python -I -S): site folders come from us
+    import site
+    site.main()
 sys.path.insert(0, {repo!r})
 import bridge.cli as cli
 cli.main()
@@ -55,18 +59,40 @@ def audit_log(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def guard(sec: Callable[..., Result], audit_log: Path) -> Callable[..., Result]:
-    """Run `bridge guard --as USER` exactly as sshd does: the request in SSH_ORIGINAL_COMMAND."""
+def runner() -> Iterator[Account]:
+    """An unprivileged account (no sudo) for a root login's `run_as`; removed afterwards."""
+    account = make_account("br")
+    yield account
+    account.remove()
+
+
+def run_as_policy(folder: Path, account: Account, users: str = "{}") -> Path:
+    """A policy whose no-sudo built-in roles run as `account` (tests log in as root), with `users` as given."""
+    path = folder / "guard-policy.yaml"
+    path.write_text(f"""roles:
+  viewer: {{permissions: [status, pull, audit], run_as: {account.name}}}
+  operator: {{permissions: [status, pull, push, exec, shell, audit], run_as: {account.name}}}
+users: {users}
+""")
+    return path
+
+
+@pytest.fixture
+def guard(sec: Callable[..., Result], audit_log: Path, runner: Account, tmp_path: Path) -> Callable[..., Result]:
+    """Run `bridge guard --as USER` exactly as sshd does: the request in SSH_ORIGINAL_COMMAND, settings in argv.
+
+    The guard runs as root here, so by default its policy gives the no-sudo roles `runner` as run_as.
+    """
+    default_policy = run_as_policy(tmp_path, runner)
 
     def run(user: str, command: str | None, role: str | None = "operator", policy: Path | None = None,
-            input: bytes | str | None = b"", env: dict | None = None) -> Result:
-        extra = {"BRIDGE_AUDIT_LOG": str(audit_log), "SSH_CLIENT": "192.0.2.7 50000 22", **(env or {})}
+            input: bytes | str | None = b"", env: dict | None = None, args: tuple[str, ...] = ()) -> Result:
+        extra = {"SSH_CLIENT": "192.0.2.7 50000 22", **(env or {})}
         if command is not None:
             extra["SSH_ORIGINAL_COMMAND"] = command
-        if policy is not None:
-            extra["BRIDGE_POLICY"] = str(policy)
-        args = ["guard", "--as", user] + (["--role", role] if role else [])
-        return sec(*args, input=input, env=extra)
+        argv = ["guard", "--as", user, "--audit", str(audit_log), "--policy", str(policy or default_policy), *args]
+        argv += ["--role", role] if role else []
+        return sec(*argv, input=input, env=extra)
 
     return run
 
