@@ -204,12 +204,17 @@ def add_key(path: Path, settings: GuardSettings, role: Role, key: PublicKey, run
     if not _USER.match(settings.user):
         raise UsageError(f"invalid user name {settings.user!r}", hint="letters, digits, . _ @ - (up to 64)")
     check_guarded(path)
-    check_run_as(login_account(path), role, run_as)
+    login = login_account(path)
+    check_run_as(login, role, run_as)
     options = key_options(settings, role, bridge or bridge_command())
     new_line = " ".join(p for p in (options, key.kind, key.blob, key.comment) if p)
+    # sshd reads the file as the login account: one we do not run as must be able to read a new file
+    own = login.uid == os.getuid()
+    new_mode = 0o600 if own else 0o644
+    path.parent.mkdir(mode=0o700 if own else 0o755, parents=True, exist_ok=True)
     with _locked(path):
         kept = [line for line in _read_lines(path) if not _same_key(line, key)]
-        _atomic_write(path, kept + [new_line])
+        _atomic_write(path, kept + [new_line], new_mode)
     return KeyEntry(settings.user, role.name, key, len(kept) + 1, options)
 
 
@@ -310,9 +315,9 @@ class _locked:
         os.close(self.fd)
 
 
-def _atomic_write(path: Path, lines: list[str]) -> None:
-    """Write a temp file with the old mode (0600 for a new file), fsync, and rename it over `path`."""
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+def _atomic_write(path: Path, lines: list[str], new_mode: int = 0o600) -> None:
+    """Write a temp file with the old mode (`new_mode` for a new file), fsync, and rename it over `path`."""
+    mode = path.stat().st_mode & 0o777 if path.exists() else new_mode
     tmp = path.with_name(f".{path.name}.bridge-tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w") as f:

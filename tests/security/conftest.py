@@ -1,16 +1,21 @@
-"""Fixtures for security tests: a `bridge` executable running the real main(), and a guard runner."""
+"""Fixtures for security tests: a `bridge` executable running the real main(), a guard runner, and a
+real sshd where a sudo-capable account logs in through the guard (`guarded`)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.accounts import Account, make_account
 from tests.conftest import REPO, Home, Result
+from tests.sshd import SSHServer
 
 SHIM = """#!{python}
 import sys
@@ -107,3 +112,71 @@ def audit_lines(path: Path) -> list[dict]:
 def files_under(*folders: Path) -> list[Path]:
     """Every regular file below the folders."""
     return [Path(root) / name for folder in folders for root, _d, names in os.walk(folder) for name in names]
+
+
+@dataclass
+class Guarded:
+    """A real sshd where `account` (sudo NOPASSWD: ALL) logs in with keys that `bridge keys add` granted.
+
+    Its AuthorizedKeysFile is `keys/%u` in a root-owned folder the account can read but not
+    write, as the README advises; the guard runs from `bridge` (installed in a venv any account
+    can run) and writes `log`, in a folder the account owns until the audit writer service lands.
+    """
+
+    server: SSHServer
+    account: Account
+    root: Path
+    bridge: Path
+    home: Home
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "authorized_keys"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log" / "audit.jsonl"
+
+    def keys_add(self, role: str, *extra: str, user: str | None = None, file: Path | None = None) -> Result:
+        """`bridge keys add` as root for the home's key, into the account's root-owned key file."""
+        argv = [str(self.bridge), "keys", "add", user or self.account.name, "--role", role,
+                "--key", f"{self.home.key}.pub", "--file", str(file or self.keys / self.account.name),
+                "--audit", str(self.log), *extra]
+        env = {k: v for k, v in self.home.env.items() if k != "PYTHONPATH"}  # the installed bridge, as an admin runs it
+        result = _result(subprocess.run(argv, capture_output=True, env=env, timeout=120))
+        assert "Traceback (most recent call last)" not in result.err, result
+        return result
+
+    def grant(self, role: str, *extra: str) -> None:
+        result = self.keys_add(role, *extra)
+        assert result.code == 0, result
+
+    def ssh_argv(self, *options: str, login: str | None = None) -> list[str]:
+        """A plain OpenSSH client for the account (or `login`), trusting only this server's host key."""
+        return ["ssh", "-F", "/dev/null", "-i", str(self.home.key), "-p", str(self.server.port), "-o", "BatchMode=yes",
+                "-o", f"UserKnownHostsFile={self.home.ssh / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
+                *options, f"{login or self.account.name}@{self.server.host}"]
+
+    def ssh(self, command: str | None, *options: str, input: bytes | None = None,
+            login: str | None = None) -> subprocess.CompletedProcess:
+        argv = [*self.ssh_argv(*options, login=login), *([command] if command is not None else [])]
+        return subprocess.run(argv, capture_output=True, env=self.home.env, timeout=120, input=input,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+
+    def entries(self) -> list[dict]:
+        return audit_lines(self.log)
+
+
+@pytest.fixture
+def guarded(sshd_factory: Callable[..., SSHServer], sudo_account: Account, system_bridge: Path,
+            home: Home) -> Iterator[Guarded]:
+    """A sudo_account behind the guard on a real sshd (AcceptEnv *: the client may send any variable)."""
+    root = Path(tempfile.mkdtemp(prefix="bridge-guarded-", dir="/var/tmp"))
+    root.chmod(0o755)
+    (root / "authorized_keys").mkdir(mode=0o755)
+    (root / "log").mkdir(mode=0o755)
+    os.chown(root / "log", sudo_account.uid, sudo_account.gid)
+    server = sshd_factory(extra_config=["AcceptEnv *", f"Match User {sudo_account.name}",
+                                        f"    AuthorizedKeysFile {root}/authorized_keys/%u"])
+    yield Guarded(server, sudo_account, root, system_bridge, home)
+    shutil.rmtree(root, ignore_errors=True)

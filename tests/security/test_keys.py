@@ -30,7 +30,10 @@ def test_add_writes_a_forced_restricted_line(sec: Callable[..., Result], home: H
     line = ak.read_text().strip()
     assert line.startswith(f'command="{sys.executable} -I -S {bridge_exe} guard --as alice --role operator",'
                            f'restrict,pty {kind} {blob}')
-    assert oct(ak.stat().st_mode & 0o777) == "0o600"
+    assert oct(ak.stat().st_mode & 0o777) == "0o644", "root-owned, readable by sshd as the account"
+    mine = home.path / "authorized_keys" / "root"
+    assert sec("keys", "add", "boss", "--role", "admin", "--key", f"@{key}", "--file", str(mine)).code == 0
+    assert oct(mine.stat().st_mode & 0o777) == "0o600"
 
 
 def test_pty_and_forwarding_follow_the_role(sec: Callable[..., Result], home: Home) -> None:
