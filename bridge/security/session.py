@@ -75,10 +75,10 @@ def run_in_pty(argv: list[str], recorder: Recorder, confinement: Confinement, st
     try:
         with forward_signals(pid), _on_resize(stdin_fd, master, recorder):
             _Pump(master, stdin_fd, stdout_fd, recorder).run()
-        _pid, status = os.waitpid(pid, 0)
     finally:
         _restore(stdin_fd, saved)
-        os.close(master)
+        os.close(master)  # a child still running (its client vanished) gets its terminal's hangup: SIGHUP
+    _pid, status = os.waitpid(pid, 0)
     return exit_status(status)
 
 
@@ -141,14 +141,13 @@ def _on_resize(src: int, master: int, recorder: Recorder) -> Iterator[None]:
 
 
 class _Pump:
-    """Copies bytes both ways until the PTY closes; a vanished client stops only its own side."""
+    """Copies bytes both ways until the PTY closes or the client can no longer be written to."""
 
     def __init__(self, master: int, stdin_fd: int, stdout_fd: int, recorder: Recorder) -> None:
         self.master, self.stdin_fd, self.stdout_fd, self.recorder = master, stdin_fd, stdout_fd, recorder
-        self.client_gone = False
 
     def run(self) -> None:
-        """Until the child closes the PTY (it exited)."""
+        """Until the child closes the PTY (it exited) or the client went away."""
         inputs = [self.master, self.stdin_fd]
         while True:
             try:
@@ -161,27 +160,30 @@ class _Pump:
                 inputs.remove(self.stdin_fd)
 
     def from_pty(self) -> bool:
-        """Forward one read of PTY output to the client (while it is there) and the recording."""
+        """Forward one read of PTY output to the recording and the client; False once either end is gone."""
         data = _read(self.master)
         if not data:
             return False
         self.recorder.output(data)
-        if not self.client_gone:
-            try:
-                _write_all(self.stdout_fd, data)
-            except OSError:  # EIO: sshd closed the client's terminal; EPIPE: its channel
-                self.client_gone = True
+        try:
+            _write_all(self.stdout_fd, data)
+        except OSError:  # EIO: sshd closed the client's terminal; EPIPE: its channel (`kill -9` of ssh)
+            return False
         return True
 
     def to_pty(self) -> bool:
-        """Forward one read of our stdin; at EOF (or a vanished terminal) send ^D so the shell ends."""
-        data = _read(self.stdin_fd)
-        if not data:
-            _write_all(self.master, b"\x04")
+        """Forward one read of our stdin; at EOF (or a vanished terminal) send ^D so the shell ends.
+
+        False once stdin is done, or the child already closed its terminal (EIO: it exited first).
+        """
+        try:
+            data = _read(self.stdin_fd)
+            _write_all(self.master, data or b"\x04")
+        except OSError:  # ECONNRESET from sshd's socket, EIO from a PTY whose child is gone
             return False
-        _write_all(self.master, data)
-        self.recorder.input(data)
-        return True
+        if data:
+            self.recorder.input(data)
+        return bool(data)
 
 
 def _read(fd: int) -> bytes:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.accounts import Account, make_account
 from tests.conftest import REPO, Home, Result
-from tests.sshd import SSHServer
+from tests.sshd import SSHServer, keygen
 
 SHIM = """#!{python}
 import sys
@@ -165,6 +165,18 @@ class Guarded:
 
     def entries(self) -> list[dict]:
         return audit_lines(self.log)
+
+    def unguarded_ssh(self, command: str, *options: str) -> subprocess.CompletedProcess:
+        """The same account through a second, unrestricted key: what the same command does without the guard."""
+        plain = self.home.ssh / "id_plain"
+        if not plain.exists():
+            keygen(plain)
+            with (self.keys / self.account.name).open("a") as f:
+                f.write(plain.with_suffix(".pub").read_text())
+        argv = self.ssh_argv("-o", "IdentitiesOnly=yes", *options)
+        argv[argv.index(str(self.home.key))] = str(plain)
+        return subprocess.run([*argv, command], capture_output=True, env=self.home.env, timeout=120,
+                              stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture
