@@ -122,17 +122,22 @@ def test_client_variables_run_no_hook_in_the_guard_or_the_command(guarded: Guard
 
 def test_a_pty_session_whose_client_is_killed_leaves_exactly_one_audit_line(guarded: Guarded) -> None:
     guarded.grant("operator")
-    proc = subprocess.Popen(guarded.ssh_argv("-tt"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    _kill_client_mid_session(guarded, "-tt", b"echo started-$((2+3))\n", b"started-5")
+    entries = _wait_for_entries(guarded.log)
+    assert [(e["action"], e["decision"]) for e in entries] == [("shell", "allowed")]
+
+
+def _kill_client_mid_session(guarded: Guarded, option: str, line: bytes, marker: bytes) -> None:
+    """Open a shell (`ssh -tt` or `-T`), type `line`, and `kill -9` the client once `marker` shows."""
+    proc = subprocess.Popen(guarded.ssh_argv(option), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, env=guarded.home.env)
     try:
-        proc.stdin.write(b"echo started-$((2+3))\n")
+        proc.stdin.write(line)
         proc.stdin.flush()
-        assert b"started-5" in _read_until(proc.stdout.fileno(), b"started-5")
+        assert marker in _read_until(proc.stdout.fileno(), marker)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    entries = _wait_for_entries(guarded.log)
-    assert [(e["action"], e["decision"]) for e in entries] == [("shell", "allowed")]
 
 
 def _read_until(fd: int, marker: bytes, limit: float = 30) -> bytes:
@@ -166,14 +171,6 @@ def test_an_ssh_dash_t_shell_leaves_one_audit_line(guarded: Guarded) -> None:
 
 def test_an_ssh_dash_t_shell_whose_client_is_killed_mid_output_leaves_one_line(guarded: Guarded) -> None:
     guarded.grant("operator")
-    proc = subprocess.Popen(guarded.ssh_argv("-T"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env=guarded.home.env)
-    try:
-        proc.stdin.write(b"while :; do echo tick-$((3*3)); sleep 0.05; done\n")
-        proc.stdin.flush()
-        assert b"tick-9" in _read_until(proc.stdout.fileno(), b"tick-9")
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    _kill_client_mid_session(guarded, "-T", b"while :; do echo tick-$((3*3)); sleep 0.05; done\n", b"tick-9")
     entries = _wait_for_entries(guarded.log)
     assert [(e["action"], e["decision"]) for e in entries] == [("shell", "allowed")]

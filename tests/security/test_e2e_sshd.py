@@ -1,6 +1,7 @@
 """End to end through a real sshd: a sudo-capable account logs in with keys `bridge keys add` granted."""
 from __future__ import annotations
 
+import shlex
 import shutil
 import socket
 import subprocess
@@ -108,16 +109,10 @@ def repos(guarded: Guarded) -> Iterator[tuple[Path, Path]]:
 
 
 def _push(guarded: Guarded, work: Path, repo: Path) -> subprocess.CompletedProcess:
-    env = {**guarded.home.env, "GIT_SSH_COMMAND": shlex_join(guarded.ssh_argv()[:-1])}
+    env = {**guarded.home.env, "GIT_SSH_COMMAND": shlex.join(guarded.ssh_argv()[:-1])}
     url = f"ssh://{guarded.account.name}@{guarded.server.host}:{guarded.server.port}{repo}"
     return subprocess.run(["git", "-C", str(work), "push", url, "HEAD:refs/heads/main"], capture_output=True,
                           env=env, timeout=60)
-
-
-def shlex_join(argv: list[str]) -> str:
-    import shlex
-
-    return shlex.join(argv)
 
 
 @pytest.fixture
