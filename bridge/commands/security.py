@@ -17,6 +17,9 @@ def register(app: typer.Typer) -> None:
                                     "--workspace /srv/app --file /etc/bridge/authorized_keys/deploy")(keys_add)
     keys_app.command("list", epilog="Example: bridge keys list --json")(keys_list)
     keys_app.command("remove", epilog="Example: bridge keys remove alice")(keys_remove)
+    keys_app.command("pam-session", epilog="Example (/etc/pam.d/sshd): session optional pam_exec.so /opt/bridge/bin/python3 "
+                                           "-I -S /opt/bridge/bin/bridge keys pam-session --file "
+                                           "/etc/bridge/authorized_keys/%u")(keys_pam_session)
     app.add_typer(keys_app, name="keys")
     app.command("guard", epilog="Example (authorized_keys, as `keys add` writes it): command=\"/opt/bridge/bin/python3 -I -S "
                                  "/opt/bridge/bin/bridge guard --as alice --role operator\",restrict ssh-ed25519 AAAA...")(guard)
@@ -105,6 +108,21 @@ def keys_remove(
     path = file or keys.default_file()
     for entry in keys.remove_key(path, user, fingerprint):
         ui.say(f"removed {entry.key.fingerprint} ({user}) from {path}")
+    return 0
+
+
+def keys_pam_session(
+    file: Annotated[str, typer.Option("--file", help="sshd's AuthorizedKeysFile pattern (%u: the login account).")],
+) -> int:
+    """PAM session hook (pam_exec): one audit line for a connection whose key may forward ports (`ssh -N`).
+
+    Install it as `session optional`, so a failure of the hook never blocks a login.
+    """
+    import os
+
+    from bridge.security.connection import on_pam_session
+
+    on_pam_session(file, os.environ)
     return 0
 
 

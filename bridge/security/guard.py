@@ -67,6 +67,26 @@ class GuardSettings:
         argv += ["--sandbox-image", self.sandbox_image] if self.sandbox_image != SANDBOX_IMAGE else []
         return argv
 
+    @classmethod
+    def from_argv(cls, argv: list[str]) -> GuardSettings:
+        """The inverse of argv(): the settings of a key line's `guard --as USER ...` words; raises ValueError."""
+        if argv[:1] != ["guard"]:
+            raise ValueError("not a guard command")
+        values: dict[str, list[str]] = {}
+        words = iter(argv[1:])
+        for word in words:
+            values.setdefault(word, []).append("1" if word == "--record-input" else next(words))
+        unknown = set(values) - set(_OPTIONS)
+        if unknown or "--as" not in values:
+            raise ValueError(f"unexpected guard options {sorted(unknown) or ['(no --as)']}")
+        first = {name: found[-1] for name, found in values.items()}
+        return cls(first["--as"], first.get("--role"), first.get("--policy"), first.get("--audit"),
+                   tuple(values.get("--workspace", ())), "--record-input" in values,
+                   first.get("--sandbox-image", SANDBOX_IMAGE))
+
+
+_OPTIONS = ("--as", "--role", "--policy", "--audit", "--workspace", "--record-input", "--sandbox-image")
+
 
 @dataclass(frozen=True)
 class Request:
@@ -165,6 +185,18 @@ def run_guard(settings: GuardSettings, stdin_fd: int = 0) -> int:
     if isinstance(confinement, Decision):
         return refuse(req, replace(chosen, decision=confinement))
     return execute(req, chosen, confinement, stdin_fd)
+
+
+def audit_connection(settings: GuardSettings) -> None:
+    """The audit line of a connection that opens no session (`ssh -N`): sshd lets its key forward ports."""
+    try:
+        grant = load_policy(settings.policy).grant(settings.user, settings.key_role, settings.workspaces)
+    except ConfigError:
+        grant = None
+    role = grant.role.name if grant is not None else settings.key_role or "unknown"
+    req = Request(settings, None, False, settings.audit_log())
+    _audit(req, Plan("connect", Decision(True, f"{role}.forward", "port forwarding allowed by the key line")),
+           exit_code=0, duration=0.0)
 
 
 def refuse(req: Request, chosen: Plan) -> int:

@@ -42,6 +42,7 @@ KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp3
              "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-dss")
 _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _GUARD = re.compile(r"\bguard --as ([^\s\"]+)(?: --role ([^\s\"]+))?")
+_COMMAND = re.compile(r'(?:^|,)command="([^"]*)"')  # key_options never writes a quote or backslash inside
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,17 @@ def list_keys(path: Path) -> list[KeyEntry]:
         if parsed and match:
             entries.append(KeyEntry(match.group(1), match.group(2), parsed[1], number, parsed[0]))
     return entries
+
+
+def guard_settings(entry: KeyEntry) -> GuardSettings | None:
+    """The settings the entry's forced `bridge guard` command runs with, None when it has none we can read."""
+    match = _COMMAND.search(entry.options)
+    words = shlex.split(match.group(1)) if match else []
+    start = words.index("guard") if "guard" in words else len(words)
+    try:
+        return GuardSettings.from_argv(words[start:])
+    except ValueError:
+        return None
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -6,13 +6,20 @@ with its key granted by `bridge keys add` in a root-owned AuthorizedKeysFile.
 from __future__ import annotations
 
 import os
+import secrets
 import select
 import signal
+import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from tests.security.conftest import Guarded, audit_lines
+from tests.sshd import SSHD, SSHServer, free_port, keygen, wait_port
 
 
 def test_sudo_works_for_the_account_without_the_guard(guarded: Guarded) -> None:
@@ -174,3 +181,53 @@ def test_an_ssh_dash_t_shell_whose_client_is_killed_mid_output_leaves_one_line(g
     _kill_client_mid_session(guarded, "-T", b"while :; do echo tick-$((3*3)); sleep 0.05; done\n", b"tick-9")
     entries = _wait_for_entries(guarded.log)
     assert [(e["action"], e["decision"]) for e in entries] == [("shell", "allowed")]
+
+
+@pytest.fixture
+def pam_guarded(guarded: Guarded, tmp_path: Path) -> Iterator[Guarded]:
+    """The same account and keys behind a second sshd whose PAM session stack runs `bridge keys pam-session`.
+
+    PAM names the service after sshd's file name, so sshd runs through a link of its own name
+    and the test's service file in /etc/pam.d touches no other sshd.
+    """
+    name = f"bridge-test-sshd-{secrets.token_hex(3)}"
+    link = guarded.root / name
+    link.symlink_to(SSHD)
+    service = Path("/etc/pam.d") / name
+    python = guarded.bridge.parent / "python3"
+    service.write_text("account required pam_permit.so\n"
+                       f"session optional pam_exec.so {python} -I -S {guarded.bridge} keys pam-session "
+                       f"--file {guarded.keys}/%u\n")
+    folder = tmp_path / "pam-sshd"
+    folder.mkdir()
+    server = SSHServer(folder, free_port(), guarded.home.key, ["ExposeAuthInfo yes", *guarded.server.extra_config],
+                       binary=str(link), use_pam=True)
+    keygen(server.host_key)
+    server.authorized_keys.write_text("")
+    try:
+        server.start()
+        guarded.home.trust(server)
+        yield replace(guarded, server=server)
+    finally:
+        server.stop()
+        service.unlink()
+
+
+def test_an_admin_port_forward_without_a_session_leaves_an_audit_line(pam_guarded: Guarded) -> None:
+    pam_guarded.grant("operator")
+    assert pam_guarded.ssh("true").returncode == 0, "a session: the guard's own line, no connect line"
+    pam_guarded.grant("admin")
+    port = free_port()
+    proc = subprocess.Popen(pam_guarded.ssh_argv("-N", "-L", f"{port}:127.0.0.1:{pam_guarded.server.port}"),
+                            env=pam_guarded.home.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            assert s.recv(8).startswith(b"SSH-2.0"), "the forward works"
+    finally:
+        proc.terminate()
+        proc.wait()
+    entries = pam_guarded.entries()
+    assert [(e["action"], e["decision"], e["rule"]) for e in entries] == [
+        ("exec", "allowed", "operator.exec"), ("connect", "allowed", "admin.forward")]
+    assert entries[1]["user"] == pam_guarded.account.name and entries[1]["source"] == "127.0.0.1"

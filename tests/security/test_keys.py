@@ -136,3 +136,15 @@ def test_no_sudo_role_on_a_root_login_needs_run_as(sec: Callable[..., Result], h
     policy.write_text(f"users:\n  ops: {{role: operator, run_as: {runner.name}}}\n")
     ok = sec("keys", "add", "ops", "--role", "operator", "--key", key, "--file", str(root_file), "--policy", str(policy))
     assert ok.code == 0, ok
+
+
+def test_the_line_s_settings_read_back_as_the_guard_gets_them(sec: Callable[..., Result], home: Home) -> None:
+    from bridge.security.guard import GuardSettings
+    from bridge.security.keys import guard_settings, list_keys
+
+    ak = ak_file(home)
+    assert sec("keys", "add", "rt", "--role", "admin", "--key", str(pub(home, "rt")), "--file", str(ak),
+               "--workspace", "/srv/a b", "--audit", "/var/log/x.jsonl", "--record-input").code == 0
+    [entry] = list_keys(ak)
+    assert guard_settings(entry) == GuardSettings("rt", "admin", None, "/var/log/x.jsonl", ("/srv/a b",), True)
+    assert GuardSettings.from_argv(guard_settings(entry).argv()) == guard_settings(entry)
