@@ -52,6 +52,8 @@ class SSHServer:
     client_key: Path
     extra_config: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
+    binary: str = SSHD  # PAM names its service after this file's name
+    use_pam: bool = False
     host = "127.0.0.1"
     user = "root"
 
@@ -84,7 +86,7 @@ class SSHServer:
             f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey {self.host_key}",
             f"PidFile {self.dir / 'sshd.pid'}", f"AuthorizedKeysFile {self.authorized_keys}",
             "PermitRootLogin prohibit-password", "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
+            "KbdInteractiveAuthentication no", f"UsePAM {'yes' if self.use_pam else 'no'}", "StrictModes no",
             "Subsystem sftp internal-sftp", "AllowTcpForwarding yes", "AllowStreamLocalForwarding yes",
             "MaxStartups 200", "MaxSessions 200", "LogLevel VERBOSE", "PrintMotd no",
         ]
@@ -100,7 +102,7 @@ class SSHServer:
         Path("/run/sshd").mkdir(exist_ok=True)
         config = self.write_config()
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
+            self.proc = subprocess.Popen([self.binary, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
         wait_port(self.port)
         return self
 

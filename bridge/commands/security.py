@@ -13,11 +13,16 @@ from bridge import ui
 def register(app: typer.Typer) -> None:
     """Add the security commands to the app."""
     keys_app = typer.Typer(help="Grant SSH keys a role through restricted authorized_keys lines.", no_args_is_help=True)
-    keys_app.command("add", epilog="Example: bridge keys add alice --role operator --key @alice.pub")(keys_add)
+    keys_app.command("add", epilog="Example: bridge keys add alice --role operator --key ~alice/id_ed25519.pub "
+                                    "--workspace /srv/app --file /etc/bridge/authorized_keys/deploy")(keys_add)
     keys_app.command("list", epilog="Example: bridge keys list --json")(keys_list)
     keys_app.command("remove", epilog="Example: bridge keys remove alice")(keys_remove)
+    keys_app.command("pam-session", epilog="Example (/etc/pam.d/sshd): session optional pam_exec.so /opt/bridge/bin/python3 "
+                                           "-I -S /opt/bridge/bin/bridge keys pam-session --file "
+                                           "/etc/bridge/authorized_keys/%u")(keys_pam_session)
     app.add_typer(keys_app, name="keys")
-    app.command("guard", epilog="Example (authorized_keys): command=\"/usr/local/bin/bridge guard --as alice\",restrict ssh-ed25519 AAAA...")(guard)
+    app.command("guard", epilog="Example (authorized_keys, as `keys add` writes it): command=\"/opt/bridge/bin/python3 -I -S "
+                                 "/opt/bridge/bin/bridge guard --as alice --role operator\",restrict ssh-ed25519 AAAA...")(guard)
     audit_app = typer.Typer(help="Read and verify the tamper-evident audit log.", no_args_is_help=True)
     audit_app.command("show", epilog="Example: bridge audit show --user alice --since 2h")(audit_show)
     audit_app.command("verify", epilog="Example: bridge audit verify /var/log/bridge/audit.jsonl --head")(audit_verify)
@@ -31,23 +36,50 @@ FileOpt = Annotated[Optional[Path], typer.Option("--file", help="authorized_keys
 def keys_add(
     user: Annotated[str, typer.Argument(help="Name the guard will know this key by.")],
     role: Annotated[str, typer.Option("--role", help="Role from the policy: viewer, operator, admin, ...")],
-    key: Annotated[str, typer.Option("--key", help="The public key, or @path/to/key.pub.")],
+    key: Annotated[str, typer.Option("--key", help="The public key: a path (~/.ssh/id_ed25519.pub), @path, or its text.")],
     file: FileOpt = None,
     bridge_path: Annotated[Optional[str], typer.Option("--bridge", help="Absolute path of bridge on this server.")] = None,
+    workspace: Annotated[Optional[list[str]], typer.Option(
+        "--workspace", help="A workspace (absolute path) git may use with this key; repeatable. None: no repository.")] = None,
+    policy_file: Annotated[Optional[Path], typer.Option(
+        "--policy", help="Policy file the guard reads (default /etc/bridge/policy.yaml).")] = None,
+    audit_dest: Annotated[Optional[str], typer.Option(
+        "--audit", help="Audit log the guard writes (default /var/log/bridge/audit.jsonl).")] = None,
+    record_input: Annotated[bool, typer.Option("--record-input", help="Record keystrokes in session recordings too.")] = False,
+    sandbox_image: Annotated[Optional[str], typer.Option(
+        "--sandbox-image", help="Image for sandbox_only roles (default python:3.12-slim).")] = None,
 ) -> int:
-    """Grant a public key a role: write a restricted line that forces `bridge guard --as USER`."""
+    """Grant a public key a role: write a restricted line that forces `bridge guard --as USER` with these settings."""
+    import os
+
     from bridge.errors import UsageError
     from bridge.security import keys, policy
+    from bridge.security.guard import SANDBOX_IMAGE, GuardSettings
 
-    roles = policy.load_policy().roles
-    if role not in roles:
-        raise UsageError(f"unknown role {role!r}", hint=f"roles: {', '.join(sorted(roles))}")
-    if bridge_path is not None and not Path(bridge_path).is_absolute():
-        raise UsageError(f"--bridge {bridge_path!r} must be an absolute path")
+    policy_path = _absolute("--policy", str(policy_file)) if policy_file else None
+    rules = policy.load_policy(policy_path)
+    if role not in rules.roles:
+        raise UsageError(f"unknown role {role!r}", hint=f"roles: {', '.join(sorted(rules.roles))}")
+    if bridge_path is not None:
+        _absolute("--bridge", bridge_path)
+    spaces = tuple(os.path.normpath(_absolute("--workspace", w)) for w in workspace or ())
+    settings = GuardSettings(user, role, policy_path, _absolute("--audit", audit_dest) if audit_dest else None, spaces,
+                             record_input, sandbox_image or SANDBOX_IMAGE)
+    grant = rules.grant(user, role, spaces)
     path = file or keys.default_file()
-    entry = keys.add_key(path, user, roles[role], keys.read_key_arg(key), [bridge_path] if bridge_path else None)
+    entry = keys.add_key(path, settings, rules.roles[role], keys.read_key_arg(key), grant.run_as if grant else None,
+                         [bridge_path] if bridge_path else None)
     ui.say(f"granted {entry.key.fingerprint} to {user} as {role} in {path}")
     return 0
+
+
+def _absolute(option: str, value: str) -> str:
+    """`value` when it is an absolute path; raises UsageError naming the option."""
+    from bridge.errors import UsageError
+
+    if not Path(value).is_absolute():
+        raise UsageError(f"{option} {value!r} must be an absolute path", hint=f"{option} {Path(value).absolute()}")
+    return value
 
 
 def keys_list(file: FileOpt = None, json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> int:
@@ -79,14 +111,38 @@ def keys_remove(
     return 0
 
 
+def keys_pam_session(
+    file: Annotated[str, typer.Option("--file", help="sshd's AuthorizedKeysFile pattern (%u: the login account).")],
+) -> int:
+    """PAM session hook (pam_exec): one audit line for a connection whose key may forward ports (`ssh -N`).
+
+    Install it as `session optional`, so a failure of the hook never blocks a login.
+    """
+    import os
+
+    from bridge.security.connection import on_pam_session
+
+    on_pam_session(file, os.environ)
+    return 0
+
+
 def guard(
     as_user: Annotated[str, typer.Option("--as", help="The user this key belongs to.")],
     role: Annotated[Optional[str], typer.Option("--role", help="Role granted on the key line (the policy's users map wins).")] = None,
+    policy_file: Annotated[Optional[str], typer.Option("--policy", help="Policy file (default /etc/bridge/policy.yaml).")] = None,
+    audit_dest: Annotated[Optional[str], typer.Option("--audit", help="Audit log (default /var/log/bridge/audit.jsonl).")] = None,
+    workspace: Annotated[Optional[list[str]], typer.Option("--workspace", help="A workspace granted to the key; repeatable.")] = None,
+    record_input: Annotated[bool, typer.Option("--record-input", help="Record keystrokes in session recordings.")] = False,
+    sandbox_image: Annotated[Optional[str], typer.Option("--sandbox-image", help="Image for sandbox_only roles.")] = None,
 ) -> int:
-    """Forced command for restricted keys: check SSH_ORIGINAL_COMMAND against the policy, audit, then run it."""
-    from bridge.security.guard import run_guard
+    """Forced command for restricted keys: check SSH_ORIGINAL_COMMAND against the policy, audit, then run it confined.
 
-    return run_guard(as_user, role)
+    Every setting comes from these options (the root-owned key line), none from the environment.
+    """
+    from bridge.security.guard import SANDBOX_IMAGE, GuardSettings, run_guard
+
+    return run_guard(GuardSettings(as_user, role, policy_file, audit_dest, tuple(workspace or ()), record_input,
+                                   sandbox_image or SANDBOX_IMAGE))
 
 
 def _log_path(file: Optional[Path], server: bool) -> Path:

@@ -12,9 +12,11 @@ POLICY_REFUSED = 126
 
 
 def is_audited(args: list[str]) -> bool:
-    """True for an operation worth a line: not --help, not a read-only subcommand."""
+    """True for an operation worth a line: not --help, not a read-only subcommand, not a server-side hook."""
     options = bridge_options(args)
     if not options or options[0] not in AUDITED or {"--help", "-h"} & set(options):
+        return False
+    if options[:2] == ["keys", "pam-session"]:  # sshd's PAM hook: it writes the server's line itself
         return False
     return not (len(options) > 1 and options[1] in READ_ONLY_SUBCOMMANDS)
 

@@ -2,17 +2,20 @@
 
 Built-in roles work with no file: viewer (status, pull, read the audit), operator (exec,
 shell, push, pull; no sudo, no port forwarding), admin (everything). A policy file
-(`$BRIDGE_POLICY`, else `/etc/bridge/policy.yaml`) adds or replaces roles and maps users
-to them:
+(`/etc/bridge/policy.yaml`, or the `--policy` written into the key's guard line) adds or
+replaces roles and maps users to them:
 
     roles:
       deployer: {permissions: [push, pull, exec], allow: [git, "python*"], deny: [rm],
-                 workspaces: ["/srv/app*"]}
+                 workspaces: ["/srv/app*"], run_as: deploy, env: [APP_*]}
     users:
       alice: operator
-      bob: {role: deployer, workspaces: [/srv/app]}
+      bob: {role: deployer, workspaces: [/srv/app], run_as: bob}
 
-Command rules are globs on program names (or absolute paths); deny wins over allow.
+Command rules are globs on program names (or absolute paths); deny wins over allow. They
+are an early, friendly refusal; the boundary is the kernel and the account (`run_as`, and
+no_new_privs for every role without `sudo`: bridge.security.confine). Git may touch only the
+workspaces granted on the key (`keys add --workspace`) and by the policy; none by default.
 """
 from __future__ import annotations
 
@@ -41,7 +44,9 @@ class Role:
     permissions: frozenset[str]
     allow: tuple[str, ...] = ("*",)
     deny: tuple[str, ...] = ()
-    workspaces: tuple[str, ...] = ("*",)
+    workspaces: tuple[str, ...] = ()
+    run_as: str | None = None
+    env: tuple[str, ...] = ()
 
     def may(self, permission: str) -> bool:
         """True when the role holds `permission`."""
@@ -50,11 +55,22 @@ class Role:
 
 @dataclass(frozen=True)
 class Grant:
-    """A user's role, and the workspaces they are limited to when the policy narrows them."""
+    """A user's role, the workspaces the policy and the key grant, and the account a root login runs as."""
 
     user: str
     role: Role
     workspaces: tuple[str, ...]
+    key_workspaces: tuple[str, ...] = ()
+    run_as: str | None = None
+
+
+@dataclass(frozen=True)
+class UserEntry:
+    """One `users:` entry: the role it binds, and what it overrides of that role."""
+
+    role: str
+    workspaces: tuple[str, ...] | None = None
+    run_as: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,23 +94,26 @@ class Policy:
     """Roles and user grants; `source` says which file (or the built-ins) they came from."""
 
     roles: Mapping[str, Role] = field(default_factory=lambda: dict(BUILTIN_ROLES))
-    users: Mapping[str, tuple[str, tuple[str, ...] | None]] = field(default_factory=dict)
+    users: Mapping[str, UserEntry] = field(default_factory=dict)
     source: str = "built-in"
 
-    def grant(self, user: str, key_role: str | None = None) -> Grant | None:
+    def grant(self, user: str, key_role: str | None = None, key_workspaces: tuple[str, ...] = ()) -> Grant | None:
         """The user's grant: the policy's mapping binds; else the role on their key line; else None."""
-        role_name, workspaces = self.users.get(user, (key_role, None))
-        role = self.roles.get(role_name or "")
+        entry = self.users.get(user, UserEntry(key_role or ""))
+        role = self.roles.get(entry.role)
         if role is None:
             return None
-        return Grant(user, role, workspaces if workspaces is not None else role.workspaces)
+        workspaces = entry.workspaces if entry.workspaces is not None else role.workspaces
+        return Grant(user, role, workspaces, key_workspaces, entry.run_as or role.run_as)
 
 
 def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:
-    """The binding policy: `path`, `$BRIDGE_POLICY`, `/etc/bridge/policy.yaml`, else built-ins; raises ConfigError."""
-    chosen = path or os.environ.get("BRIDGE_POLICY")
-    if chosen:
-        return parse_policy(Path(chosen))
+    """The binding policy: `path`, else `/etc/bridge/policy.yaml`, else built-ins; raises ConfigError.
+
+    Never from the environment: the guard's settings come from root-owned places only.
+    """
+    if path:
+        return parse_policy(Path(path))
     return parse_policy(SYSTEM_POLICY) if SYSTEM_POLICY.exists() else Policy()
 
 
@@ -106,7 +125,7 @@ def parse_policy(path: Path) -> Policy:
         text = path.read_text()
         data = yaml.safe_load(text) or {}
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read policy: {e.strerror}", hint="set BRIDGE_POLICY to a readable file") from e
+        raise ConfigError(f"{path}: cannot read policy: {e.strerror}", hint="pass --policy a readable file") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from e
     return _PolicyReader(path, text).build(data)
@@ -157,9 +176,10 @@ class _PolicyReader:
         """One role entry."""
         keys = ("roles", name)
         spec = self.mapping(spec, keys)
-        extra = set(spec) - {"permissions", "allow", "deny", "workspaces"}
+        extra = set(spec) - {"permissions", "allow", "deny", "workspaces", "run_as", "env"}
         if extra:
-            raise self.fail(keys + (sorted(extra)[0],), "unknown key", hint="use permissions, allow, deny, workspaces")
+            raise self.fail(keys + (sorted(extra)[0],), "unknown key",
+                            hint="use permissions, allow, deny, workspaces, run_as, env")
         perms = self.strings(spec.get("permissions", []), keys + ("permissions",))
         bad = sorted(set(perms) - PERMISSIONS)
         if bad:
@@ -168,19 +188,33 @@ class _PolicyReader:
         return Role(name, frozenset(perms),
                     self.strings(spec.get("allow", ["*"]), keys + ("allow",)),
                     self.strings(spec.get("deny", []), keys + ("deny",)),
-                    self.strings(spec.get("workspaces", ["*"]), keys + ("workspaces",)))
+                    self.strings(spec.get("workspaces", []), keys + ("workspaces",)),
+                    self.account(spec.get("run_as"), keys + ("run_as",)),
+                    self.strings(spec.get("env", []), keys + ("env",)))
 
-    def user(self, user: str, spec: object, roles: Mapping[str, Role]) -> tuple[str, tuple[str, ...] | None]:
-        """One user entry: a role name, or {role, workspaces}."""
+    def account(self, value: object, keys: tuple[str, ...]) -> str | None:
+        """A `run_as` account name (checked against passwd where it is used), else an error."""
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value or value == "root":
+            raise self.fail(keys, "must name an unprivileged login account", hint="run_as: deploy")
+        return value
+
+    def user(self, user: str, spec: object, roles: Mapping[str, Role]) -> UserEntry:
+        """One user entry: a role name, or {role, workspaces, run_as}."""
         keys = ("users", user)
         if isinstance(spec, str):
             spec = {"role": spec}
         spec = self.mapping(spec, keys)
+        extra = set(spec) - {"role", "workspaces", "run_as"}
+        if extra:
+            raise self.fail(keys + (sorted(extra)[0],), "unknown key", hint="use role, workspaces, run_as")
         role = spec.get("role")
         if role not in roles:
             raise self.fail(keys, f"unknown role {role!r}", hint=f"roles: {', '.join(sorted(roles))}")
         ws = spec.get("workspaces")
-        return role, (None if ws is None else self.strings(ws, keys + ("workspaces",)))
+        return UserEntry(role, None if ws is None else self.strings(ws, keys + ("workspaces",)),
+                         self.account(spec.get("run_as"), keys + ("run_as",)))
 
 
 def _line_of(text: str, keys: tuple[str, ...]) -> int | None:
@@ -253,15 +287,20 @@ def _matches(names: tuple[str, str], pattern: str) -> bool:
 
 
 def check_repo(grant: Grant | None, action: str, repo_path: str, home: str) -> Decision:
-    """Whether a git push/pull may touch `repo_path` (resolved under `home`) given the user's workspaces."""
+    """Whether a git push/pull may touch `repo_path` (resolved under `home`): inside what the key and the
+    policy grant (both, when both list workspaces); nothing when neither does."""
     decision = check_permission(grant, GIT_ACTIONS[action])
     if not decision.allowed:
         return decision
     path = resolve_repo(repo_path, home)
-    globs = tuple(os.path.expanduser(g) for g in grant.workspaces)
-    if any(_within(path, g) for g in globs):
-        return decision
-    return Decision(False, f"{grant.role.name}.workspaces", f"{path} is outside the workspaces {list(grant.workspaces)}")
+    scopes = [scope for scope in (grant.key_workspaces, grant.workspaces) if scope]
+    if not scopes:
+        return Decision(False, f"{grant.role.name}.workspaces",
+                        "no workspace is granted to this key (bridge keys add ... --workspace PATH)")
+    for scope in scopes:
+        if not any(_within(path, os.path.expanduser(g)) for g in scope):
+            return Decision(False, f"{grant.role.name}.workspaces", f"{path} is outside the workspaces {list(scope)}")
+    return decision
 
 
 def resolve_repo(repo_path: str, home: str) -> str:

@@ -1,7 +1,9 @@
 """Run a child process for the guard: plainly with inherited pipes, or inside a recorded PTY.
 
 The guard must outlive its child to write the audit line, so signals that would end the
-guard (SIGHUP when the SSH client goes away, SIGTERM, SIGINT) are passed on to the child.
+guard (SIGHUP when the SSH client goes away, SIGTERM, SIGINT) are passed on to the child, and
+a client that vanished mid-session (its terminal gone: EIO, its pipe closed: EPIPE) ends the
+copying, never the guard. Each child is confined (bridge.security.confine) before it execs.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import tty
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from bridge.security.confine import Confinement, drop_privilege
 from bridge.security.recording import Recorder
 
 FORWARDED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
@@ -47,38 +50,55 @@ def forward_signals(pid: int) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def run_plain(argv: list[str]) -> int:
-    """Run `argv` with our stdin/stdout/stderr, so its bytes reach the SSH client unchanged."""
-    proc = subprocess.Popen(argv)
+def run_plain(argv: list[str], confinement: Confinement) -> int:
+    """Run `argv` confined, with our stdin/stdout/stderr, so its bytes reach the SSH client unchanged.
+
+    Raises OSError when it cannot be started or confined (then it never ran).
+    """
+    try:
+        proc = subprocess.Popen(argv, env=dict(confinement.env), preexec_fn=lambda: drop_privilege(confinement))
+    except subprocess.SubprocessError as e:  # the preexec_fn failed: the child exited before exec
+        raise OSError(f"cannot confine {argv[0]}: {e}") from e
     with forward_signals(proc.pid):
         code = proc.wait()
     return code if code >= 0 else 128 - code
 
 
-def run_in_pty(argv: list[str], recorder: Recorder, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
-    """Run `argv` on a new PTY, copying our stdin to it and its output to stdout and the recording."""
+def run_in_pty(argv: list[str], recorder: Recorder, confinement: Confinement, stdin_fd: int = 0,
+               stdout_fd: int = 1) -> int:
+    """Run `argv` confined on a new PTY, copying our stdin to it and its output to stdout and the recording."""
     pid, master = pty.fork()
     if pid == 0:
-        _exec_child(argv)
+        _exec_child(argv, confinement)
     _copy_winsize(stdin_fd, master)
     saved = _raw(stdin_fd)
     try:
         with forward_signals(pid), _on_resize(stdin_fd, master, recorder):
-            _pump(master, stdin_fd, stdout_fd, recorder)
-        _pid, status = os.waitpid(pid, 0)
+            _Pump(master, stdin_fd, stdout_fd, recorder).run()
     finally:
-        if saved is not None:
-            termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
-        os.close(master)
+        _restore(stdin_fd, saved)
+        os.close(master)  # a child still running (its client vanished) gets its terminal's hangup: SIGHUP
+    _pid, status = os.waitpid(pid, 0)
     return exit_status(status)
 
 
-def _exec_child(argv: list[str]) -> None:
-    """In the forked child: become `argv`, or exit 127 like a shell when it cannot be run."""
+def _exec_child(argv: list[str], confinement: Confinement) -> None:
+    """In the forked child: confine, become `argv`, or exit 127 like a shell when either fails."""
     try:
-        os.execvp(argv[0], argv)
+        drop_privilege(confinement)
+        os.execvpe(argv[0], argv, dict(confinement.env))
     finally:
         os._exit(127)
+
+
+def _restore(fd: int, saved: list | None) -> None:
+    """Give the client's terminal its settings back; it may be gone already (`kill -9` of ssh: EIO)."""
+    if saved is None:
+        return
+    try:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+    except (termios.error, OSError):
+        pass  # nothing left to restore: sshd closed that terminal
 
 
 def _raw(fd: int) -> list | None:
@@ -120,44 +140,60 @@ def _on_resize(src: int, master: int, recorder: Recorder) -> Iterator[None]:
         signal.signal(signal.SIGWINCH, previous)
 
 
-def _pump(master: int, stdin_fd: int, stdout_fd: int, recorder: Recorder) -> None:
-    """Copy bytes both ways until the PTY closes (the child exited)."""
-    inputs = [master, stdin_fd]
-    while True:
-        try:
-            ready, _w, _x = select.select(inputs, [], [])
-        except InterruptedError:
-            continue
-        if master in ready and not _from_pty(master, stdout_fd, recorder):
-            return
-        if stdin_fd in ready and not _to_pty(stdin_fd, master, recorder):
-            inputs.remove(stdin_fd)
+class _Pump:
+    """Copies bytes both ways until the PTY closes or the client can no longer be written to."""
 
+    def __init__(self, master: int, stdin_fd: int, stdout_fd: int, recorder: Recorder) -> None:
+        self.master, self.stdin_fd, self.stdout_fd, self.recorder = master, stdin_fd, stdout_fd, recorder
 
-def _from_pty(master: int, stdout_fd: int, recorder: Recorder) -> bool:
-    """Forward one read of PTY output; False once the PTY is closed."""
-    try:
-        data = os.read(master, 65536)
-    except OSError as e:
-        if e.errno == errno.EIO:  # Linux reports a closed PTY as EIO
+    def run(self) -> None:
+        """Until the child closes the PTY (it exited) or the client went away."""
+        inputs = [self.master, self.stdin_fd]
+        while True:
+            try:
+                ready, _w, _x = select.select(inputs, [], [])
+            except InterruptedError:
+                continue
+            if self.master in ready and not self.from_pty():
+                return
+            if self.stdin_fd in inputs and self.stdin_fd in ready and not self.to_pty():
+                inputs.remove(self.stdin_fd)
+
+    def from_pty(self) -> bool:
+        """Forward one read of PTY output to the recording and the client; False once either end is gone."""
+        data = _read(self.master)
+        if not data:
             return False
+        self.recorder.output(data)
+        try:
+            _write_all(self.stdout_fd, data)
+        except OSError:  # EIO: sshd closed the client's terminal; EPIPE: its channel (`kill -9` of ssh)
+            return False
+        return True
+
+    def to_pty(self) -> bool:
+        """Forward one read of our stdin; at EOF (or a vanished terminal) send ^D so the shell ends.
+
+        False once stdin is done, or the child already closed its terminal (EIO: it exited first).
+        """
+        try:
+            data = _read(self.stdin_fd)
+            _write_all(self.master, data or b"\x04")
+        except OSError:  # ECONNRESET from sshd's socket, EIO from a PTY whose child is gone
+            return False
+        if data:
+            self.recorder.input(data)
+        return bool(data)
+
+
+def _read(fd: int) -> bytes:
+    """One read; b"" at EOF and for a closed terminal (Linux reports a hung-up PTY as EIO)."""
+    try:
+        return os.read(fd, 65536)
+    except OSError as e:
+        if e.errno == errno.EIO:
+            return b""
         raise
-    if not data:
-        return False
-    _write_all(stdout_fd, data)
-    recorder.output(data)
-    return True
-
-
-def _to_pty(stdin_fd: int, master: int, recorder: Recorder) -> bool:
-    """Forward one read of our stdin; at EOF send ^D so the shell ends, and return False."""
-    data = os.read(stdin_fd, 65536)
-    if not data:
-        os.write(master, b"\x04")
-        return False
-    _write_all(master, data)
-    recorder.input(data)
-    return True
 
 
 def _write_all(fd: int, data: bytes) -> None:

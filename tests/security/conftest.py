@@ -1,18 +1,27 @@
-"""Fixtures for security tests: a `bridge` executable running the real main(), and a guard runner."""
+"""Fixtures for security tests: a `bridge` executable running the real main(), a guard runner, and a
+real sshd where a sudo-capable account logs in through the guard (`guarded`)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.accounts import Account, make_account
 from tests.conftest import REPO, Home, Result
+from tests.sshd import SSHServer, keygen
 
 SHIM = """#!{python}
 import sys
+if sys.flags.no_site:  # started as a key line starts bridge (python -I -S): site folders come from us
+    import site
+    site.main()
 sys.path.insert(0, {repo!r})
 import bridge.cli as cli
 cli.main()
@@ -55,18 +64,40 @@ def audit_log(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def guard(sec: Callable[..., Result], audit_log: Path) -> Callable[..., Result]:
-    """Run `bridge guard --as USER` exactly as sshd does: the request in SSH_ORIGINAL_COMMAND."""
+def runner() -> Iterator[Account]:
+    """An unprivileged account (no sudo) for a root login's `run_as`; removed afterwards."""
+    account = make_account("br")
+    yield account
+    account.remove()
+
+
+def run_as_policy(folder: Path, account: Account, users: str = "{}") -> Path:
+    """A policy whose no-sudo built-in roles run as `account` (tests log in as root), with `users` as given."""
+    path = folder / "guard-policy.yaml"
+    path.write_text(f"""roles:
+  viewer: {{permissions: [status, pull, audit], run_as: {account.name}}}
+  operator: {{permissions: [status, pull, push, exec, shell, audit], run_as: {account.name}}}
+users: {users}
+""")
+    return path
+
+
+@pytest.fixture
+def guard(sec: Callable[..., Result], audit_log: Path, runner: Account, tmp_path: Path) -> Callable[..., Result]:
+    """Run `bridge guard --as USER` exactly as sshd does: the request in SSH_ORIGINAL_COMMAND, settings in argv.
+
+    The guard runs as root here, so by default its policy gives the no-sudo roles `runner` as run_as.
+    """
+    default_policy = run_as_policy(tmp_path, runner)
 
     def run(user: str, command: str | None, role: str | None = "operator", policy: Path | None = None,
-            input: bytes | str | None = b"", env: dict | None = None) -> Result:
-        extra = {"BRIDGE_AUDIT_LOG": str(audit_log), "SSH_CLIENT": "192.0.2.7 50000 22", **(env or {})}
+            input: bytes | str | None = b"", env: dict | None = None, args: tuple[str, ...] = ()) -> Result:
+        extra = {"SSH_CLIENT": "192.0.2.7 50000 22", **(env or {})}
         if command is not None:
             extra["SSH_ORIGINAL_COMMAND"] = command
-        if policy is not None:
-            extra["BRIDGE_POLICY"] = str(policy)
-        args = ["guard", "--as", user] + (["--role", role] if role else [])
-        return sec(*args, input=input, env=extra)
+        argv = ["guard", "--as", user, "--audit", str(audit_log), "--policy", str(policy or default_policy), *args]
+        argv += ["--role", role] if role else []
+        return sec(*argv, input=input, env=extra)
 
     return run
 
@@ -81,3 +112,83 @@ def audit_lines(path: Path) -> list[dict]:
 def files_under(*folders: Path) -> list[Path]:
     """Every regular file below the folders."""
     return [Path(root) / name for folder in folders for root, _d, names in os.walk(folder) for name in names]
+
+
+@dataclass
+class Guarded:
+    """A real sshd where `account` (sudo NOPASSWD: ALL) logs in with keys that `bridge keys add` granted.
+
+    Its AuthorizedKeysFile is `keys/%u` in a root-owned folder the account can read but not
+    write, as the README advises; the guard runs from `bridge` (installed in a venv any account
+    can run) and writes `log`, in a folder the account owns until the audit writer service lands.
+    """
+
+    server: SSHServer
+    account: Account
+    root: Path
+    bridge: Path
+    home: Home
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "authorized_keys"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log" / "audit.jsonl"
+
+    def keys_add(self, role: str, *extra: str, user: str | None = None, file: Path | None = None) -> Result:
+        """`bridge keys add` as root for the home's key, into the account's root-owned key file."""
+        argv = [str(self.bridge), "keys", "add", user or self.account.name, "--role", role,
+                "--key", f"{self.home.key}.pub", "--file", str(file or self.keys / self.account.name),
+                "--audit", str(self.log), *extra]
+        env = {k: v for k, v in self.home.env.items() if k != "PYTHONPATH"}  # the installed bridge, as an admin runs it
+        result = _result(subprocess.run(argv, capture_output=True, env=env, timeout=120))
+        assert "Traceback (most recent call last)" not in result.err, result
+        return result
+
+    def grant(self, role: str, *extra: str) -> None:
+        result = self.keys_add(role, *extra)
+        assert result.code == 0, result
+
+    def ssh_argv(self, *options: str, login: str | None = None) -> list[str]:
+        """A plain OpenSSH client for the account (or `login`), trusting only this server's host key."""
+        return ["ssh", "-F", "/dev/null", "-i", str(self.home.key), "-p", str(self.server.port), "-o", "BatchMode=yes",
+                "-o", f"UserKnownHostsFile={self.home.ssh / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
+                *options, f"{login or self.account.name}@{self.server.host}"]
+
+    def ssh(self, command: str | None, *options: str, input: bytes | None = None,
+            login: str | None = None) -> subprocess.CompletedProcess:
+        argv = [*self.ssh_argv(*options, login=login), *([command] if command is not None else [])]
+        return subprocess.run(argv, capture_output=True, env=self.home.env, timeout=120, input=input,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+
+    def entries(self) -> list[dict]:
+        return audit_lines(self.log)
+
+    def unguarded_ssh(self, command: str, *options: str) -> subprocess.CompletedProcess:
+        """The same account through a second, unrestricted key: what the same command does without the guard."""
+        plain = self.home.ssh / "id_plain"
+        if not plain.exists():
+            keygen(plain)
+            with (self.keys / self.account.name).open("a") as f:
+                f.write(plain.with_suffix(".pub").read_text())
+        argv = self.ssh_argv("-o", "IdentitiesOnly=yes", *options)
+        argv[argv.index(str(self.home.key))] = str(plain)
+        return subprocess.run([*argv, command], capture_output=True, env=self.home.env, timeout=120,
+                              stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def guarded(sshd_factory: Callable[..., SSHServer], sudo_account: Account, system_bridge: Path,
+            home: Home) -> Iterator[Guarded]:
+    """A sudo_account behind the guard on a real sshd (AcceptEnv *: the client may send any variable)."""
+    root = Path(tempfile.mkdtemp(prefix="bridge-guarded-", dir="/var/tmp"))
+    root.chmod(0o755)
+    (root / "authorized_keys").mkdir(mode=0o755)
+    (root / "log").mkdir(mode=0o755)
+    os.chown(root / "log", sudo_account.uid, sudo_account.gid)
+    server = sshd_factory(extra_config=["AcceptEnv *", f"Match User {sudo_account.name}",
+                                        f"    AuthorizedKeysFile {root}/authorized_keys/%u"])
+    yield Guarded(server, sudo_account, root, system_bridge, home)
+    shutil.rmtree(root, ignore_errors=True)

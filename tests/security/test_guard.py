@@ -1,8 +1,10 @@
 """`bridge guard` run exactly as sshd runs it: the request in SSH_ORIGINAL_COMMAND."""
 from __future__ import annotations
 
+import shutil
 import subprocess
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,8 @@ import pytest
 from bridge.security import audit
 from bridge.security.recording import file_sha256, output_text, read_cast
 from tests.conftest import Home, Result
-from tests.security.conftest import audit_lines, files_under
+from tests.accounts import Account
+from tests.security.conftest import audit_lines, files_under, run_as_policy
 from tests.security.test_shellparse import BYPASSES
 
 
@@ -60,14 +63,17 @@ def test_policy_users_map_binds_over_the_key(guard: Callable[..., Result], tmp_p
 
 
 @pytest.fixture
-def repos(tmp_path: Path) -> tuple[Path, Path, Path]:
-    """Two bare repos and a policy that lets `dev` use only the first workspace."""
-    mine, other = tmp_path / "srv/app", tmp_path / "srv/other"
+def repos(runner: Account) -> Iterator[tuple[Path, Path, Path]]:
+    """Two bare repos the run_as account owns, and a policy that lets `dev` use only the first workspace."""
+    root = Path(tempfile.mkdtemp(prefix="bridge-repos-", dir="/var/tmp"))
+    root.chmod(0o755)
+    mine, other = root / "srv/app", root / "srv/other"
     for ws in (mine, other):
         subprocess.run(["git", "init", "-q", "--bare", str(ws / "repo.git")], check=True)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(f"users:\n  dev: {{role: operator, workspaces: ['{mine}']}}\n")
-    return mine, other, policy
+    subprocess.run(["chown", "-R", f"{runner.uid}:{runner.gid}", str(root / "srv")], check=True)
+    policy = run_as_policy(root, runner, f"{{dev: {{role: operator, workspaces: ['{mine}']}}}}")
+    yield mine, other, policy
+    shutil.rmtree(root)
 
 
 def test_git_limited_to_allowed_workspaces(guard: Callable[..., Result], audit_log: Path, repos) -> None:

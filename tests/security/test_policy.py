@@ -85,7 +85,38 @@ def test_errors_name_file_line_and_key(tmp_path: Path, text: str, where: str) ->
     assert str(err.value).startswith(str(path)) and where in str(err.value), str(err.value)
 
 
-def test_missing_policy_named_by_env_fails_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BRIDGE_POLICY", str(tmp_path / "absent.yaml"))
+def test_missing_policy_fails_closed_and_the_environment_names_none(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="cannot read policy"):
-        load_policy()
+        load_policy(tmp_path / "absent.yaml")
+    monkeypatch.setenv("BRIDGE_POLICY", str(write(tmp_path, "users: {eve: admin}\n")))
+    assert "eve" not in load_policy().users, "a policy named by the environment must not bind"
+
+
+def test_git_needs_a_granted_workspace_and_the_key_narrows_the_policy(tmp_path: Path) -> None:
+    home, app, other = str(tmp_path), str(tmp_path / "srv/app"), str(tmp_path / "srv/other")
+    operator = BUILTIN_ROLES["operator"]
+    bare = Policy().grant("u", "operator")
+    assert bare.workspaces == () and bare.key_workspaces == ()
+    refused = check_repo(bare, "git-upload-pack", f"{app}/repo.git", home)
+    assert (refused.allowed, refused.rule) == (False, "operator.workspaces") and "no workspace" in refused.reason
+    keyed = Policy().grant("u", "operator", (app,))
+    assert check_repo(keyed, "git-upload-pack", f"{app}/repo.git", home).allowed
+    assert not check_repo(keyed, "git-upload-pack", f"{other}/repo.git", home).allowed
+    both = Grant("u", operator, (str(tmp_path / "srv/*"),), (app,))
+    assert check_repo(both, "git-receive-pack", f"{app}/repo.git", home).allowed
+    assert not check_repo(both, "git-receive-pack", f"{other}/repo.git", home).allowed, "the key narrows the policy"
+
+
+def test_run_as_and_env_on_roles_and_users(tmp_path: Path) -> None:
+    policy = parse_policy(write(tmp_path, """
+roles:
+  worker: {permissions: [exec], run_as: deploy, env: [APP_*]}
+users:
+  ann: {role: worker, run_as: ann}
+  ben: worker
+"""))
+    assert policy.grant("ann").run_as == "ann" and policy.grant("ben").run_as == "deploy"
+    assert policy.roles["worker"].env == ("APP_*",)
+    with pytest.raises(ConfigError, match="run_as: must name an unprivileged"):
+        parse_policy(write(tmp_path, "users:\n  x: {role: operator, run_as: root}\n"))
