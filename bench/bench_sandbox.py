@@ -28,20 +28,26 @@ from bridge import config as cfg
 from bridge.exec.sandbox import Engine, SandboxSpec, drain, fill, run_in_sandbox, spec_from_config
 from bridge.exec.sandbox.box import list_boxes, name_of
 from bridge.exec.sandbox.pool import idle
+from bridge.exec.sandbox.snapshot import tracked_snapshot
 
 IMAGE = "bridge-sandbox:bookworm"
 ROUNDS = 12
 
 
 class Workspace:
-    """A local:// workspace whose sandbox keeps `pool` ready containers (0755: uid 65534 mounts it)."""
+    """A local:// git workspace whose sandbox keeps `pool` ready containers; nothing deployed, so each
+    run mounts the snapshot of its tracked files (computed on every run, as a user's runs do)."""
 
     def __init__(self, engine: Engine, pool: int, runtime: Path) -> None:
         self.engine, self.folder = engine, Path(tempfile.mkdtemp(prefix="bridge-bench-sandbox-"))
-        os.chmod(self.folder, 0o755)
         (self.folder / "bridge.yaml").write_text(f"workspace: bench\nremotes:\n  local: local://{self.folder}/target\n"
                                                  f"exec:\n  sandbox: {{pool: {pool}}}\n")
-        self.spec = spec_from_config(cfg.load(self.folder).exec.sandbox, str(self.folder))
+        (self.folder / "app.py").write_text("print('bench')\n")
+        for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=bench@invalid",
+                                                     "commit", "-qm", "bench"]):
+            subprocess.run(["git", "-C", str(self.folder), *args], check=True, capture_output=True)
+        self.mounted = str(tracked_snapshot(self.folder))
+        self.spec = spec_from_config(cfg.load(self.folder).exec.sandbox, self.mounted)
         self.run = command([*BRIDGE, "exec", "--sandbox", "--", "true"], cwd=self.folder,
                            env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)})
         self.misses = 0
@@ -57,7 +63,7 @@ class Workspace:
     def running(self) -> list[str]:
         """Run containers of this workspace (it is mounted in them) that still exist."""
         return [name_of(e) for e in list_boxes(self.engine) if name_of(e).startswith("bridge-run-")
-                and any(m.get("Source") == str(self.folder) for m in e.get("Mounts", []))]
+                and any(m.get("Source") == self.mounted for m in e.get("Mounts", []))]
 
     def timed(self) -> float:
         """One whole-process run in ms; a pooled run that left its idle container unclaimed is counted."""

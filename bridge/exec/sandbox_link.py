@@ -2,16 +2,20 @@
 
 On a server the engine is the server's own dockerd, reached through its socket forwarded over
 the one SSH connection (host key checked as always); `local://` uses this machine's engine.
-The workspace mounted is the deployed `current` (a server) or the workspace folder (local).
+The workspace mounted is the deployed release `current` points to, or (a local target with
+nothing deployed) a snapshot of the workspace's tracked files (sandbox/snapshot.py): never the
+checkout itself, its `.git` or its ignored files.
 The CLI and the connection keeper run it with the same code (`run_and_report`); the keeper
 passes its `KeptEngines`, so connections and forwards outlive a run and the used container
 is removed once the result is out.
 """
 from __future__ import annotations
 
+import os
 import shlex
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -49,8 +53,10 @@ def run_sandboxed(config: Config, remote: Remote, request: ExecRequest, stdin: b
     from bridge.exec.sandbox import Engine, forward_docker_socket, run_in_sandbox, spec_from_config
 
     with open_runner(config, remote, pool=kept.pool if kept else None) as runner:
-        workspace = _workspace(config, runner)
+        workspace, shared = _workspace(config, runner)
         spec = spec_from_config(config.exec.sandbox or SandboxConfig(), workspace, request.timeout or 0.0)
+        if shared:  # one snapshot serves every run of its tree: never writable
+            spec = replace(spec, writable=False)
         command = request.command if isinstance(request.command, str) else list(request.command)
         run = partial(run_in_sandbox, spec, command, stdin=stdin, env=dict(request.env), timeout=request.timeout,
                       on_stdout=on_stdout, on_stderr=on_stderr, host=remote.name, cancel=cancel)
@@ -124,11 +130,19 @@ def _server_engine(forward: DockerForward, name: str) -> Engine:
                                          f"StreamLocalForwarding (bridge test {name})")
 
 
-def _workspace(config: Config, runner: Runner) -> str | None:
-    """What to mount: the workspace here, the deployed `current` there (None when there is none)."""
-    if runner.is_local:
-        return str(config.root) if config.root else None
+def _workspace(config: Config, runner: Runner) -> tuple[str | None, bool]:
+    """What to mount, and whether it is a shared snapshot: the deployed release, resolved (so a pool
+    never serves the one before a deploy), else here a snapshot of the workspace's tracked files."""
     current = f"{runner.path.rstrip('/')}/current"
-    if not runner.path or runner.run_capture(f"test -d {shlex.quote(current)}")[0] != 0:
-        return None
-    return current
+    if runner.is_local:
+        if runner.path and os.path.isdir(current):
+            return os.path.realpath(current), False
+        from bridge.exec.sandbox.snapshot import tracked_snapshot
+
+        snapshot = tracked_snapshot(config.root) if config.root else None
+        return (str(snapshot), True) if snapshot else (None, False)
+    if not runner.path:
+        return None, False
+    code, out, _ = runner.run_capture(f"cd {shlex.quote(current)} 2>/dev/null && pwd -P")
+    lines = out.decode(errors="surrogateescape").splitlines()
+    return (lines[-1], False) if code == 0 and lines else (None, False)

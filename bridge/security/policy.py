@@ -12,15 +12,21 @@ replaces roles and maps users to them:
       alice: operator
       bob: {role: deployer, workspaces: [/srv/app], run_as: bob}
 
-Command rules are globs on program names (or absolute paths); deny wins over allow. They
-are an early, friendly refusal; the boundary is the kernel and the account (`run_as`, and
-no_new_privs for every role without `sudo`: bridge.security.confine). Git may touch only the
-workspaces granted on the key (`keys add --workspace`) and by the policy; none by default.
+Command rules are globs on program names (or absolute paths); deny wins over allow. A program
+handed code the rules cannot read (`python3 -c`, a script file, git `-c core.hooksPath`, awk's
+`system(cmd)`) is matched as `PROGRAM FORM`: `python3 -c`, `sh FILE`, `awk system()`. So a role
+listing `awk` may run awk programs, `awk *` also ones that start commands, and `*` anything
+(a rule `PROGRAM FORM` also lists PROGRAM itself).
+The rules are an early, friendly refusal, not the boundary: the kernel and the account are
+(`run_as`, and no_new_privs for every role without `sudo`: bridge.security.confine). Git may
+touch only the workspaces granted on the key (`keys add --workspace`) and by the policy; none
+by default.
 """
 from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +38,9 @@ SYSTEM_POLICY = Path("/etc/bridge/policy.yaml")
 PERMISSIONS = frozenset({"status", "pull", "push", "exec", "shell", "sudo", "tunnel", "forward", "keys",
                          "audit", "sandbox_only"})
 # Programs that change user: allowed only to roles holding the `sudo` permission.
-PRIVILEGE_PROGRAMS = ("sudo", "sudoedit", "su", "doas", "pkexec", "runuser", "run0", "ksu")
+PRIVILEGE_PROGRAMS = ("sudo", "sudoedit", "su", "doas", "pkexec", "runuser", "run0", "ksu", "newgrp", "sg")
+# A privilege program named in code the rules cannot read (`os.system("sudo id")`, vim's `:!sudo id`).
+_NAMES_PRIVILEGE = re.compile(rf"(?<![\w.-])(?:[\w./-]*/)?(?:{'|'.join(PRIVILEGE_PROGRAMS)})(?![\w.-])")
 GIT_ACTIONS = {"git-receive-pack": "push", "git-upload-pack": "pull", "git-upload-archive": "pull"}
 
 
@@ -259,7 +267,8 @@ def check_command(grant: Grant | None, cmdline: str) -> Decision:
     try:
         commands = simple_commands(cmdline)
     except UnparsableCommand as e:
-        return Decision(False, "unparsable", str(e))
+        refused = [v for v in (check_program(grant.role, cmd) for cmd in e.found) if not v.allowed]
+        return refused[0] if refused else Decision(False, "unparsable", str(e))
     for cmd in commands:
         verdict = check_program(grant.role, cmd)
         if not verdict.allowed:
@@ -269,15 +278,41 @@ def check_command(grant: Grant | None, cmdline: str) -> Decision:
 
 def check_program(role: Role, cmd: SimpleCommand) -> Decision:
     """One program against the role: the sudo permission, then deny rules, then allow rules."""
-    names = (cmd.program, cmd.argv[0])
     where = f"{cmd.program!r}" + (f" (behind {' '.join(cmd.via)})" if cmd.via else "")
+    if cmd.kind == "path":
+        return _check_path(role, cmd, where)
+    if cmd.kind == "code":
+        return _check_code(role, cmd, where)
+    names = (cmd.program, cmd.argv[0])
     if cmd.program in PRIVILEGE_PROGRAMS and not role.may("sudo"):
         return Decision(False, f"{role.name}.no-sudo", f"{where} changes user; role {role.name} lacks sudo")
     for pattern in role.deny:
         if _matches(names, pattern):
             return Decision(False, f"{role.name}.deny[{pattern}]", f"{where} is denied")
-    if not any(_matches(names, pattern) for pattern in role.allow):
+    if not any(_matches(names, pattern.split(" ", 1)[0]) for pattern in role.allow):  # `perl *` lists perl
         return Decision(False, f"{role.name}.allow", f"{where} is not in the allow list")
+    return Decision(True, f"{role.name}.allow")
+
+
+def _check_path(role: Role, cmd: SimpleCommand, where: str) -> Decision:
+    """Setting PATH (or git's exec path) lets a harmless-looking name run sudo: sudo roles only."""
+    if role.may("sudo"):
+        return Decision(True, f"{role.name}.sudo")
+    return Decision(False, f"{role.name}.no-sudo", f"{cmd.argv[0]!r} changes what program names run; "
+                                                  f"role {role.name} lacks sudo (write programs by full path)")
+
+
+def _check_code(role: Role, cmd: SimpleCommand, where: str) -> Decision:
+    """Code the rules cannot read: refused when it names a privilege program, else allowed only
+    when an allow rule matches `PROGRAM FORM` (the program itself passed its own check already)."""
+    form = f"{where} {cmd.form}"
+    if not role.may("sudo") and _NAMES_PRIVILEGE.search(cmd.code):
+        return Decision(False, f"{role.name}.no-sudo", f"{form} names a program that changes user; "
+                                                      f"role {role.name} lacks sudo")
+    names = (f"{cmd.program} {cmd.form}", f"{cmd.argv[0]} {cmd.form}")
+    if not any(_matches(names, pattern) for pattern in role.allow):
+        return Decision(False, f"{role.name}.allow", f"{form} runs code the rules cannot read; allow "
+                                                    f"'{cmd.program} {cmd.form}' (or '{cmd.program} *') to permit it")
     return Decision(True, f"{role.name}.allow")
 
 

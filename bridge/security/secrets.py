@@ -5,6 +5,7 @@ PASSWORD, KEY by default; `$BRIDGE_SECRET_PATTERNS`, a comma list, replaces them
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -40,9 +41,39 @@ def secret_values(env: Mapping[str, str], patterns: Iterable[str] | None = None)
     return [v for k, v in env.items() if is_secret_name(k, pats) and v]
 
 
-def _assignment_re(patterns: tuple[str, ...]) -> re.Pattern[str]:
+# One shell word's worth of value: quoted strings, escapes and plain characters up to whitespace or an
+# operator, so a mask never eats the `;` (or anything else) after the value.
+_VALUE = r"""(?:"(?:[^"\\]|\\.)*"|'[^']*'|\\.|[^\s;&|<>()'"\\])+"""
+# Tools that take a password glued to -p (mysql -pSECRET, sshpass -pSECRET).
+_GLUED_P_TOOLS = r"(?:mysql[\w-]*|mariadb[\w-]*|sshpass)"
+
+
+@functools.lru_cache(maxsize=8)
+def _maskers(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    """The compiled forms that carry a secret value, for one set of name patterns (cached: hot path).
+
+    Each has the named groups `keep` (written as is) and `value` (masked when it is a literal).
+    """
     names = "|".join(re.escape(p) for p in patterns)
-    return re.compile(rf"(?i)(?<![\w$])(\w*(?:{names})\w*)=(\"[^\"]*\"|'[^']*'|\S+)")
+    secret_name = rf"[\w-]*(?:{names})"
+    return (
+        re.compile(rf"(?i)(?P<keep>(?<![\w$-])\w*(?:{names})\w*=)(?P<value>{_VALUE})"),
+        re.compile(rf"(?i)(?P<keep>(?<![\w-])--{secret_name}(?:=|\s+(?!-)))(?P<value>{_VALUE})"),
+        re.compile(rf"(?i)(?P<keep>\bauthorization\s*:\s*(?:bearer|basic|token|digest)\s+)(?P<value>[^\s'\"]+)"),
+        re.compile(rf"(?i)(?P<keep>\b{secret_name}\s*:\s*)(?P<value>[^\s'\"]+)"),
+        re.compile(r"(?i)(?P<keep>\b[a-z][a-z0-9+.-]*://[^\s/:@'\"]+:)(?P<value>[^\s/@'\"]+)(?=@)"),
+        re.compile(rf"(?P<keep>\b{_GLUED_P_TOOLS}\b[^;&|\n]*?\s-p)(?P<value>[^\s;&|<>()]+)"),
+    )
+
+
+def _literal(value: str) -> bool:
+    """True when a value has no expansion: `$(cmd)`, `$VAR` and backquotes are recorded as written."""
+    unquoted = re.sub(r"'[^']*'", "", value)
+    return "$" not in unquoted and "`" not in unquoted
+
+
+def _mask_match(m: re.Match[str]) -> str:
+    return m.group("keep") + (MASK if _literal(m.group("value")) else m.group("value"))
 
 
 def mask_values(text: str, secrets: Iterable[str]) -> str:
@@ -53,7 +84,14 @@ def mask_values(text: str, secrets: Iterable[str]) -> str:
 
 
 def mask_text(text: str, secrets: Iterable[str] = (), patterns: Iterable[str] | None = None) -> str:
-    """`text` with each known secret value and each `NAME=value` of a secret-named variable masked."""
+    """`text` with known secret values and the literal values of secret-looking forms masked.
+
+    The forms: `NAME=value` of a secret-named variable, `--token X` / `--password=X` style options,
+    `-pX` for mysql-style tools, `Authorization: Bearer X` (and Basic) or a secret-named header,
+    and the password of `scheme://user:pass@host`. Expansions (`$(...)`, `$VAR`) are left as written,
+    so what a command does is never hidden; only the value is cut, never what follows it.
+    """
     text = mask_values(text, secrets)
-    pats = tuple(patterns or secret_patterns())
-    return _assignment_re(pats).sub(lambda m: f"{m.group(1)}={MASK}", text)
+    for masker in _maskers(tuple(patterns or secret_patterns())):
+        text = masker.sub(_mask_match, text)
+    return text

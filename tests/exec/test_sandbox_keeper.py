@@ -50,12 +50,18 @@ class Box:
         return self.idle()
 
     def idle(self) -> set[str]:
-        """Idle pool containers of this workspace's spec (it is mounted in them)."""
-        return {e["Id"] for e in idle(self.engine) if str(self.workspace) in _mounts(e)}
+        """Idle pool containers of this workspace's spec (its snapshot, in this home's cache, is mounted in them)."""
+        return {e["Id"] for e in idle(self.engine) if str(self.home.path) in _mounts(e)}
 
     def runs_of(self, pid: int) -> list[str]:
         """Run containers owned by `pid` (whatever their state)."""
         return [n for n in map(name_of, list_boxes(self.engine)) if n.startswith("bridge-run-") and f".{pid}." in n]
+
+
+def commit_all(folder: Path) -> None:
+    """Make `folder` a git repo with its files committed (the sandbox mounts a snapshot of them)."""
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "files"]):
+        subprocess.run(["git", "-C", str(folder), *args], check=True, capture_output=True)
 
 
 def _mounts(entry: dict) -> str:
@@ -80,6 +86,7 @@ def box(engine: Engine, home: Home, bridge: Callable[..., Result], tmp_path: Pat
     workspace.chmod(0o755)
     write_config(workspace, f"workspace: w\nremotes:\n  here: {{url: \"local://{tmp_path}/deploy\"}}\n"
                             "exec:\n  sandbox: {pool: 1, memory: 256m}\n")
+    commit_all(workspace)
     made = Box(workspace, home, bridge, engine)
     yield made
     pid = made.keeper()

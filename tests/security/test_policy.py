@@ -120,3 +120,54 @@ users:
     assert policy.roles["worker"].env == ("APP_*",)
     with pytest.raises(ConfigError, match="run_as: must name an unprivileged"):
         parse_policy(write(tmp_path, "users:\n  x: {role: operator, run_as: root}\n"))
+
+
+ALLOW_LIST = """
+roles:
+  boxed:
+    permissions: [exec, sandbox_only]
+    allow: [ls, cat, wc, awk, git, find, xargs, python3, sh, less, "perl *"]
+"""
+
+
+@pytest.mark.parametrize("cmdline, rule", [
+    ("awk 'BEGIN{system(\"rm -rf /tmp/x\")}'", "boxed.allow"),
+    ("awk 'BEGIN{system(c)}'", "boxed.allow"),
+    ("awk -f prog.awk data", "boxed.allow"),
+    ("git -c core.hooksPath=/tmp/hooks commit -m x", "boxed.allow"),
+    ("git -c core.pager='tee /tmp/x' log", "boxed.allow"),
+    ("git -c alias.x='!rm -rf .' x", "boxed.allow"),
+    ("python3 app.py", "boxed.allow"),
+    ("python3 -c 'print(1)'", "boxed.allow"),
+    ("sh script.sh", "boxed.allow"),
+    ("less '+!id' x", "boxed.allow"),
+    ("LD_PRELOAD=/tmp/x.so ls", "boxed.allow"),
+    ("perl -e 'system(\"sudo id\")'", "boxed.no-sudo"),
+])
+def test_allow_list_roles_refuse_what_runs_unlisted_or_unreadable_code(tmp_path: Path, cmdline: str, rule: str) -> None:
+    grant = parse_policy(write(tmp_path, ALLOW_LIST)).grant("u", key_role="boxed")
+    decision = check_command(grant, cmdline)
+    assert (decision.allowed, decision.rule) == (False, rule), (cmdline, decision)
+
+
+@pytest.mark.parametrize("cmdline", [
+    "awk '{print $1}' data | wc -l",
+    "find . -name '*.py' -exec cat {} +",
+    "ls | xargs cat",
+    "git -c core.pager=less log",
+    "sh -c 'ls | wc -l'",
+    "perl -ne 'print if /x/' data",
+])
+def test_allow_list_roles_run_what_is_listed(tmp_path: Path, cmdline: str) -> None:
+    grant = parse_policy(write(tmp_path, ALLOW_LIST)).grant("u", key_role="boxed")
+    assert check_command(grant, cmdline).allowed, (cmdline, check_command(grant, cmdline))
+
+
+def test_code_forms_need_an_explicit_allow(tmp_path: Path) -> None:
+    policy = parse_policy(write(tmp_path, "roles:\n  py: {permissions: [exec], allow: [\"python3 *\"]}\n"))
+    grant = policy.grant("u", key_role="py")
+    assert check_command(grant, "python3 -c 'print(1)'").allowed
+    refused = check_command(grant, "python3 -c 'import os; os.system(\"doas id\")'")
+    assert (refused.allowed, refused.rule) == (False, "py.no-sudo")
+    operator = policy.grant("u", key_role="operator")
+    assert check_command(operator, "python3 -c 'print(1)'").allowed, "allow: ['*'] allows every form"

@@ -23,7 +23,6 @@ BYPASSES = [
     "(sudo id)",
     "nice sudo id",
     "su -c id",
-    "echo id | xargs sudo",
     "timeout 5 sudo id",
     """bash -c "sh -c 'nice sudo id'" """,
     "ls && sudo id",
@@ -55,6 +54,7 @@ BYPASSES = [
     "eval 'sudo id'",
     "find . -maxdepth 0 -exec sudo id \\;",
     "xargs -n1 -P2 sudo id",
+    "echo id | xargs -n1 sudo id",
     "script -qc 'sudo id' /dev/null",
     "flock /tmp/lock -c 'sudo id'",
     "flock /tmp/lock sudo id",
@@ -90,7 +90,161 @@ UNPARSABLE = [
     "time sudo id",
     "nice --unknown-option id",
     "cat <<EOF\n$(sudo id)\nEOF\n",
+    "echo id | xargs sudo",
+    "sh -",
+    ". /dev/stdin",
+    "{sudo,id}",
+    "env -S 'sudo\\_id'",
+    "cat <<E\"O\"F\nEOF\nsudo id\nE\"O\"F\n",
+    "find / -exec {} \\;",
+    "GIT_SSH_COMMAND=\"$X\" git fetch",
 ]
+
+
+# Forms of issue #12 that got past the rules, by class: each is refused for an operator with the
+# rule that says why (no-sudo: a privilege program found, named in code, or PATH changed;
+# unparsable: what runs is decided at run time), and (no-sudo ones) still allowed for an admin.
+NO_SUDO = "operator.no-sudo"
+UNPARSABLE_RULE = "unparsable"
+CLASSES: dict[str, list[tuple[str, str]]] = {
+    "runs other programs": [
+        ("find /usr/bin -name sudo -exec {} id \\;", UNPARSABLE_RULE),
+        ("find . -name x -execdir sh -c 'echo {}' \\;", UNPARSABLE_RULE),
+        ("awk 'BEGIN{system(\"sudo id\")}'", NO_SUDO),
+        ("gawk 'BEGIN{print \"id\" | \"sudo tee /tmp/x\"}'", NO_SUDO),
+        ("mawk 'BEGIN{\"sudo id\" | getline x; print x}'", NO_SUDO),
+        ("awk 'BEGIN{c=\"su\" \"do id\"; system(c)}'", NO_SUDO),
+        ("echo sudo id | xargs env", UNPARSABLE_RULE),
+        ("echo sudo id | xargs nice", UNPARSABLE_RULE),
+        ("echo x | xargs -I{} sh -c 'echo {}'", UNPARSABLE_RULE),
+        ("echo /usr/bin/sudo | xargs -I % % id", UNPARSABLE_RULE),
+        ("git -c alias.x='!sudo id' x", NO_SUDO),
+        ("git -c core.pager='sudo sh -c id' log", NO_SUDO),
+        ("git -c core.fsmonitor='sudo id' status", NO_SUDO),
+        ("git -c core.sshCommand='sudo ssh' fetch", NO_SUDO),
+        ("git config alias.y '!sudo id'", NO_SUDO),
+        ("git rebase -x 'sudo id' HEAD~1", NO_SUDO),
+        ("git bisect run sudo id", NO_SUDO),
+        ("git submodule foreach 'sudo id'", NO_SUDO),
+        ("GIT_SSH_COMMAND='sudo ssh' git fetch", NO_SUDO),
+        ("PAGER='sudo tee /tmp/x' man ls", NO_SUDO),
+        ("tar cf /dev/null x --checkpoint=1 --checkpoint-action=exec='sudo id'", NO_SUDO),
+        ("tar xf a.tar --to-command='sudo tee /tmp/x'", NO_SUDO),
+        ("tar -I 'sudo gzip' -cf x.tgz .", NO_SUDO),
+        ("tar --use-compress-program='sudo gzip' -cf x .", NO_SUDO),
+        ("python3 -c 'import os; os.system(\"sudo id\")'", NO_SUDO),
+        ("python3 -c \"import subprocess; subprocess.run(['sudo', 'id'])\"", NO_SUDO),
+        ("perl -e 'exec \"sudo\", \"id\"'", NO_SUDO),
+        ("perl -le 'system \"/usr/bin/sudo id\"'", NO_SUDO),
+        ("ruby -e 'system(\"sudo id\")'", NO_SUDO),
+        ("node -e 'require(\"child_process\").execSync(\"sudo id\")'", NO_SUDO),
+        ("vim -c '!sudo id' -c q", NO_SUDO),
+        ("less '+!sudo id' /etc/hosts", NO_SUDO),
+        ("man -P 'sudo tee /tmp/x' ls", NO_SUDO),
+        ("gdb -batch -ex '!sudo id'", NO_SUDO),
+        ("gdb -batch -ex 'shell sudo id'", NO_SUDO),
+        ("make --eval='x:; sudo id' x", NO_SUDO),
+        ("rsync -e 'sudo ssh' a b:", NO_SUDO),
+        ("rsync -avze 'sudo ssh' a b:", NO_SUDO),
+        ("zip x.zip f -T -TT 'sudo sh -c id'", NO_SUDO),
+        ("ssh -o ProxyCommand='sudo nc %h %p' host", NO_SUDO),
+        ("ssh -oLocalCommand='sudo id' -oPermitLocalCommand=yes host true", NO_SUDO),
+        ("ssh localhost sudo id", NO_SUDO),
+        ("scp -S sudo a host:", NO_SUDO),
+    ],
+    "shells reading stdin or a file": [
+        ("echo 'sudo id' | sh -", UNPARSABLE_RULE),
+        ("echo 'sudo id' | sh /dev/stdin", UNPARSABLE_RULE),
+        ("echo 'sudo id' | bash /proc/self/fd/0", UNPARSABLE_RULE),
+        ("echo 'sudo id' | zsh /dev/fd/0", UNPARSABLE_RULE),
+        ("echo 'sudo id' | . /dev/stdin", UNPARSABLE_RULE),
+        ("echo 'sudo id' | source /dev/stdin", UNPARSABLE_RULE),
+    ],
+    "PATH shadowing": [
+        ("PATH=/tmp/evil:$PATH ls", NO_SUDO),
+        ("PATH=/tmp/evil; ls", NO_SUDO),
+        ("export PATH=/tmp/evil; ls", NO_SUDO),
+        ("env PATH=/tmp/evil ls", NO_SUDO),
+        ("git --exec-path=/tmp/evil status", NO_SUDO),
+    ],
+    "alias and trap": [
+        ("alias x='sudo id'", NO_SUDO),
+        ("trap 'sudo id' EXIT", NO_SUDO),
+        ("trap -- '/usr/bin/sudo id' INT", NO_SUDO),
+        ("trap \"$CMD\" EXIT", UNPARSABLE_RULE),
+    ],
+    "brace expansion": [
+        ("{sudo,id}", UNPARSABLE_RULE),
+        ("/usr/bin/{sudo,id}", UNPARSABLE_RULE),
+        ("su{do,} id", UNPARSABLE_RULE),
+        ("env {sudo,id}", UNPARSABLE_RULE),
+    ],
+    "env -S splitting": [
+        ("env -S 'sudo\\_id'", UNPARSABLE_RULE),
+        ("env --split-string='sudo\\_id'", UNPARSABLE_RULE),
+    ],
+    "here-doc delimiters": [
+        ("cat <<E\"O\"F\nEOF\nsudo id\nE\"O\"F\n", UNPARSABLE_RULE),
+        ("cat <<E\\OF\nEOF\nsudo id\nE\\OF\n", UNPARSABLE_RULE),
+    ],
+    "wrappers": [
+        ("unshare -r sudo id", NO_SUDO),
+        ("unshare --user --map-root-user sudo id", NO_SUDO),
+        ("setpriv --reuid 1000 sudo id", NO_SUDO),
+        ("setarch x86_64 -R sudo id", NO_SUDO),
+        ("linux64 sudo id", NO_SUDO),
+        ("prlimit --nofile=1024 sudo id", NO_SUDO),
+        ("strace -f -o /dev/null sudo id", NO_SUDO),
+        ("ltrace -f sudo id", NO_SUDO),
+        ("nsenter -t 1 -m sudo id", NO_SUDO),
+        ("capsh -- -c 'sudo id'", NO_SUDO),
+        ("bwrap --bind / / sudo id", NO_SUDO),
+        ("systemd-run --user --pty sudo id", NO_SUDO),
+        ("faketime '2020-01-01' sudo id", NO_SUDO),
+        ("fakeroot sudo id", NO_SUDO),
+        ("sshpass -p x sudo id", NO_SUDO),
+        ("valgrind sudo id", NO_SUDO),
+        ("ssh-agent sudo id", NO_SUDO),
+        ("newgrp root", NO_SUDO),
+    ],
+    "ld.so": [
+        ("/lib64/ld-linux-x86-64.so.2 /usr/bin/sudo id", NO_SUDO),
+        ("/lib/ld-musl-x86_64.so.1 --preload x.so sudo id", NO_SUDO),
+    ],
+}
+FORMS = [form for forms in CLASSES.values() for form in forms]
+
+
+@pytest.mark.parametrize("cmdline, rule", FORMS)
+def test_issue_12_forms_are_refused_naming_the_rule(cmdline: str, rule: str) -> None:
+    decision = check_command(OPERATOR, cmdline)
+    assert (decision.allowed, decision.rule) == (False, rule), (cmdline, decision)
+
+
+def parses(cmdline: str) -> bool:
+    try:
+        simple_commands(cmdline)
+    except UnparsableCommand:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("cmdline", [form for form, rule in FORMS if rule == NO_SUDO and parses(form)])
+def test_admin_may_run_the_forms_that_name_sudo(cmdline: str) -> None:
+    assert check_command(ADMIN, cmdline).allowed, cmdline
+
+
+def test_a_renamed_copy_of_sudo_is_not_recognised() -> None:
+    # The limit of reading a line: a copy or link of sudo under another name looks like any program.
+    # no_new_privs (the kernel) is what keeps it from raising privilege, not this parser.
+    assert check_command(OPERATOR, "cp /usr/bin/sudo /tmp/x; /tmp/x id").allowed
+
+
+def test_code_is_reported_with_its_form_and_text() -> None:
+    found = simple_commands("timeout 5 python3 -c 'print(1)' && sh run.sh && awk 'BEGIN{system(c)}'")
+    code = [(c.program, c.form, c.code, c.via) for c in found if c.kind == "code"]
+    assert code == [("python3", "-c", "print(1)", ("timeout",)), ("sh", "FILE", "", ()),
+                    ("awk", "system()", "BEGIN{system(c)}", ())]
 
 
 @pytest.mark.parametrize("cmdline", BYPASSES)
@@ -129,6 +283,21 @@ def test_what_cannot_be_decided_is_refused(cmdline: str) -> None:
     "echo $HOME ~/x",
     "xargs -0 rm -f",
     "find . -name '*.py' -exec wc -l {} +",
+    "find . -name '*.py' -exec sh -c 'wc -l \"$1\"' _ {} \\;",
+    "ls | xargs -0 -I{} cp {} /tmp",
+    "git -c color.ui=never -c core.pager=less log --oneline",
+    "awk -F: '$3 >= 1000 || $1 == \"root\" {print $1}' /etc/passwd",
+    "tar --checkpoint=100 --checkpoint-action=dot -czf x.tgz .",
+    "rsync -az -e 'ssh -p 2222' a host:b",
+    "ssh -o ConnectTimeout=5 host uptime",
+    "cp app.py{,.bak}",
+    "alias ll='ls -l'",
+    "trap 'rm -f /tmp/x' EXIT",
+    "cat <<EOF\nplain $HOME\nEOF\n",
+    "cat <<-EOF\n\tindented\n\tEOF\n",
+    "export LANG=C; make test",
+    "strace -f -e trace=open ls",
+    "python3 -m pytest -q",
 ])
 def test_ordinary_commands_pass_for_operator(cmdline: str) -> None:
     assert check_command(OPERATOR, cmdline).allowed, cmdline

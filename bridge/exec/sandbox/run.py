@@ -55,7 +55,8 @@ class _Output:
 
 @dataclass
 class _Ends:
-    """The launcher's end report: `NONCE:CODE` as the last line of stdout and of stderr once the command exits.
+    """The launcher's end report: `NONCE:CODE[:oom]` as the last line of stdout and of stderr once the command
+    exits (`:oom` when the memory limit's OOM killer ended it: the engine's own flag can come late).
 
     Each stream arrives in order, so with both reports in, all of the command's output is too:
     ~50 ms before the engine reports the container's exit. The nonce is new for every run and
@@ -67,6 +68,7 @@ class _Ends:
     out: _Output
     held: dict[int, bytes] = field(default_factory=dict)
     codes: dict[int, int] = field(default_factory=dict)
+    oom: bool = False
 
     def take(self, stream: int, data: bytes) -> None:
         """Pass output on, cutting the report off; a tail that may be the start of one waits for more."""
@@ -85,7 +87,9 @@ class _Ends:
         if not newline:
             self.held[stream] = data[at:]
         else:
-            self.codes[stream] = int(code) if code.isdigit() else 125
+            number, _, tag = code.partition(b":")
+            self.codes[stream] = int(number) if number.isdigit() else 125
+            self.oom = self.oom or tag == b"oom"
 
     def code(self) -> int | None:
         """The command's exit code, once both streams have reported it."""
@@ -194,18 +198,17 @@ def _retire(engine: Engine, box: Box, exiting: bool) -> None:
 
 
 def launch_header(command: Sequence[str] | str, env: dict[str, str], nonce: str) -> bytes:
-    """What the launcher reads on stdin: a line count, env exports, the quoted argv exec'd in a subshell,
-    and the end report (`NONCE:CODE` on stdout and stderr, see _Ends), then the launcher exits with CODE."""
+    """What the launcher reads on stdin (spec.INIT): the nonce, a line count, then env exports and
+    the quoted argv to exec; the launcher reports `NONCE:CODE` on stdout and stderr when it exits (_Ends)."""
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
     if not argv:
         raise UsageError("nothing to run in the sandbox")
     bad = [k for k in env if not _ENV_NAME.fullmatch(k)]
     if bad:
         raise UsageError(f"invalid environment variable name {bad[0]!r}")
-    report = f'c=$?; echo "{nonce}:$c"; echo "{nonce}:$c" >&2; exit "$c"'
-    lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()] + [f"(exec {shlex.join(argv)})", report]
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()] + [f"exec {shlex.join(argv)}"]
     script = "\n".join(lines)
-    return f"{script.count(chr(10)) + 1}\n{script}\n".encode()
+    return f"{nonce}\n{script.count(chr(10)) + 1}\n{script}\n".encode()
 
 
 def _acquire(engine: Engine, spec: SandboxSpec) -> Box:
@@ -240,8 +243,8 @@ def _attach_and_run(engine: Engine, box: Box, header: bytes, stdin: bytes | None
         remove(engine, box.id)  # stop a runaway writer now; the exit code is the kill's
         return 137, False, False
     code = ends.code()
-    if code is not None and code != 137:  # 137 is a SIGKILL, maybe the memory limit's: the engine tells
-        return code, False, False
+    if code is not None and (code != 137 or ends.oom):  # a SIGKILL the init did not see as OOM: the engine tells
+        return code, False, ends.oom
     return _wait(engine, box, deadline)
 
 

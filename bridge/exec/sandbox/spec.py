@@ -16,15 +16,64 @@ DEFAULT_IMAGE = "bridge-sandbox:bookworm"
 BUILD_HINT = "run scripts/build-sandbox-image.sh (or set exec.sandbox.image in bridge.yaml)"
 LABEL = "bridge.sandbox"
 
-# PID 1 of every sandbox: reads a line count, then that many lines of shell (env exports, one
-# `exec` built with shlex.join run in a subshell, and the end report, see run.launch_header),
-# then evals them: the command runs as its child, the rest of stdin is its stdin, and once it
-# exits the launcher reports its code in-band and exits with it. The container can be started
-# ahead of time (pool) and still run exactly the command it is later given. `read` takes one byte
-# at a time from a pipe (POSIX), so no stdin meant for the command is swallowed.
+# The header every launcher reads on stdin (see run.launch_header): the run's nonce, a line count,
+# then that many lines of shell (env exports and one `exec` built with shlex.join). The launcher runs
+# them as its child, the rest of stdin being the command's stdin, then reports `NONCE:CODE` in-band
+# on stdout and stderr (`:oom` appended when the memory cgroup's OOM killer ended it) and exits with
+# CODE. So a container can be started ahead of time (pool) and still run exactly the command it is
+# later given. Both read one byte at a time from the pipe, so no stdin meant for the command is
+# swallowed.
+#
+# INIT is PID 1 when the image has python3: the kernel ignores signals without a handler sent to a
+# namespace's init from inside it (so `kill -STOP 1` does nothing), and it makes itself non-dumpable,
+# so the command (same uid, no CAP_SYS_PTRACE) cannot ptrace-stop it either: whatever the command
+# does, the report comes when it exits. docker's own `Init` (tini) would not do: it stays
+# ptraceable, and the launcher under it becomes an ordinary process the command can SIGSTOP.
+INIT = """\
+import os, signal
+try:
+    import ctypes
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+except (ImportError, OSError, AttributeError):
+    pass  # an image without ctypes/libc: still the signal-proof PID 1, only not ptrace-proof
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+def line():
+    got = b""
+    while not got.endswith(b"\\n"):
+        byte = os.read(0, 1)
+        if not byte:
+            os._exit(125)
+        got += byte
+    return got[:-1]
+nonce = line()
+script = b"\\n".join(line() for _ in range(int(line())))
+child = os.posix_spawn("/bin/sh", ["/bin/sh", "-c", script], os.environ,
+                       setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT))
+while True:
+    pid, status = os.wait()
+    if pid == child:
+        break
+code = os.waitstatus_to_exitcode(status)
+code = 128 - code if code < 0 else code
+oom = b""
+for events in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+    try:
+        with open(events, "rb") as counts:
+            if code == 137 and any(n.split()[:1] == [b"oom_kill"] and n.split()[1] != b"0" for n in counts):
+                oom = b":oom"
+    except OSError:
+        pass  # cgroup v1 or v2: one of the two exists
+report = nonce + b":%d%s\\n" % (code, oom)
+os.write(1, report)
+os.write(2, report)
+os._exit(code)
+"""
+# Without python3 in the image, sh is PID 1 and the launcher (signal-proof as PID 1, not ptrace-proof).
 LAUNCHER = (
-    'IFS= read -r n || exit 125; s=; '
-    'while [ "$n" -gt 0 ]; do IFS= read -r l; s="$s$l\n"; n=$((n-1)); done; eval "$s"'
+    'command -v python3 >/dev/null 2>&1 && exec python3 -I -S -c "$1"; '
+    'IFS= read -r k || exit 125; IFS= read -r n || exit 125; s=; '
+    'while [ "$n" -gt 0 ]; do IFS= read -r l; s="$s$l\n"; n=$((n-1)); done; '
+    '(eval "$s"); c=$?; echo "$k:$c"; echo "$k:$c" >&2; exit "$c"'
 )
 
 
@@ -63,7 +112,7 @@ def container_config(spec: SandboxSpec, labels: dict[str, str]) -> dict:
     """The /containers/create body: the launcher as PID 1 with every restriction of the spec."""
     return {
         "Image": spec.image,
-        "Cmd": ["/bin/sh", "-c", LAUNCHER],
+        "Cmd": ["/bin/sh", "-c", LAUNCHER, "bridge-launcher", INIT],
         "User": spec.user,
         "WorkingDir": "/workspace" if spec.workspace else "/tmp",
         "Env": ["HOME=/tmp", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
