@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.errors import ConfigError, ExitCode
-from bridge.security import audit
+from bridge.security import audit, files, heads
 from bridge.security.policy import GIT_ACTIONS, Decision, Grant, check_command, check_permission, check_repo, \
     load_policy, resolve_repo
 from bridge.security.recording import Recorder, new_recording_path
@@ -52,6 +52,7 @@ class Plan:
     argv: list[str] = field(default_factory=list)
     workspace: str | None = None
     record: bool = False
+    roots: list[str] | None = None  # files: the folders an sftp session is confined to (None: not confined)
 
 
 def request_from_env(user: str, key_role: str | None, stdin_fd: int = 0) -> Request:
@@ -64,7 +65,12 @@ def plan(grant: Grant | None, req: Request) -> Plan:
     """Map the request to an action and decide it."""
     if req.command is None:
         return Plan("shell", check_permission(grant, "shell"), [login_shell(), "-l"], record=True)
+    if files.is_request(req.command):
+        decision, roots = files.check(grant)
+        return Plan("files", decision, files.argv(roots, req.home), roots[0] if roots else None, roots=roots)
     words = _split(req.command)
+    if tuple(words or ()) == heads.HEAD_COMMAND:
+        return Plan("audit-head", check_permission(grant, "audit"))
     if words and len(words) == 2 and words[0] in GIT_ACTIONS:
         repo = resolve_repo(words[1], req.home)
         return Plan(GIT_ACTIONS[words[0]], check_repo(grant, words[0], words[1], req.home), [words[0], repo], repo)
@@ -102,6 +108,11 @@ def run_guard(user: str, key_role: str | None = None, stdin_fd: int = 0) -> int:
     """Decide the SSH request, audit it, and run it only when allowed; returns the exit code."""
     req = request_from_env(user, key_role, stdin_fd)
     try:
+        audit.writer(audit_destination()).ready()
+    except audit.AuditError as e:
+        sys.stderr.write(f"bridge: refused: {e.message}; {e.hint}\n")
+        return int(ExitCode.POLICY)
+    try:
         grant = load_policy().grant(user, key_role)
     except ConfigError as e:
         return refuse(req, Plan("exec" if req.command else "shell", Decision(False, "policy-error", str(e))))
@@ -127,6 +138,13 @@ def execute(req: Request, chosen: Plan, stdin_fd: int) -> int:
     extra: dict[str, str] = {}
     if chosen.record:
         code, extra = _run_recorded(req, chosen, stdin_fd)
+    elif chosen.action == "files":
+        code = files.serve(chosen.argv, chosen.roots, lambda op: _audit(req, chosen, exit_code=None, duration=0.0, **op)
+                           is not None, stdin_fd)
+    elif chosen.action == "audit-head":
+        head = _audit(req, chosen, exit_code=0, duration=0.0)
+        print(head or "", flush=True)
+        return 0 if head else 1
     else:
         code = run_plain(chosen.argv)
     _audit(req, chosen, exit_code=code, duration=time.monotonic() - start, **extra)
@@ -146,15 +164,25 @@ def _run_recorded(req: Request, chosen: Plan, stdin_fd: int) -> tuple[int, dict[
     return code, {"recording": str(recorder.path), "recording_sha256": recorder.sha256 or ""}
 
 
-def _audit(req: Request, chosen: Plan, *, exit_code: int, duration: float, **extra: str) -> None:
-    """One server audit line; a disk error is reported on stderr but never changes the exit code."""
+def audit_destination() -> str | None:
+    """Where the guard's records go (audit.writer): `$BRIDGE_AUDIT_LOG` until the guard's argv names it."""
+    return os.environ.get("BRIDGE_AUDIT_LOG")
+
+
+def _audit(req: Request, chosen: Plan, *, exit_code: int | None, duration: float, **extra: str) -> str | None:
+    """One server audit line, through the audit writer (or appended, for root); returns the new head.
+
+    A record that cannot be written is said on stderr and gives None; the exit code stays the command's.
+    `destination` in `extra` says where records go (an `audit.writer` destination).
+    """
+    destination = extra.pop("destination", None) or audit_destination()
     entry = audit.build_entry(
         action=chosen.action, command=req.command, exit_code=exit_code, duration=duration,
         decision="allowed" if chosen.decision.allowed else "denied", rule=chosen.decision.rule,
         workspace=chosen.workspace, user=req.user, secrets=tuple(secret_values(os.environ)),
         via="guard", **extra)
-    path = audit.server_log_path()
     try:
-        audit.append(path, entry, audit.audit_key())
-    except OSError as e:
-        sys.stderr.write(f"bridge: warning: audit log {path} not written: {e.strerror or e}\n")
+        return audit.writer(destination).write(entry)
+    except audit.AuditError as e:
+        sys.stderr.write(f"bridge: warning: audit record not written: {e.message}\n")
+        return None
