@@ -14,12 +14,14 @@ namespace whose root is an empty read-only tmpfs holding only /usr (and the /bin
 and the granted workspace folders, bind-mounted at their own paths, chrooted there, with
 no_new_privs. Nothing else of the filesystem exists for it, symlinks included; inside the
 workspaces the account's own file permissions apply. A grant of every path (`*`) is not
-confined. Without user namespaces (sysctl user.max_user_namespaces=0) a confined grant is refused.
+confined. (/etc/passwd, /etc/group and /dev/null are there too: sftp-server needs them to start.)
+Without user namespaces (sysctl user.max_user_namespaces=0) a confined grant is refused.
 """
 from __future__ import annotations
 
 import glob
 import os
+import select
 import struct
 import subprocess
 from collections.abc import Callable, Iterator
@@ -107,9 +109,18 @@ def _close(pipe: object) -> None:
 
 def relay(stdin_fd: int, server: object, audit: Audit, cwd: str) -> None:
     """Pass the client's packets to sftp-server, each file operation audited first; stops at EOF,
-    or when a record cannot be written (nothing runs unaudited)."""
+    when sftp-server is gone, or when a record cannot be written (nothing runs unaudited)."""
     buffer = bytearray()
-    while data := os.read(stdin_fd, CHUNK):
+    waiting = select.poll()
+    waiting.register(stdin_fd, select.POLLIN)
+    waiting.register(server.fileno(), 0)  # type: ignore[attr-defined]  # POLLERR: sftp-server exited
+    while True:
+        ready = dict(waiting.poll())
+        if ready.get(server.fileno()):  # type: ignore[attr-defined]
+            return
+        data = os.read(stdin_fd, CHUNK)
+        if not data:
+            return
         buffer += data
         for packet in packets(buffer):
             op = describe(packet, cwd)
@@ -174,6 +185,7 @@ CLONE_NEWNS, CLONE_NEWUSER = 0x00020000, 0x10000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
 NEW_ROOT = "/tmp"  # any folder works as the mount point: the namespace's tmpfs hides what was there
+SYSTEM_PATHS = ("/usr", "/etc/passwd", "/etc/group", "/dev/null")  # what sftp-server needs to start
 
 
 def confine(roots: list[str] | None, start: str) -> None:
@@ -185,16 +197,21 @@ def confine(roots: list[str] | None, start: str) -> None:
     if roots is None:
         return
     uid, gid = os.getuid(), os.getgid()
-    sources = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path in ["/usr", *roots]}
     _ok(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare (user namespaces off?)")
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
         with open(f"/proc/self/{name}", "w") as f:
             f.write(text)
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
+    # Opened in the new namespace, before the tmpfs hides NEW_ROOT: a workspace may lie below it.
+    sources = {path: os.open(path, os.O_PATH) for path in [*SYSTEM_PATHS, *roots]}
     _mount(libc, b"tmpfs", NEW_ROOT, b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0755,size=64k")
     for path, fd in sources.items():
         inside = NEW_ROOT + path
-        os.makedirs(inside, exist_ok=True)
+        if os.path.isdir(path):
+            os.makedirs(inside, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(inside), exist_ok=True)
+            os.close(os.open(inside, os.O_CREAT | os.O_WRONLY, 0o644))
         _mount(libc, f"/proc/self/fd/{fd}".encode(), inside, None, MS_BIND | MS_REC)
         os.close(fd)  # an open folder outside the new root would be a way back out of it
     for link in ("bin", "lib", "lib64", "sbin"):
