@@ -25,9 +25,13 @@ import select
 import struct
 import subprocess
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, BinaryIO
 
 from bridge.security.policy import Decision, Grant, check_permission
 from bridge.security.session import forward_signals
+
+if TYPE_CHECKING:
+    import ctypes
 
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 MAX_PACKET = 1024 * 1024  # sftp-server itself takes at most 256 KiB
@@ -83,7 +87,7 @@ def serve(command: list[str], roots: list[str] | None, audit: Audit, stdin_fd: i
 
     Returns its exit code; 126 when the confinement cannot be set up.
     """
-    start = command[2]
+    start = command[-1]  # argv() ends with the start folder
     try:
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, preexec_fn=lambda: confine(roots, start))
     except (OSError, subprocess.SubprocessError) as e:
@@ -100,23 +104,24 @@ def serve(command: list[str], roots: list[str] | None, audit: Audit, stdin_fd: i
     return code if code >= 0 else 128 - code
 
 
-def _close(pipe: object) -> None:
+def _close(pipe: BinaryIO) -> None:
+    """Close sftp-server's stdin; it may be gone already."""
     try:
-        pipe.close()  # type: ignore[attr-defined]
+        pipe.close()
     except OSError:
         pass
 
 
-def relay(stdin_fd: int, server: object, audit: Audit, cwd: str) -> None:
+def relay(stdin_fd: int, server: BinaryIO, audit: Audit, cwd: str) -> None:
     """Pass the client's packets to sftp-server, each file operation audited first; stops at EOF,
     when sftp-server is gone, or when a record cannot be written (nothing runs unaudited)."""
     buffer = bytearray()
     waiting = select.poll()
     waiting.register(stdin_fd, select.POLLIN)
-    waiting.register(server.fileno(), 0)  # type: ignore[attr-defined]  # POLLERR: sftp-server exited
+    waiting.register(server.fileno(), 0)  # only POLLERR, which a pipe reports once sftp-server has exited
     while True:
         ready = dict(waiting.poll())
-        if ready.get(server.fileno()):  # type: ignore[attr-defined]
+        if ready.get(server.fileno()):
             return
         data = os.read(stdin_fd, CHUNK)
         if not data:
@@ -126,8 +131,8 @@ def relay(stdin_fd: int, server: object, audit: Audit, cwd: str) -> None:
             op = describe(packet, cwd)
             if op is not None and not audit(op):
                 return
-            server.write(packet)  # type: ignore[attr-defined]
-        server.flush()  # type: ignore[attr-defined]
+            server.write(packet)
+        server.flush()
 
 
 def packets(buffer: bytearray) -> Iterator[bytes]:
@@ -222,10 +227,10 @@ def confine(roots: list[str] | None, start: str) -> None:
     os.chdir(start)
 
 
-def _mount(libc: object, source: bytes | None, target: str, kind: bytes | None, flags: int,
+def _mount(libc: "ctypes.CDLL", source: bytes | None, target: str, kind: bytes | None, flags: int,
            data: bytes | None = None) -> None:
     """mount(2), raising OSError on failure."""
-    _ok(libc.mount(source, target.encode(), kind, flags, data), f"mount {target}")  # type: ignore[attr-defined]
+    _ok(libc.mount(source, target.encode(), kind, flags, data), f"mount {target}")
 
 
 def _ok(result: int, what: str) -> None:

@@ -139,8 +139,8 @@ def execute(req: Request, chosen: Plan, stdin_fd: int) -> int:
     if chosen.record:
         code, extra = _run_recorded(req, chosen, stdin_fd)
     elif chosen.action == "files":
-        code = files.serve(chosen.argv, chosen.roots, lambda op: _audit(req, chosen, exit_code=None, duration=0.0, **op)
-                           is not None, stdin_fd)
+        audit_op = lambda op: _audit(req, chosen, exit_code=None, duration=0.0, **op) is not None  # noqa: E731
+        code = files.serve(chosen.argv, chosen.roots, audit_op, stdin_fd)
     elif chosen.action == "audit-head":
         head = _audit(req, chosen, exit_code=0, duration=0.0)
         print(head or "", flush=True)

@@ -90,9 +90,10 @@ def test_guard_refuses_when_the_writer_is_down(guarded: Guarded) -> None:
 
 def test_a_cut_tail_is_found_with_the_head_the_client_recorded(guarded: Guarded, sec: Callable[..., Result],
                                                                bridge: Callable[..., Result], workspace: Path,
-                                                               home: Home) -> None:
+                                                               home: Home, system_bridge: Path) -> None:
     for n in range(3):
         guarded.ssh(f"echo {n}")
+    guarded.grant(sec, "viewer", system_bridge)  # reading the head needs only the audit permission
     url = f"ssh://{guarded.account.name}@127.0.0.1:{guarded.server.port}/srv"
     (workspace / "bridge.yaml").write_text(f"workspace: w\nremotes:\n  prod: {{url: '{url}', "
                                            f"identity: '{home.key}'}}\ndefault: prod\n")
@@ -103,7 +104,7 @@ def test_a_cut_tail_is_found_with_the_head_the_client_recorded(guarded: Guarded,
     assert name == "prod" and value == audit_lines(log)[-1]["hash"]  # the head request is itself the newest line
     recorded = [e for e in audit_lines(home.path / ".local/state/bridge/audit.jsonl") if e["action"] == "audit-head"]
     assert [(e["host"], e["server_head"]) for e in recorded] == [("prod", value)]
-    guarded.ssh("echo after")  # the log grows past the head the client saw: still fine
+    assert guarded.ssh("echo after").returncode == 126  # the log grows past the head the client saw: still fine
     key = str(guarded.writer.key)
     ok = sec("audit", "verify", str(log), "--key", key, "--expect-head", "@prod")
     assert ok.code == 0 and f"head of line {len(audit_lines(log)) - 1} found" in ok.out, ok
