@@ -29,6 +29,7 @@ from bridge.security import audit
 from bridge.ssh import keeper
 
 IDLE = 10.0
+PER_UID = 16  # open connections per sending uid: a flood from one account stalls only that account
 MAX_FIELDS = 48
 FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
 # Set by the writer from what it knows itself, never from the record.
@@ -90,15 +91,19 @@ class Writer:
     def __init__(self, log: Path, key: bytes | None) -> None:
         self.sink = audit.FileWriter(log, key)
         self.lock = threading.Lock()
+        self.open: dict[int, int] = {}  # uid -> connections open now
+        self.counting = threading.Lock()
 
     def answer(self, kind: bytes, payload: bytes, peer: tuple[int, int, int]) -> tuple[bytes, bytes]:
         """The reply frame to one request frame."""
         try:
-            with self.lock:
-                if kind == b"H":
+            if kind == b"H":
+                with self.lock:
                     return b"O", self.sink.head().encode()
-                if kind == b"W":
-                    return b"O", self.sink.write(stamp(parse_record(payload), peer)).encode()
+            if kind == b"W":
+                entry = stamp(parse_record(payload), peer)
+                with self.lock:
+                    return b"O", self.sink.write(entry).encode()
         except BadRecord as e:
             return b"E", f"bad record: {e}".encode()
         except audit.WriterDown as e:
@@ -108,8 +113,11 @@ class Writer:
     def serve_client(self, sock: socket.socket) -> None:
         """Answer one client's requests until it hangs up, goes quiet or breaks the framing."""
         peer = keeper.Peer(sock)
+        creds = keeper.peer_credentials(sock)
+        if not self._admit(creds[1], +1):
+            self._refuse(peer, f"more than {PER_UID} connections open from uid {creds[1]}")
+            return
         try:
-            creds = keeper.peer_credentials(sock)
             sock.settimeout(IDLE)
             while True:
                 try:
@@ -121,7 +129,26 @@ class Writer:
         except (OSError, EOFError):
             pass  # gone, or silent past IDLE: only this client's thread ends
         finally:
+            self._admit(creds[1], -1)
             peer.close()
+
+    def _admit(self, uid: int, change: int) -> bool:
+        """Count a connection of `uid` in (+1) or out (-1); False (and not counted) when it is over PER_UID."""
+        with self.counting:
+            count = self.open.get(uid, 0) + change
+            if count > PER_UID:
+                return False
+            self.open[uid] = count
+            return True
+
+    @staticmethod
+    def _refuse(peer: keeper.Peer, why: str) -> None:
+        """Answer a connection that is not served with one error frame, and close it."""
+        try:
+            peer.send(b"E", why.encode())
+        except OSError:
+            pass
+        peer.close()
 
 
 def check_owned(*paths: Path) -> None:

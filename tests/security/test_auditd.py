@@ -4,19 +4,16 @@ from __future__ import annotations
 import json
 import os
 import socket
-import struct
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from bridge.security import audit
+from bridge.security import audit, auditd
+from bridge.ssh import keeper
 from tests.accounts import Account
 from tests.conftest import Result
 from tests.security.conftest import audit_lines
 from tests.security.writer import AuditWriter, audit_writer  # noqa: F401 - fixture
-
-HEADER = struct.Struct(">cI")
-
 
 def connect(writer: AuditWriter) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX)
@@ -26,21 +23,10 @@ def connect(writer: AuditWriter) -> socket.socket:
 
 
 def ask(sock: socket.socket, kind: bytes, payload: bytes) -> tuple[bytes, bytes]:
-    """One frame out, one frame back (the writer's framing: kind, length, payload)."""
-    sock.sendall(HEADER.pack(kind, len(payload)) + payload)
-    head = _exactly(sock, HEADER.size)
-    answer, size = HEADER.unpack(head)
-    return answer, _exactly(sock, size)
-
-
-def _exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise EOFError("writer closed the connection")
-        data += chunk
-    return data
+    """One frame out, one frame back, in the writer's own framing (bridge.ssh.keeper's)."""
+    peer = keeper.Peer(sock)
+    peer.send(kind, payload)
+    return peer.recv()
 
 
 def record(**fields: object) -> bytes:
@@ -49,7 +35,8 @@ def record(**fields: object) -> bytes:
 
 AS_ACCOUNT = """
 import sys
-from bridge.security import audit
+from bridge.security import audit, auditd
+from bridge.ssh import keeper
 print(audit.SocketWriter(sys.argv[1]).write(
     audit.build_entry(action="exec", command="claims to be root", user="root")))
 """
@@ -90,7 +77,7 @@ def test_malformed_and_oversized_records_are_refused_and_the_writer_serves_on(au
         ok, head = ask(sock, b"W", record(command="after the bad ones"))  # the same connection still works
         assert ok == b"O" and len(head) == 64
     silent = connect(audit_writer)
-    silent.sendall(HEADER.pack(b"W", 100) + b"{")  # half a frame, then nothing: it must not hold anyone up
+    silent.sendall(keeper.HEADER.pack(b"W", 100) + b"{")  # half a frame, then nothing: it must not hold anyone up
     with connect(audit_writer) as big:
         kind, why = ask(big, b"W", b"x" * (audit.MAX_RECORD + 1))
         assert kind == b"E" and b"too large" in why
@@ -102,6 +89,26 @@ def test_malformed_and_oversized_records_are_refused_and_the_writer_serves_on(au
     assert [e["command"] for e in audit_lines(audit_writer.log)] == ["after the bad ones", "another client"]
     st = audit_writer.log.stat()
     assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
+
+
+def test_one_uid_cannot_take_every_connection(audit_writer: AuditWriter) -> None:
+    held = [connect(audit_writer) for _ in range(auditd.PER_UID)]
+    for sock in held:
+        assert ask(sock, b"H", b"")[0] == b"O"  # each one served, so each one counted
+    with connect(audit_writer) as extra:
+        kind, why = keeper.Peer(extra).recv()  # refused at once, before it asks anything
+        assert kind == b"E" and b"connections open from uid 0" in why
+    held.pop().close()
+    answer = b"E"
+    while answer != b"O":  # the writer counts the closed one out on its own thread
+        with connect(audit_writer) as again:
+            try:
+                answer = ask(again, b"W", record(command="served again"))[0]
+            except OSError:
+                answer = b"E"  # refused and closed before our request went out
+    for sock in held:
+        sock.close()
+    assert audit_writer.alive() and [e["command"] for e in audit_lines(audit_writer.log)] == ["served again"]
 
 
 def test_the_writer_refuses_a_log_others_may_write(sec: Callable[..., Result], tmp_path: Path) -> None:
