@@ -240,8 +240,9 @@ def writer(destination: str | None = None) -> FileWriter | SocketWriter:
     return FileWriter(Path(destination), server_key() if os.geteuid() == 0 else None)
 
 
-def server_key(path: Path = SERVER_KEY) -> bytes | None:
+def server_key(path: Path | None = None) -> bytes | None:
     """The server's HMAC key (root-only file), None when there is none; raises AuditError if others may read it."""
+    path = path or SERVER_KEY
     try:
         st = path.stat()
     except FileNotFoundError:

@@ -178,7 +178,7 @@ def _stop(_signum: int, _frame: object) -> None:
     raise _Stop
 
 
-def serve(socket_path: Path, log: Path, key_path: Path = audit.SERVER_KEY) -> None:
+def serve(socket_path: Path, log: Path, key_path: Path | None = None) -> None:
     """Run the writer until SIGTERM: accept clients, one thread each; raises AuditError on a bad setup."""
     log.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
     check_owned(log.parent, log)

@@ -199,3 +199,18 @@ def test_head_without_target_reads_this_machine_s_log(sec: Callable[..., Result]
     fill(log, 2)
     assert sec("audit", "head", "--file", str(log)).out.strip() == audit_lines(log)[-1]["hash"]
     assert sec("audit", "head", "--file", str(tmp_path / "none.jsonl")).out.strip() == audit.GENESIS
+
+
+def test_root_reads_the_server_log_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, home) -> None:
+    server_log, key = tmp_path / "var/audit.jsonl", tmp_path / "audit.key"
+    key.write_bytes(b"k" * 32)
+    key.chmod(0o600)
+    monkeypatch.setattr(audit, "SERVER_LOG", server_log)
+    monkeypatch.setattr(audit, "SERVER_KEY", key)
+    assert audit.reading_log_path() == audit.client_log_path()  # no server log here: your own
+    audit.writer(str(server_log)).write(audit.build_entry(action="exec", user="u"))
+    assert audit.reading_log_path() == server_log and audit_lines(server_log)[0]["alg"] == "hmac-sha256"
+    assert audit.verify(server_log, audit.verify_key(server_log)).ok
+    key.chmod(0o644)
+    with pytest.raises(audit.AuditError, match="readable by others"):
+        audit.verify_key(server_log)
