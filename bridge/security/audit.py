@@ -24,11 +24,14 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from bridge.errors import BridgeError, ExitCode
 from bridge.paths import state_dir
 from bridge.security.secrets import mask_text
+
+if TYPE_CHECKING:
+    from bridge.ssh import keeper
 
 GENESIS = "0" * 64
 SERVER_LOG = Path("/var/log/bridge/audit.jsonl")
@@ -171,6 +174,11 @@ class FileWriter(NamedTuple):
         except OSError as e:
             raise WriterDown(f"audit log {self.path} not written: {e.strerror or e}") from e
 
+    def begin(self, fields: dict) -> "Pending":
+        """Nothing to open for a log we write ourselves: the record is written when it is finished."""
+        self.ready()
+        return Pending(self)
+
     def ready(self) -> None:
         """Raise WriterDown unless a record could be appended now."""
         try:
@@ -197,35 +205,83 @@ class SocketWriter(NamedTuple):
 
     def write(self, fields: dict) -> str:
         """Send one record (the writer sets time and host); returns the new head; raises WriterDown."""
-        record = {k: v for k, v in fields.items() if k not in WRITER_FIELDS}
-        return self._ask(b"W", json.dumps(record, ensure_ascii=True, separators=(",", ":")).encode())
+        peer = self._connect()
+        try:
+            return _exchange(peer, b"W", _wire(fields), self.path)
+        finally:
+            peer.close()
+
+    def begin(self, fields: dict) -> "Pending":
+        """Open an operation's record before it runs, on a connection kept until `Pending.finish`:
+        if this process dies first, the writer writes the opening record itself; raises WriterDown."""
+        peer = self._connect()
+        try:
+            _exchange(peer, b"B", _wire(fields), self.path)
+        except WriterDown:
+            peer.close()
+            raise
+        return Pending(self, peer)
 
     def head(self) -> str:
         """The writer's current head; raises WriterDown."""
-        return self._ask(b"H", b"")
+        peer = self._connect()
+        try:
+            return _exchange(peer, b"H", b"", self.path)
+        finally:
+            peer.close()
 
     def ready(self) -> None:
         """Raise WriterDown unless the writer answers."""
         self.head()
 
-    def _ask(self, kind: bytes, payload: bytes) -> str:
-        """One request, one answer: `O` + head, or `E` + why."""
+    def _connect(self) -> "keeper.Peer":
+        """A connection to the writer; raises WriterDown when nothing answers."""
         from bridge.ssh import keeper
 
         peer = keeper.connect(self.path)
         if peer is None:
             raise WriterDown(f"the audit writer is down (nothing answers on {self.path})")
+        peer.sock.settimeout(10)
+        return peer
+
+
+class Pending(NamedTuple):
+    """An operation's record opened before it ran; `finish` writes it with the outcome, as one line."""
+
+    sink: "FileWriter | SocketWriter"
+    peer: "keeper.Peer | None" = None
+
+    def finish(self, fields: dict) -> str:
+        """Write the whole record; returns the new head; raises WriterDown.
+
+        A writer restarted in between has forgotten the opening: the record is then sent afresh.
+        """
+        if self.peer is None:
+            return self.sink.write(fields)
         try:
-            peer.sock.settimeout(10)
-            peer.send(kind, payload)
-            answer, text = peer.recv(MAX_RECORD)
-        except (OSError, EOFError, ValueError) as e:
-            raise WriterDown(f"the audit writer on {self.path} did not answer: {e}") from e
+            return _exchange(self.peer, b"F", _wire(fields), str(getattr(self.sink, "path", "")))
+        except WriterDown:
+            return self.sink.write(fields)
         finally:
-            peer.close()
-        if answer != b"O":
-            raise WriterDown(f"the audit writer refused the record: {text.decode(errors='replace')}")
-        return text.decode()
+            self.peer.close()
+
+
+def _wire(fields: dict) -> bytes:
+    """A record as the writer takes it: JSON, without the fields the writer sets itself."""
+    record = {k: v for k, v in fields.items() if k not in WRITER_FIELDS}
+    return json.dumps(record, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def _exchange(peer: "keeper.Peer", kind: bytes, payload: bytes, where: str) -> str:
+    """One request, one answer: `O` + head, or `E` + why; raises WriterDown."""
+    try:
+        peer.send(kind, payload)
+        answer, text = peer.recv(MAX_RECORD)
+    except (OSError, EOFError, ValueError) as e:
+        raise WriterDown(f"the audit writer on {where} did not answer: {e}") from e
+    if answer != b"O":
+        raise WriterDown(f"the audit writer refused the record: {text.decode(errors='replace')}")
+    return text.decode()
 
 
 def writer(destination: str | None = None) -> FileWriter | SocketWriter:

@@ -9,7 +9,11 @@ chains it and appends it to a 0600 root-owned log. The HMAC key, if any, is read
 
 Protocol (bridge.ssh.keeper's frames: 1 byte kind, 4 bytes length, payload):
   W record (a JSON object, at most MAX_RECORD bytes) → O new head | E why
+  B record: begin it, before the operation runs      → O "" | E why   (kept, not written yet)
+  F record: finish it, with the outcome              → O new head | E why
   H                                                  → O current head
+A connection that ends between B and F (its guard was killed, say) gets the begun record
+written as it was, with `ended: guard-lost`: an operation that began is never missing.
 A malformed record is answered with E and the connection stays usable; an oversized frame is
 answered with E and the connection closed; a silent client is dropped after IDLE seconds.
 Each client has its own thread, so none can hold up another.
@@ -29,12 +33,12 @@ from bridge.security import audit
 from bridge.ssh import keeper
 
 IDLE = 10.0
-PER_UID = 16  # open connections per sending uid: a flood from one account stalls only that account
+PER_UID = 128  # open connections per sending uid (one per running operation): a flood stalls only that uid
 MAX_FIELDS = 48
 FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
 # Set by the writer from what it knows itself, never from the record.
 RESERVED = frozenset({*audit.WRITER_FIELDS, "prev", "hash", "alg", "peer_uid", "peer_gid", "peer_pid",
-                      "peer_user"})
+                      "peer_user", "ended"})
 REQUIRED = {"action": str, "decision": str}
 Scalar = (str, int, float, bool, type(None))
 
@@ -86,33 +90,64 @@ def _user_name(uid: int) -> str | None:
 
 
 class Writer:
-    """The service: one log, one optional key, one lock so appends from many clients keep one chain."""
+    """The service: one log, one optional key, one lock so appends from many clients keep one chain.
+
+    `opened` holds the records begun (B) and not yet finished (F), by connection: a connection
+    that ends without finishing gets its record written as it was opened, marked `ended`.
+    """
 
     def __init__(self, log: Path, key: bytes | None) -> None:
         self.sink = audit.FileWriter(log, key)
         self.lock = threading.Lock()
         self.open: dict[int, int] = {}  # uid -> connections open now
+        self.opened: dict[int, dict] = {}  # connection id -> its begun record
         self.counting = threading.Lock()
 
-    def answer(self, kind: bytes, payload: bytes, peer: tuple[int, int, int]) -> tuple[bytes, bytes]:
-        """The reply frame to one request frame."""
+    def answer(self, kind: bytes, payload: bytes, peer: tuple[int, int, int], conn: int) -> tuple[bytes, bytes]:
+        """The reply frame to one request frame of connection `conn`."""
         try:
             if kind == b"H":
                 with self.lock:
                     return b"O", self.sink.head().encode()
-            if kind == b"W":
-                entry = stamp(parse_record(payload), peer)
-                with self.lock:
-                    return b"O", self.sink.write(entry).encode()
+            if kind in (b"W", b"B", b"F"):
+                return b"O", self._record(kind, stamp(parse_record(payload), peer), conn).encode()
         except BadRecord as e:
             return b"E", f"bad record: {e}".encode()
         except audit.WriterDown as e:
             return b"E", e.message.encode()
         return b"E", f"unknown request {kind!r}".encode()
 
+    def _record(self, kind: bytes, entry: dict, conn: int) -> str:
+        """W writes, B keeps the record for later (answering ""), F writes it finished; raises WriterDown."""
+        with self.lock:
+            if kind == b"B":
+                self.opened[conn] = entry
+                return ""
+            if kind == b"F":
+                self.opened.pop(conn, None)
+            return self.sink.write(entry)
+
+    def abandon(self, conn: int, why: str) -> None:
+        """Write the record `conn` began and never finished, marked with why it ended."""
+        with self.lock:
+            entry = self.opened.pop(conn, None)
+            if entry is not None:
+                try:
+                    self.sink.write({**entry, "ended": why})
+                except audit.WriterDown:
+                    pass  # the log itself is failing: nothing more can be kept
+
+    def abandon_all(self, why: str) -> None:
+        """At shutdown: every begun record is written, none forgotten."""
+        for conn in list(self.opened):
+            self.abandon(conn, why)
+
     def serve_client(self, sock: socket.socket) -> None:
-        """Answer one client's requests until it hangs up, goes quiet or breaks the framing."""
-        peer = keeper.Peer(sock)
+        """Answer one client's requests until it hangs up, goes quiet or breaks the framing.
+
+        A connection holding a begun record may stay quiet as long as its operation runs.
+        """
+        peer, conn = keeper.Peer(sock), id(sock)
         creds = keeper.peer_credentials(sock)
         if not self._admit(creds[1], +1):
             self._refuse(peer, f"more than {PER_UID} connections open from uid {creds[1]}")
@@ -125,10 +160,13 @@ class Writer:
                 except keeper.FrameTooLarge as e:
                     peer.send(b"E", f"record too large: {e}".encode())
                     return
-                peer.send(*self.answer(kind, payload, creds))
+                reply = self.answer(kind, payload, creds, conn)
+                sock.settimeout(None if conn in self.opened else IDLE)
+                peer.send(*reply)
         except (OSError, EOFError):
             pass  # gone, or silent past IDLE: only this client's thread ends
         finally:
+            self.abandon(conn, "guard-lost")  # the guard died (or was killed) before it could say how it ended
             self._admit(creds[1], -1)
             peer.close()
 
@@ -194,6 +232,7 @@ def serve(socket_path: Path, log: Path, key_path: Path | None = None) -> None:
     finally:
         listener.close()
         socket_path.unlink(missing_ok=True)
+        service.abandon_all("writer-stopped")
         service.lock.acquire()  # an append in progress ends whole, and no other starts: no half line
 
 

@@ -108,11 +108,6 @@ def run_guard(user: str, key_role: str | None = None, stdin_fd: int = 0) -> int:
     """Decide the SSH request, audit it, and run it only when allowed; returns the exit code."""
     req = request_from_env(user, key_role, stdin_fd)
     try:
-        audit.writer(audit_destination()).ready()
-    except audit.AuditError as e:
-        sys.stderr.write(f"bridge: refused: {e.message}; {e.hint}\n")
-        return int(ExitCode.POLICY)
-    try:
         grant = load_policy().grant(user, key_role)
     except ConfigError as e:
         return refuse(req, Plan("exec" if req.command else "shell", Decision(False, "policy-error", str(e))))
@@ -133,7 +128,15 @@ def refuse(req: Request, chosen: Plan) -> int:
 
 
 def execute(req: Request, chosen: Plan, stdin_fd: int) -> int:
-    """Run the allowed plan (recorded on a PTY when it is a session) and audit its result."""
+    """Open its audit record, run the allowed plan (recorded on a PTY when it is a session), finish the record.
+
+    No record, no run: when the audit writer cannot take it, the request is refused (126).
+    """
+    try:
+        pending = audit.writer(audit_destination()).begin(_entry(req, chosen, exit_code=None, duration=0.0))
+    except audit.AuditError as e:
+        sys.stderr.write(f"bridge: refused: {e.message}; {e.hint}\n")
+        return int(ExitCode.POLICY)
     start = time.monotonic()
     extra: dict[str, str] = {}
     if chosen.record:
@@ -142,12 +145,12 @@ def execute(req: Request, chosen: Plan, stdin_fd: int) -> int:
         audit_op = lambda op: _audit(req, chosen, exit_code=None, duration=0.0, **op) is not None  # noqa: E731
         code = files.serve(chosen.argv, chosen.roots, audit_op, stdin_fd)
     elif chosen.action == "audit-head":
-        head = _audit(req, chosen, exit_code=0, duration=0.0)
+        head = _audit(req, chosen, exit_code=0, duration=0.0, pending=pending)
         print(head or "", flush=True)
         return 0 if head else 1
     else:
         code = run_plain(chosen.argv)
-    _audit(req, chosen, exit_code=code, duration=time.monotonic() - start, **extra)
+    _audit(req, chosen, exit_code=code, duration=time.monotonic() - start, pending=pending, **extra)
     return code
 
 
@@ -169,20 +172,28 @@ def audit_destination() -> str | None:
     return os.environ.get("BRIDGE_AUDIT_LOG")
 
 
-def _audit(req: Request, chosen: Plan, *, exit_code: int | None, duration: float, **extra: str) -> str | None:
+def _audit(req: Request, chosen: Plan, *, exit_code: int | None, duration: float, **extra: object) -> str | None:
     """One server audit line, through the audit writer (or appended, for root); returns the new head.
 
     A record that cannot be written is said on stderr and gives None; the exit code stays the command's.
-    `destination` in `extra` says where records go (an `audit.writer` destination).
+    In `extra`: `pending` finishes the record `execute` opened; `destination` says where records go.
     """
+    pending = extra.pop("pending", None)
     destination = extra.pop("destination", None) or audit_destination()
-    entry = audit.build_entry(
+    entry = _entry(req, chosen, exit_code=exit_code, duration=duration, **extra)
+    try:
+        if isinstance(pending, audit.Pending):
+            return pending.finish(entry)
+        return audit.writer(destination and str(destination)).write(entry)
+    except audit.AuditError as e:
+        sys.stderr.write(f"bridge: warning: audit record not written: {e.message}\n")
+        return None
+
+
+def _entry(req: Request, chosen: Plan, *, exit_code: int | None, duration: float, **extra: object) -> dict:
+    """The audit fields of this request and its decision."""
+    return audit.build_entry(
         action=chosen.action, command=req.command, exit_code=exit_code, duration=duration,
         decision="allowed" if chosen.decision.allowed else "denied", rule=chosen.decision.rule,
         workspace=chosen.workspace, user=req.user, secrets=tuple(secret_values(os.environ)),
         via="guard", **extra)
-    try:
-        return audit.writer(destination).write(entry)
-    except audit.AuditError as e:
-        sys.stderr.write(f"bridge: warning: audit record not written: {e.message}\n")
-        return None

@@ -114,3 +114,18 @@ def test_a_cut_tail_is_found_with_the_head_the_client_recorded(guarded: Guarded,
     assert sec("audit", "verify", str(cut), "--key", key).code == 0
     broken = sec("audit", "verify", str(cut), "--key", key, "--expect-head", "@prod")
     assert broken.code == 1 and "lines were cut from the end" in broken.err
+
+
+def test_a_command_that_kills_its_guard_is_still_on_the_trail(guarded: Guarded) -> None:
+    evil = guarded.account.home / "evil"
+    killed = guarded.ssh(f"kill -9 $PPID; touch {evil}")  # the guard runs as the same account: it can die
+    assert killed.returncode != 0 and evil.exists()
+    deadline = time.monotonic() + 30
+    while not audit_lines(guarded.writer.log):  # written once the writer sees the dead guard's hang-up
+        assert time.monotonic() < deadline, "the killed guard's operation never reached the log"
+        time.sleep(0.05)
+    assert guarded.ssh("true").returncode == 0
+    entries = audit_lines(guarded.writer.log)
+    assert [(e["command"], e.get("ended")) for e in entries] == [(f"kill -9 $PPID; touch {evil}", "guard-lost"),
+                                                                ("true", None)]
+    assert entries[1]["exit_code"] == 0 and entries[0]["exit_code"] is None

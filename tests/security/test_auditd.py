@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from bridge.ssh import keeper
 from tests.accounts import Account
 from tests.conftest import Result
 from tests.security.conftest import audit_lines
-from tests.security.writer import AuditWriter, audit_writer  # noqa: F401 - fixture
+from tests.security.writer import AuditWriter, audit_writer, stop_writer  # noqa: F401 - fixture
 
 def connect(writer: AuditWriter) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX)
@@ -55,7 +56,7 @@ def test_peer_credentials_are_the_kernel_s_not_the_record_s(audit_writer: AuditW
                          preexec_fn=as_account, cwd="/", timeout=60)
     assert run.returncode == 0, run.stderr
     with connect(audit_writer) as sock:
-        for forged in ("peer_uid", "peer_user", "peer_pid", "hash", "prev", "time", "host"):
+        for forged in ("peer_uid", "peer_user", "peer_pid", "hash", "prev", "time", "host", "ended"):
             kind, why = ask(sock, b"W", record(**{forged: 0}))
             assert (kind, b"set by the writer" in why) == (b"E", True), (forged, why)
     [entry] = audit_lines(audit_writer.log)
@@ -92,9 +93,10 @@ def test_malformed_and_oversized_records_are_refused_and_the_writer_serves_on(au
 
 
 def test_one_uid_cannot_take_every_connection(audit_writer: AuditWriter) -> None:
-    held = [connect(audit_writer) for _ in range(auditd.PER_UID)]
-    for sock in held:
-        assert ask(sock, b"H", b"")[0] == b"O"  # each one served, so each one counted
+    held = []
+    for _ in range(auditd.PER_UID):
+        held.append(connect(audit_writer))
+        assert ask(held[-1], b"H", b"")[0] == b"O"  # each one served, so each one counted
     with connect(audit_writer) as extra:
         kind, why = keeper.Peer(extra).recv()  # refused at once, before it asks anything
         assert kind == b"E" and b"connections open from uid 0" in why
@@ -127,3 +129,23 @@ def test_install_prints_a_hardened_unit(sec: Callable[..., Result]) -> None:
     for option in ("NoNewPrivileges=yes", "ProtectSystem=strict", "RestrictAddressFamilies=AF_UNIX",
                    "PrivateNetwork=yes", "CapabilityBoundingSet=\n"):
         assert option in unit.out
+
+
+def test_a_begun_record_is_written_once_whatever_happens_to_its_sender(audit_writer: AuditWriter) -> None:
+    with connect(audit_writer) as finished:
+        assert ask(finished, b"B", record(command="finished", exit_code=None)) == (b"O", b"")
+        kind, head = ask(finished, b"F", record(command="finished", exit_code=3))
+    with connect(audit_writer) as lost:
+        assert ask(lost, b"B", record(command="its guard was killed"))[0] == b"O"
+    stopped = connect(audit_writer)
+    assert ask(stopped, b"B", record(command="running when the writer stopped"))[0] == b"O"
+    while len(audit_lines(audit_writer.log)) < 2:  # the lost one is written once the writer sees the hang-up
+        time.sleep(0.05)
+    stop_writer(audit_writer)
+    stopped.close()
+    entries = audit_lines(audit_writer.log)
+    assert [(e["command"], e.get("exit_code"), e.get("ended")) for e in entries] == [
+        ("finished", 3, None), ("its guard was killed", None, "guard-lost"),
+        ("running when the writer stopped", None, "writer-stopped")]
+    assert entries[0]["hash"] == head.decode()
+    assert audit.verify(audit_writer.log, audit_writer.key.read_bytes()).ok
