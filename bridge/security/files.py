@@ -91,7 +91,8 @@ def serve(command: list[str], roots: list[str] | None, audit: Audit, stdin_fd: i
     try:
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, preexec_fn=lambda: confine(roots, start))
     except (OSError, subprocess.SubprocessError) as e:
-        os.write(2, f"bridge: refused: sftp cannot be confined to the workspaces here: {e}\n".encode())
+        os.write(2, f"bridge: refused: sftp cannot be confined to the workspaces here ({e}); "
+                    "user namespaces must be on: sysctl user.max_user_namespaces\n".encode())
         return 126
     with forward_signals(proc.pid):
         try:
