@@ -230,10 +230,6 @@ class SocketWriter(NamedTuple):
         finally:
             peer.close()
 
-    def ready(self) -> None:
-        """Raise WriterDown unless the writer answers."""
-        self.head()
-
     def _connect(self) -> "keeper.Peer":
         """A connection to the writer; raises WriterDown when nothing answers."""
         from bridge.ssh import keeper
