@@ -64,15 +64,19 @@ def test_operator_cannot_touch_the_trail_from_exec_shell_or_background(guarded: 
     background = f"(sleep 1; {each}; touch {marker}) >/dev/null 2>&1 &"
     assert guarded.ssh(background).returncode == 0
     _wait_for(marker, lambda: guarded.ssh(f"test -e {marker}"))
+    marker2 = account.home / "bg2-done"
+    in_shell = f"nohup sh -c {shlex.quote(f'sleep 1; {each}; touch {marker2}')} >/dev/null 2>&1 &"
     shell = subprocess.run(guarded.ssh_argv("-tt"), env=guarded.home.env, capture_output=True, timeout=60,
-                           input=("\n".join(attempts[:8]) + "\nexit 0\n").encode())
+                           input=("\n".join([*attempts[:8], in_shell]) + "\nexit 0\n").encode())
     assert shell.returncode == 0 and shell.stdout.count(b"Permission denied") >= 6, shell
+    _wait_for(marker2, lambda: guarded.ssh(f"test -e {marker2}"))
     assert writer.log.stat().st_size > 0 and writer.socket.is_socket() and writer.alive()
     entries = audit_lines(writer.log)
     commands = [e["command"] for e in entries]
     assert all(c in commands for c in attempts + REFUSED + [background])
     assert [e["command"] for e in entries if e["decision"] == "denied"] == REFUSED
-    assert entries[0]["command"] == "true" and entries[-1]["action"] == "shell"  # nothing cut from either end
+    assert entries[0]["command"] == "true"  # nothing cut from the start
+    assert [e["action"] for e in entries].count("shell") == 1
     assert {e["peer_user"] for e in entries} == {account.name}
     verify = sec("audit", "verify", str(writer.log), "--key", str(writer.key))
     assert verify.code == 0 and f"{len(entries)} lines intact" in verify.out, verify
@@ -124,8 +128,9 @@ def test_a_command_that_kills_its_guard_is_still_on_the_trail(guarded: Guarded) 
     while not audit_lines(guarded.writer.log):  # written once the writer sees the dead guard's hang-up
         assert time.monotonic() < deadline, "the killed guard's operation never reached the log"
         time.sleep(0.05)
-    assert guarded.ssh("true").returncode == 0
+    fds = guarded.ssh("ls -l /proc/$$/fd")  # the guard's open record is not handed to the command
+    assert fds.returncode == 0 and b"socket:" not in fds.stdout, fds.stdout
     entries = audit_lines(guarded.writer.log)
     assert [(e["command"], e.get("ended")) for e in entries] == [(f"kill -9 $PPID; touch {evil}", "guard-lost"),
-                                                                ("true", None)]
+                                                                ("ls -l /proc/$$/fd", None)]
     assert entries[1]["exit_code"] == 0 and entries[0]["exit_code"] is None
