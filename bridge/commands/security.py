@@ -1,6 +1,7 @@
 """`bridge keys`, `bridge guard`, `bridge audit`, `bridge replay`: parse, call bridge.security, render."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -25,7 +26,10 @@ def register(app: typer.Typer) -> None:
                                  "/opt/bridge/bin/bridge guard --as alice --role operator\",restrict ssh-ed25519 AAAA...")(guard)
     audit_app = typer.Typer(help="Read and verify the tamper-evident audit log.", no_args_is_help=True)
     audit_app.command("show", epilog="Example: bridge audit show --user alice --since 2h")(audit_show)
-    audit_app.command("verify", epilog="Example: bridge audit verify /var/log/bridge/audit.jsonl --head")(audit_verify)
+    audit_app.command("verify", epilog="Example: bridge audit verify --expect-head @prod")(audit_verify)
+    audit_app.command("head", epilog="Example: bridge audit head prod   (records prod's head in your log)")(audit_head)
+    audit_app.command("serve", epilog="Example (as root): bridge audit serve --socket /run/bridge/audit.sock")(audit_serve)
+    audit_app.command("install", epilog="Example (as root): bridge audit install && systemctl enable --now bridge-audit")(audit_install)
     app.add_typer(audit_app, name="audit")
     app.command("replay", epilog="Example: bridge replay ~/.local/state/bridge/recordings/x.cast --speed 2")(replay)
 
@@ -146,16 +150,20 @@ def guard(
 
 
 def _log_path(file: Optional[Path], server: bool) -> Path:
-    """The log to read: the given file, the server log, or the client log."""
+    """The log to read: the given file, the server log, or the default (the server's for root, else yours)."""
     from bridge.security import audit
 
     if file is not None:
         return file
-    return audit.server_log_path() if server else audit.client_log_path()
+    return audit.SERVER_LOG if server else audit.reading_log_path()
+
+
+LogArg = Annotated[Optional[Path], typer.Argument(
+    help="Audit log (default: $BRIDGE_AUDIT_LOG; as root /var/log/bridge/audit.jsonl when it exists; else yours).")]
 
 
 def audit_show(
-    file: Annotated[Optional[Path], typer.Argument(help="Audit log (default: this user's, or $BRIDGE_AUDIT_LOG).")] = None,
+    file: LogArg = None,
     user: Annotated[Optional[str], typer.Option("--user", help="Only this user.")] = None,
     action: Annotated[Optional[str], typer.Option("--action", help="Only this action (exec, push, shell, ...).")] = None,
     since: Annotated[Optional[str], typer.Option("--since", help="ISO time or age: 30m, 2h, 7d.")] = None,
@@ -183,23 +191,81 @@ def _dash(value: object) -> str:
 
 
 def audit_verify(
-    file: Annotated[Optional[Path], typer.Argument(help="Audit log (default: this user's, or $BRIDGE_AUDIT_LOG).")] = None,
+    file: LogArg = None,
     head: Annotated[bool, typer.Option("--head", help="Print the last hash, to keep off the box.")] = False,
-    expect_head: Annotated[Optional[str], typer.Option("--expect-head", help="Fail unless the last hash is this (catches a cut tail).")] = None,
+    expect_head: Annotated[Optional[str], typer.Option(
+        "--expect-head", help="Fail unless a line has this hash (a head kept elsewhere: catches a cut tail); "
+                              "@TARGET takes the last head `bridge audit head TARGET` recorded.")] = None,
+    key: Annotated[Optional[Path], typer.Option("--key", help="HMAC key file (default: $BRIDGE_AUDIT_KEY; "
+                                                               "/etc/bridge/audit.key for the server log).")] = None,
     server: Annotated[bool, typer.Option("--server", help="Verify the server log (/var/log/bridge).")] = False,
 ) -> int:
-    """Check the hash chain: exit 0 when intact, 1 naming the first broken line."""
-    from bridge.security import audit
+    """Check the hash chain in constant memory: exit 0 when intact, 1 naming the first broken line."""
+    from bridge.security import audit, heads
 
     path = _log_path(file, server)
-    result = audit.verify(path, audit.audit_key())
+    result = audit.verify(path, audit.verify_key(path, key), heads.expected(expect_head))
     if not result.ok:
         ui.say(f"{path}:{result.bad_line}: broken: {result.reason}", err=True)
         return 1
-    if expect_head and expect_head != result.head:
-        ui.say(f"{path}: last hash is {result.head}, expected {expect_head} (lines removed from the end?)", err=True)
-        return 1
-    ui.say(result.head if head else f"{path}: {result.lines} lines intact")
+    found = f", head of line {result.head_line} found" if result.head_line else ""
+    ui.say(result.head if head else f"{path}: {result.lines} lines intact{found}")
+    return 0
+
+
+def audit_head(
+    target: Annotated[Optional[str], typer.Argument(help="A remote or group: ask each server for its head "
+                                                         "and record it in your log. None: this machine's log.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", help="With no TARGET: the log to read.")] = None,
+) -> int:
+    """Print the hash of the newest audit line; with TARGET, the servers' heads, kept in your own log."""
+    from bridge.security import audit, heads
+
+    if target is None:
+        ui.say(audit.FileWriter(_log_path(file, False)).head())
+        return 0
+    for name, value in heads.fetch(target):
+        ui.say(f"{name} {value}")
+    return 0
+
+
+SocketOpt = Annotated[Path, typer.Option("--socket", help="The writer's unix socket.")]
+WriterLogOpt = Annotated[Path, typer.Option("--log", help="The log the writer appends to.")]
+KeyOpt = Annotated[Path, typer.Option("--key", help="HMAC key file, root-only (used when it exists).")]
+
+
+def audit_serve(
+    socket: SocketOpt = Path("/run/bridge/audit.sock"),
+    log: WriterLogOpt = Path("/var/log/bridge/audit.jsonl"),
+    key: KeyOpt = Path("/etc/bridge/audit.key"),
+) -> int:
+    """Run the audit writer (as root): guards hand it their records; SO_PEERCRED names each sender."""
+    from bridge.security import auditd
+
+    ui.say(f"audit writer: {socket} -> {log}", err=True)
+    auditd.serve(socket, log, key)
+    return 0
+
+
+def audit_install(
+    socket: SocketOpt = Path("/run/bridge/audit.sock"),
+    log: WriterLogOpt = Path("/var/log/bridge/audit.jsonl"),
+    key: KeyOpt = Path("/etc/bridge/audit.key"),
+    bridge_path: Annotated[Optional[str], typer.Option("--bridge", help="Absolute path of bridge.")] = None,
+    print_only: Annotated[bool, typer.Option("--print", help="Only print the unit.")] = False,
+) -> int:
+    """Write the hardened systemd unit bridge-audit.service that runs the writer as root."""
+    from bridge.errors import UsageError
+    from bridge.security import auditd
+
+    program = bridge_path or os.path.abspath(sys.argv[0])
+    if not os.path.isabs(program):
+        raise UsageError(f"--bridge {program!r} must be an absolute path")
+    text = auditd.unit_text(program, socket, log, key)
+    if print_only:
+        sys.stdout.write(text)
+        return 0
+    ui.say(f"wrote {auditd.install(text)}; start it: systemctl daemon-reload && systemctl enable --now bridge-audit")
     return 0
 
 

@@ -5,7 +5,10 @@ with `$BRIDGE_AUDIT_KEY`, over the entry's canonical JSON without `hash`). An ed
 fails its own hash, a deleted or moved line breaks the `prev` link, so `verify` names the
 first bad line. Writers hold an exclusive `fcntl` lock from reading the last hash to
 appending, so concurrent processes never interleave or fork the chain. Truncating the tail
-is caught by comparing `head()` with a copy kept off the box.
+is caught by a head (the hash of a line) kept off the box: `verify(expect=HEAD)`.
+
+On a server the log belongs to root: a guard running as a login account hands its records
+to the audit writer (bridge.security.auditd) over a unix socket, `writer(destination)`.
 """
 from __future__ import annotations
 
@@ -21,19 +24,34 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, ExitCode
 from bridge.paths import state_dir
 from bridge.security.secrets import mask_text
 
+if TYPE_CHECKING:
+    from bridge.ssh import keeper
+
 GENESIS = "0" * 64
 SERVER_LOG = Path("/var/log/bridge/audit.jsonl")
+SERVER_KEY = Path("/etc/bridge/audit.key")
+DEFAULT_SOCKET = "/run/bridge/audit.sock"
+MAX_RECORD = 64 * 1024  # one record on the writer's socket; longer is refused
+MAX_LINE = 1024 * 1024  # a longer line is damage, and verify reads no more of it than this
+WRITER_FIELDS = ("time", "host")  # set by the writer, never taken from a record
 _TAIL_CHUNK = 4096
 
 
 class AuditError(BridgeError):
     """The audit log cannot be read or written."""
+
+
+class WriterDown(AuditError):
+    """The audit writer cannot be reached or refused the record: nothing may run unaudited."""
+
+    exit_code: int = ExitCode.POLICY
+    default_hint = "start it as root: `systemctl start bridge-audit` (unit from `bridge audit install`)"
 
 
 def client_log_path() -> Path:
@@ -50,6 +68,27 @@ def server_log_path() -> Path:
     if _writable_dir(SERVER_LOG.parent):
         return SERVER_LOG
     return state_dir() / "audit.jsonl"
+
+
+def reading_log_path() -> Path:
+    """The log `audit show/verify` read with no FILE: `$BRIDGE_AUDIT_LOG`, else the server's for root
+    when it exists (root on a server reads the trail with no path), else the client log."""
+    if os.environ.get("BRIDGE_AUDIT_LOG"):
+        return Path(os.environ["BRIDGE_AUDIT_LOG"])
+    if os.geteuid() == 0 and SERVER_LOG.exists():
+        return SERVER_LOG
+    return client_log_path()
+
+
+def verify_key(path: Path, key_file: Path | None = None) -> bytes | None:
+    """The key to verify `path` with: `key_file`, else `$BRIDGE_AUDIT_KEY`, else the server's key
+    for the server's log; raises AuditError when a key file cannot be read."""
+    if key_file is not None:
+        key = server_key(key_file)
+        if key is None:
+            raise AuditError(f"audit key {key_file} does not exist")
+        return key
+    return audit_key() or (server_key() if path == SERVER_LOG else None)
 
 
 def _writable_dir(folder: Path) -> bool:
@@ -122,6 +161,154 @@ def _last_line(f) -> bytes:
     return data.rstrip(b"\n").rsplit(b"\n", 1)[-1]
 
 
+class FileWriter(NamedTuple):
+    """Appends straight to a log this process may write: root's guard, the writer service, tests."""
+
+    path: Path
+    key: bytes | None = None
+
+    def write(self, fields: dict) -> str:
+        """Append one record; returns the new head; raises WriterDown when the log cannot be written."""
+        try:
+            return append(self.path, fields, self.key)["hash"]
+        except OSError as e:
+            raise WriterDown(f"audit log {self.path} not written: {e.strerror or e}") from e
+
+    def begin(self, fields: dict) -> "Pending":
+        """Nothing to open for a log we write ourselves: the record is written when it is finished."""
+        self.ready()
+        return Pending(self)
+
+    def ready(self) -> None:
+        """Raise WriterDown unless a record could be appended now."""
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+        except OSError as e:
+            raise WriterDown(f"audit log {self.path} cannot be written: {e.strerror or e}") from e
+
+    def head(self) -> str:
+        """The hash of the last line, GENESIS for an empty or missing log."""
+        try:
+            with open(self.path, "rb") as f:
+                return _last_hash(f)
+        except FileNotFoundError:
+            return GENESIS
+        except OSError as e:
+            raise WriterDown(f"audit log {self.path} not readable: {e.strerror or e}") from e
+
+
+class SocketWriter(NamedTuple):
+    """Hands records to the root-owned audit writer over its unix socket (bridge.security.auditd)."""
+
+    path: str
+
+    def write(self, fields: dict) -> str:
+        """Send one record (the writer sets time and host); returns the new head; raises WriterDown."""
+        peer = self._connect()
+        try:
+            return _exchange(peer, b"W", _wire(fields), self.path)
+        finally:
+            peer.close()
+
+    def begin(self, fields: dict) -> "Pending":
+        """Open an operation's record before it runs, on a connection kept until `Pending.finish`:
+        if this process dies first, the writer writes the opening record itself; raises WriterDown."""
+        peer = self._connect()
+        try:
+            _exchange(peer, b"B", _wire(fields), self.path)
+        except WriterDown:
+            peer.close()
+            raise
+        return Pending(self, peer)
+
+    def head(self) -> str:
+        """The writer's current head; raises WriterDown."""
+        peer = self._connect()
+        try:
+            return _exchange(peer, b"H", b"", self.path)
+        finally:
+            peer.close()
+
+    def _connect(self) -> "keeper.Peer":
+        """A connection to the writer; raises WriterDown when nothing answers."""
+        from bridge.ssh import keeper
+
+        peer = keeper.connect(self.path)
+        if peer is None:
+            raise WriterDown(f"the audit writer is down (nothing answers on {self.path})")
+        peer.sock.settimeout(10)
+        return peer
+
+
+class Pending(NamedTuple):
+    """An operation's record opened before it ran; `finish` writes it with the outcome, as one line."""
+
+    sink: "FileWriter | SocketWriter"
+    peer: "keeper.Peer | None" = None
+
+    def finish(self, fields: dict) -> str:
+        """Write the whole record; returns the new head; raises WriterDown.
+
+        A writer restarted in between has forgotten the opening: the record is then sent afresh.
+        """
+        if self.peer is None:
+            return self.sink.write(fields)
+        try:
+            return _exchange(self.peer, b"F", _wire(fields), str(getattr(self.sink, "path", "")))
+        except WriterDown:
+            return self.sink.write(fields)
+        finally:
+            self.peer.close()
+
+
+def _wire(fields: dict) -> bytes:
+    """A record as the writer takes it: JSON, without the fields the writer sets itself."""
+    record = {k: v for k, v in fields.items() if k not in WRITER_FIELDS}
+    return json.dumps(record, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def _exchange(peer: "keeper.Peer", kind: bytes, payload: bytes, where: str) -> str:
+    """One request, one answer: `O` + head, or `E` + why; raises WriterDown."""
+    try:
+        peer.send(kind, payload)
+        answer, text = peer.recv(MAX_RECORD)
+    except (OSError, EOFError, ValueError) as e:
+        raise WriterDown(f"the audit writer on {where} did not answer: {e}") from e
+    if answer != b"O":
+        raise WriterDown(f"the audit writer refused the record: {text.decode(errors='replace')}")
+    return text.decode()
+
+
+def writer(destination: str | None = None) -> FileWriter | SocketWriter:
+    """Where a server-side record goes: `unix:PATH` or a `*.sock` path is the writer's socket, any
+    other path a log written directly; None is the default: /var/log/bridge for root, else the socket."""
+    if destination is None:
+        return FileWriter(SERVER_LOG, server_key()) if os.geteuid() == 0 else SocketWriter(DEFAULT_SOCKET)
+    if destination.startswith("unix:"):
+        return SocketWriter(destination[len("unix:"):])
+    if destination.endswith(".sock"):
+        return SocketWriter(destination)
+    return FileWriter(Path(destination), server_key() if os.geteuid() == 0 else None)
+
+
+def server_key(path: Path | None = None) -> bytes | None:
+    """The server's HMAC key (root-only file), None when there is none; raises AuditError if others may read it."""
+    path = path or SERVER_KEY
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise AuditError(f"audit key {path}: {e.strerror}") from e
+    if st.st_mode & 0o077:
+        raise AuditError(f"audit key {path} is readable by others", hint=f"chmod 600 {path}")
+    try:
+        return path.read_bytes().strip() or None
+    except OSError as e:
+        raise AuditError(f"audit key {path}: {e.strerror}", hint="read it as root") from e
+
+
 def now_iso() -> str:
     """UTC time with milliseconds, the audit `time` field."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -179,12 +366,14 @@ def record(*, action: str, command: str | None = None, exit_code: int | None = N
 
 
 class VerifyResult(NamedTuple):
-    """What verify found: how many lines were good, and the first bad line with the reason."""
+    """What verify found: how many lines were good, the first bad line with the reason, and
+    where the expected head was found (when one was given)."""
 
     lines: int
     head: str
     bad_line: int | None = None
     reason: str = ""
+    head_line: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -192,25 +381,45 @@ class VerifyResult(NamedTuple):
         return self.bad_line is None
 
 
-def verify(path: Path, key: bytes | None = None) -> VerifyResult:
-    """Check every line's hash and link; raises AuditError when the file cannot be read."""
-    prev, count = GENESIS, 0
+def verify(path: Path, key: bytes | None = None, expect: str | None = None) -> VerifyResult:
+    """Check every line's hash and link, in constant memory; with `expect`, that some line's hash is
+    it (a head kept elsewhere: a cut tail loses it). Raises AuditError when the file cannot be read."""
+    prev, count, found = GENESIS, 0, None
     for number, raw in _numbered_lines(path):
         problem = _check_line(raw, prev, key)
         if problem:
             return VerifyResult(count, prev, number, problem)
         prev, count = json.loads(raw)["hash"], number
-    return VerifyResult(count, prev)
+        if prev == expect:
+            found = number
+    if expect is not None and found is None:
+        return VerifyResult(count, prev, count + 1, f"the expected head {expect} is not in the log "
+                                                    "(lines were cut from the end, or it is another log)")
+    return VerifyResult(count, prev, head_line=found)
 
 
 def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(1-based number, raw line without newline) for each line; an empty line counts, it is damage."""
+    """(1-based number, raw line without newline) for each line; an empty line counts, it is damage.
+
+    A line longer than MAX_LINE is cut there (so it fails its check) and the rest of it skipped:
+    memory stays bounded whatever the file holds.
+    """
     try:
         with open(path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
+            number = 0
+            while raw := f.readline(MAX_LINE):
+                number += 1
+                if not raw.endswith(b"\n"):
+                    _skip_rest_of_line(f)
                 yield number, raw.rstrip(b"\n")
     except OSError as e:
         raise AuditError(f"cannot read audit log {path}: {e.strerror}") from e
+
+
+def _skip_rest_of_line(f) -> None:
+    """Read past the end of an over-long line without keeping it."""
+    while (chunk := f.readline(MAX_LINE)) and not chunk.endswith(b"\n"):
+        pass
 
 
 def _check_line(raw: bytes, prev: str, key: bytes | None) -> str:

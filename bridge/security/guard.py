@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bridge.errors import ConfigError, ExitCode
-from bridge.security import audit
+from bridge.security import audit, files, heads
 from bridge.security.confine import Confinement, account_by_name, child_env, current_account
 from bridge.security.policy import GIT_ACTIONS, Decision, Grant, check_command, check_permission, check_repo, \
     load_policy, resolve_repo
@@ -111,6 +111,7 @@ class Plan:
     argv: list[str] = field(default_factory=list)
     workspace: str | None = None
     record: bool = False
+    roots: list[str] | None = None  # files: the folders an sftp session is confined to (None: not confined)
 
 
 def request_from_env(settings: GuardSettings, stdin_fd: int = 0) -> Request:
@@ -123,7 +124,12 @@ def plan(grant: Grant | None, req: Request, account: Confinement | None = None) 
     who = account.account if account is not None else current_account()
     if req.command is None:
         return Plan("shell", check_permission(grant, "shell"), [who.shell, "-l"], record=True)
+    if files.is_request(req.command):
+        decision, roots = files.check(grant)
+        return Plan("files", decision, files.argv(roots, who.home), roots[0] if roots else None, roots=roots)
     words = _split(req.command)
+    if tuple(words or ()) == heads.HEAD_COMMAND:
+        return Plan("audit-head", check_permission(grant, "audit"))
     if words and len(words) == 2 and words[0] in GIT_ACTIONS:
         repo = resolve_repo(words[1], who.home)
         return Plan(GIT_ACTIONS[words[0]], check_repo(grant, words[0], words[1], who.home), [words[0], repo], repo)
@@ -220,18 +226,31 @@ def execute(req: Request, chosen: Plan, confinement: Confinement, stdin_fd: int)
     """Run the allowed plan confined (recorded on a PTY when it is a session) and audit how it ended.
 
     The audit line is written whatever happened to the client or the child: exactly one per session.
+    No record, no run: when the audit writer cannot take the opening record, the request is refused (126).
     """
+    try:
+        pending = audit.writer(req.settings.audit).begin(_entry(req, chosen, exit_code=None, duration=0.0))
+    except audit.AuditError as e:
+        _say(f"bridge: refused: {e.message}; {e.hint}")
+        return int(ExitCode.POLICY)
+    if chosen.action == "audit-head":
+        head = _audit(req, chosen, exit_code=0, duration=0.0, pending=pending)
+        print(head or "", flush=True)
+        return 0 if head else 1
     start = time.monotonic()
     extra: dict[str, str] = {}
     try:
         if chosen.record:
             code, extra = _run_recorded(req, chosen, confinement, stdin_fd)
+        elif chosen.action == "files":
+            audit_op = lambda op: _audit(req, chosen, exit_code=None, duration=0.0, **op) is not None  # noqa: E731
+            code = files.serve(chosen.argv, chosen.roots, audit_op, stdin_fd)
         else:
             code = run_plain(chosen.argv, confinement)
     except OSError as e:
         _say(f"bridge: cannot run {chosen.argv[0]}: {e.strerror or e}")
         code = CANNOT_RUN
-    _audit(req, chosen, exit_code=code, duration=time.monotonic() - start, **extra)
+    _audit(req, chosen, exit_code=code, duration=time.monotonic() - start, pending=pending, **extra)
     return code
 
 
@@ -247,15 +266,27 @@ def _run_recorded(req: Request, chosen: Plan, confinement: Confinement, stdin_fd
     return code, {"recording": str(recorder.path), "recording_sha256": recorder.sha256 or ""}
 
 
-def _audit(req: Request, chosen: Plan, *, exit_code: int, duration: float, **extra: str) -> None:
-    """One server audit line; a disk error is reported on stderr but never changes the exit code."""
-    entry = audit.build_entry(
+def _audit(req: Request, chosen: Plan, *, exit_code: int | None, duration: float, **extra: object) -> str | None:
+    """One server audit line, through the audit writer (or appended, for root); returns the new head.
+
+    A record that cannot be written is said on stderr and gives None; the exit code stays the command's.
+    In `extra`: `pending` finishes the record `execute` opened.
+    """
+    pending = extra.pop("pending", None)
+    entry = _entry(req, chosen, exit_code=exit_code, duration=duration, **extra)
+    try:
+        if isinstance(pending, audit.Pending):
+            return pending.finish(entry)
+        return audit.writer(req.settings.audit).write(entry)
+    except audit.AuditError as e:
+        _say(f"bridge: warning: audit record not written: {e.message}")
+        return None
+
+
+def _entry(req: Request, chosen: Plan, *, exit_code: int | None, duration: float, **extra: object) -> dict:
+    """The audit fields of this request and its decision."""
+    return audit.build_entry(
         action=chosen.action, command=req.command, exit_code=exit_code, duration=duration,
         decision="allowed" if chosen.decision.allowed else "denied", rule=chosen.decision.rule,
         workspace=chosen.workspace, user=req.user, secrets=tuple(secret_values(os.environ)),
         via="guard", **extra)
-    path = req.audit_log
-    try:
-        audit.append(path, entry, audit.audit_key())
-    except OSError as e:
-        sys.stderr.write(f"bridge: warning: audit log {path} not written: {e.strerror or e}\n")

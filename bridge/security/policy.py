@@ -36,7 +36,7 @@ from bridge.security.shellparse import SimpleCommand, UnparsableCommand, simple_
 
 SYSTEM_POLICY = Path("/etc/bridge/policy.yaml")
 PERMISSIONS = frozenset({"status", "pull", "push", "exec", "shell", "sudo", "tunnel", "forward", "keys",
-                         "audit", "sandbox_only"})
+                         "audit", "sandbox_only", "files"})
 # Programs that change user: allowed only to roles holding the `sudo` permission.
 PRIVILEGE_PROGRAMS = ("sudo", "sudoedit", "su", "doas", "pkexec", "runuser", "run0", "ksu", "newgrp", "sg")
 # A privilege program named in code the rules cannot read (`os.system("sudo id")`, vim's `:!sudo id`).

@@ -66,6 +66,10 @@ def lock_path() -> str:
     return os.path.join(runtime_dir(), instance_name() + ".lock")
 
 
+class FrameTooLarge(ValueError):
+    """A frame's length is over the receiver's limit: its payload is not read, the stream is lost."""
+
+
 class Peer:
     """One end of a keeper connection: whole frames in and out; sends are thread-safe."""
 
@@ -107,9 +111,11 @@ class Peer:
         frame_kind, payload = self.recv()
         return frame_kind, payload, fds
 
-    def recv(self) -> tuple[bytes, bytes]:
-        """The next frame; raises EOFError when the other side has gone."""
+    def recv(self, most: int = 0) -> tuple[bytes, bytes]:
+        """The next frame; raises EOFError when the other side has gone, FrameTooLarge past `most` bytes."""
         kind, size = HEADER.unpack(self._read(HEADER.size))
+        if most and size > most:
+            raise FrameTooLarge(f"a {size}-byte frame, over the {most}-byte limit")
         return kind, self._read(size) if size else b""
 
     def _read(self, size: int) -> bytes:
@@ -230,7 +236,7 @@ def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[],
         import threading
 
         threading.Thread(target=_serve_first, args=(first, handler, state, state_lock), daemon=True).start()
-    listener = _listen(socket_path())
+    listener = listen(socket_path())
     try:
         _accept_loop(listener, handler, idle, state, state_lock, on_idle)
     finally:
@@ -288,11 +294,13 @@ def _client(sock: "socket.socket", handler: Handler, state: dict, state_lock: _t
 
 def _same_user(sock: "socket.socket") -> bool:
     """SO_PEERCRED: only processes of our own uid may use our connections."""
-    import socket
+    return peer_credentials(sock)[1] == os.getuid()
 
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid == os.getuid()
+
+def peer_credentials(sock: "socket.socket") -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end, as the kernel saw it connect (SO_PEERCRED)."""
+    creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)
 
 
 def private_dir(path: str) -> str:
@@ -320,8 +328,8 @@ def _take_lock(path: str) -> int | None:
     return fd
 
 
-def _listen(path: str) -> "socket.socket":
-    """Bind the 0600 socket, replacing a stale one (we hold the lock, so nobody else serves it)."""
+def listen(path: str, mode: int = 0o600) -> "socket.socket":
+    """Bind the socket with `mode`, replacing a stale one (we hold the lock, so nobody else serves it)."""
     import socket
 
     try:
@@ -329,7 +337,7 @@ def _listen(path: str) -> "socket.socket":
     except FileNotFoundError:
         pass
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
+    old = os.umask(0o777 & ~mode)
     try:
         listener.bind(path)
     finally:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bridge.security import audit
+from tests.conftest import BRIDGE as BRIDGE_CLI
 from tests.conftest import REPO, Result
 from tests.security.conftest import audit_lines
 
@@ -147,3 +148,69 @@ def test_show_filters_and_json(sec: Callable[..., Result], tmp_path: Path) -> No
     assert sec("audit", "show", str(log), "--since", "2099-01-01", "--json").out == ""
     bad = sec("audit", "show", str(log), "--since", "yesterday-ish")
     assert bad.code == 1 and "--since" in bad.err
+
+
+MEASURE = """
+import resource, subprocess, sys
+run = subprocess.run(sys.argv[1:], capture_output=True)
+print(run.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, run.stderr.decode()[-300:])
+"""
+
+
+def _chain(path: Path, size: int) -> str:
+    """Write a valid unkeyed chain of about `size` bytes; returns its head."""
+    import hashlib
+
+    prev, filler = audit.GENESIS, "x" * 4000
+    with open(path, "wb") as f:
+        for i in range(size // 4200):
+            entry = {"action": "exec", "command": f"{filler} {i}", "decision": "allowed", "prev": prev, "alg": "sha256"}
+            prev = entry["hash"] = hashlib.sha256(audit.canonical(entry)).hexdigest()
+            f.write(json.dumps(entry, separators=(",", ":")).encode() + b"\n")
+    return prev
+
+
+def test_verify_of_a_big_log_stays_in_bounded_memory(tmp_path: Path) -> None:
+    log = tmp_path / "big.jsonl"
+    head = _chain(log, 200 * 1024 * 1024)
+    with open(log, "ab") as f:  # then a 100 MB line with no end: a damaged tail, never held whole
+        for _ in range(100):
+            f.write(b"y" * (1024 * 1024))
+    argv = [*BRIDGE_CLI, "audit", "verify", str(log), "--expect-head", head]
+    code, max_rss_kib, err = subprocess.run([sys.executable, "-c", MEASURE, *argv], capture_output=True, text=True,
+                                            env={"PYTHONPATH": str(REPO)}).stdout.split(" ", 2)
+    assert code == "1" and f"{log}:{200 * 1024 * 1024 // 4200 + 1}: broken: not valid JSON" in err
+    assert int(max_rss_kib) < 64 * 1024, f"verify of a 300 MB log used {max_rss_kib} KiB"
+    log.write_bytes(b"")
+
+
+def test_expect_head_is_any_line_of_the_chain(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    fill(log, 5)
+    hashes = [e["hash"] for e in audit_lines(log)]
+    assert audit.verify(log, expect=hashes[2]).head_line == 3
+    assert audit.verify(log, expect=hashes[-1]).head_line == 5
+    missing = audit.verify(log, expect="f" * 64)
+    assert not missing.ok and missing.bad_line == 6 and "cut from the end" in missing.reason
+
+
+def test_head_without_target_reads_this_machine_s_log(sec: Callable[..., Result], tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    fill(log, 2)
+    assert sec("audit", "head", "--file", str(log)).out.strip() == audit_lines(log)[-1]["hash"]
+    assert sec("audit", "head", "--file", str(tmp_path / "none.jsonl")).out.strip() == audit.GENESIS
+
+
+def test_root_reads_the_server_log_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, home) -> None:
+    server_log, key = tmp_path / "var/audit.jsonl", tmp_path / "audit.key"
+    key.write_bytes(b"k" * 32)
+    key.chmod(0o600)
+    monkeypatch.setattr(audit, "SERVER_LOG", server_log)
+    monkeypatch.setattr(audit, "SERVER_KEY", key)
+    assert audit.reading_log_path() == audit.client_log_path()  # no server log here: your own
+    audit.writer(str(server_log)).write(audit.build_entry(action="exec", user="u"))
+    assert audit.reading_log_path() == server_log and audit_lines(server_log)[0]["alg"] == "hmac-sha256"
+    assert audit.verify(server_log, audit.verify_key(server_log)).ok
+    key.chmod(0o644)
+    with pytest.raises(audit.AuditError, match="readable by others"):
+        audit.verify_key(server_log)
