@@ -1,9 +1,9 @@
 """A real sshd whose guard runs as a non-root login account and hands its records to the audit writer.
 
 The account's authorized_keys line is the one `bridge keys add` writes, pointing at bridge in a
-venv that account can run; sshd's SetEnv tells the guard the writer's socket and the policy.
-(Until the guard takes `--audit` on its command line, `BRIDGE_AUDIT_LOG` carries the socket; the
-guard keeps recordings beside it, in a folder the test gives the account.)
+venv that account can run, with the writer's socket (`--audit`) and the policy (`--policy`) on
+the guard's command line; the guard keeps recordings beside the socket, in a folder the test
+gives the account.
 """
 from __future__ import annotations
 
@@ -40,9 +40,11 @@ class Guarded:
 
     def grant(self, sec: Callable[..., Result], role: str, bridge: Path) -> None:
         """Write the account's authorized_keys line for `role`, as `bridge keys add` makes it."""
-        staging = self.writer.folder / "keys"
+        staging = self.writer.folder / "authorized_keys" / self.account.name  # keys add reads the login from %u
+        staging.parent.mkdir(exist_ok=True)
         result = sec("keys", "add", self.account.name, "--role", role, "--key", f"@{self.home.key}.pub",
-                     "--file", str(staging), "--bridge", str(bridge), env={"BRIDGE_POLICY": str(self.policy)})
+                     "--file", str(staging), "--bridge", str(bridge), "--policy", str(self.policy),
+                     "--audit", str(self.writer.socket))
         assert result.code == 0, result
         self.account.authorize(staging.read_text())
         staging.unlink()
@@ -57,6 +59,5 @@ def guarded_server(sshd_factory: Callable[..., SSHServer], home: Home, account: 
     recordings = writer.socket.parent / "recordings"
     recordings.mkdir(mode=0o700)
     os.chown(recordings, account.uid, account.gid)
-    server = sshd_factory(extra_config=[f"SetEnv BRIDGE_AUDIT_LOG={writer.socket} BRIDGE_POLICY={policy}",
-                                        *account.sshd_config()])
+    server = sshd_factory(extra_config=account.sshd_config())
     return Guarded(server, account, writer, home, policy)
