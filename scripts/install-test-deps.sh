@@ -19,3 +19,4 @@ python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 
 sh scripts/start-dockerd.sh >/dev/null
 sh scripts/build-sandbox-image.sh
+python3 -c 'from tests.systemd_server import build_image; build_image()'  # the systemd "server" of tests/apps
