@@ -35,13 +35,16 @@ class Remote:
 
 @dataclass(frozen=True)
 class DeployConfig:
-    """What the server does with each push (DESIGN §5)."""
+    """What the server does with each push (DESIGN §5); the one schema of the hook's deploy.json."""
 
     install: str = "auto"
     commands: tuple[str, ...] = ()
-    healthcheck: str | None = None
+    healthcheck: str | None = None  # a command, or an HTTP path ("/health") on web_port once processes run
+    healthcheck_timeout: float = 30
     keep_releases: int = 5
     branch: str | None = None
+    processes: dict[str, str] = field(default_factory=dict)  # overrides the workspace's Procfile
+    web_port: int = 8000
 
 
 @dataclass(frozen=True)

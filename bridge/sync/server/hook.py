@@ -32,9 +32,11 @@ TYPE_CHECKING = False  # every push starts this program: typing, hashlib and shu
 if TYPE_CHECKING:
     from typing import IO, Callable, Iterator
 
-try:  # installed on the server: layout.py sits beside this file
+try:  # installed on the server: layout.py and apps.py sit beside this file
+    import apps
     from layout import RELEASE_TMP_PREFIX, Layout, release_name
 except ImportError:  # imported from the bridge package
+    from . import apps
     from .layout import RELEASE_TMP_PREFIX, Layout, release_name
 
 ZERO_SHA = "0" * 40
@@ -42,7 +44,9 @@ TAIL_LINES = 20
 LOW_DISK_BYTES = 1 << 20
 DEPLOYABLE_PREFIXES = ("refs/heads/", "refs/bridge/wip/")
 TRASH = "trash"  # under .bridge/: what prune removes goes here in one rename, then `rm -rf` in the background
-DEFAULT_SETTINGS = {"install": "auto", "commands": [], "healthcheck": None, "keep_releases": 5, "branch": None}
+# What a deploy.json without a key means; config.DeployConfig is the schema (a test keeps the two equal).
+DEFAULT_SETTINGS = {"install": "auto", "commands": [], "healthcheck": None, "healthcheck_timeout": 30,
+                    "keep_releases": 5, "branch": None, "processes": {}, "web_port": 8000, "workspace": ""}
 
 
 class StepFailed(Exception):
@@ -355,11 +359,9 @@ def build_tree(layout: Layout, sha: str, dest: Path) -> str:
 
 
 class Env:
-    """Where a release's dependencies live, for PATH and VIRTUAL_ENV."""
+    """Which dependency environments a deploy built and which it reused."""
 
     def __init__(self) -> None:
-        self.venv: Path | None = None
-        self.node_bin: Path | None = None
         self.installed: list = []
         self.reused: list = []
 
@@ -426,7 +428,6 @@ def install_python(ctx: "Deploy", release: Path, env: Env) -> None:
 
     (env.installed if ensure_env(env_dir, build) else env.reused).append(key)
     os.symlink(str(env_dir), release / ".venv")
-    env.venv = env_dir
 
 
 def install_node(ctx: "Deploy", release: Path, env: Env) -> None:
@@ -447,7 +448,6 @@ def install_node(ctx: "Deploy", release: Path, env: Env) -> None:
 
     (env.installed if ensure_env(env_dir, build) else env.reused).append(key)
     os.symlink(str(env_dir / "node_modules"), release / "node_modules")
-    env.node_bin = env_dir / "node_modules" / ".bin"
 
 
 # ---------------------------------------------------------------- the deploy
@@ -459,6 +459,8 @@ class Deploy:
     def __init__(self, layout: Layout, sha: str, ref: str, start: str) -> None:
         self.layout, self.sha, self.ref, self.start = layout, sha, ref, start
         self.settings: dict = {}
+        self.previous = layout.current_release()  # where a failure after the switch goes back to
+        self.switched = False
         self.steps: list = []
         self.tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
 
@@ -473,7 +475,7 @@ class Deploy:
             if note:
                 emit("bridge: " + note)
             ok = True
-        except StepFailed as e:
+        except (StepFailed, apps.AppError) as e:
             error = str(e)
         except OSError as e:
             error = describe_os_error(e)
@@ -515,14 +517,11 @@ def describe_os_error(e: OSError) -> str:
     return "%s: %s" % (e.strerror or type(e).__name__, e.filename or "")
 
 
-def command_env(release: Path, env: Env, sha: str) -> dict:
-    """The app's environment: venv and node_modules/.bin first on PATH, as `bridge exec` will see it."""
-    result = clean_env()
-    path = [str(p) for p in (env.venv and env.venv / "bin", env.node_bin) if p]
-    result["PATH"] = os.pathsep.join(path + [result.get("PATH", os.defpath)])
-    if env.venv:
-        result["VIRTUAL_ENV"] = str(env.venv)
-    result.update(BRIDGE_RELEASE=str(release), BRIDGE_SHA=sha)
+def command_env(ctx: Deploy, release: Path, process: str | None = None) -> dict:
+    """The app's environment (apps.app_env: config, venv and node_modules/.bin first on PATH), as the
+    processes and `bridge exec` see it."""
+    result = apps.app_env(ctx.layout, release, ctx.settings, clean_env(), process)
+    result["BRIDGE_SHA"] = ctx.sha
     return result
 
 
@@ -541,6 +540,8 @@ def run_deploy(layout: Layout, sha: str, ref: str) -> int:
         except StepFailed as e:
             summary.update(result="failed", failed_step=ctx.steps[-1]["name"] if ctx.steps else "settings",
                            error=str(e) + disk_full_note(layout, str(e)))
+            if ctx.switched:
+                summary["reverted_to"] = revert(ctx, name)
             discard(layout, name)
             report_failure(summary, ctx)
         summary.update(duration=round((utc_now() - start).total_seconds(), 3), steps=ctx.steps)
@@ -550,7 +551,7 @@ def run_deploy(layout: Layout, sha: str, ref: str) -> int:
 
 
 def discard(layout: Layout, name: str) -> None:
-    """Remove a half-built release and its meta; `current` never pointed at it."""
+    """Remove a failed release and its meta; `current` does not point at it (any more)."""
     if layout.current_release() == name:
         return
     remove_tree(layout.release(name))
@@ -569,6 +570,11 @@ def unique_name(layout: Layout, sha: str, now: datetime.datetime) -> str:
 
 
 def deploy_steps(ctx: Deploy, name: str, summary: dict) -> None:
+    """checkout, deps, commands, `release:`, switch, restart the processes, healthcheck, prune.
+
+    With processes the healthcheck asks the running new release, after the switch (a failure
+    switches back); without, it runs in the release before the switch.
+    """
     layout, sha = ctx.layout, ctx.sha
     release, tmp = layout.release(name), layout.release(RELEASE_TMP_PREFIX + name)
     env = Env()
@@ -579,15 +585,69 @@ def deploy_steps(ctx: Deploy, name: str, summary: dict) -> None:
         return note
 
     ctx.step("checkout", checkout)
+    processes = read_processes(ctx, release)
     dependency_steps(ctx, release, env)
     summary["deps"] = env.status()
-    cmd_env = command_env(release, env, sha)
+    cmd_env = command_env(ctx, release)
     for command in ctx.settings.get("commands") or []:
         ctx.step("run: " + command, lambda c=command: ctx.check(["sh", "-c", c], release, cmd_env))
-    if ctx.settings.get("healthcheck"):
+    if apps.ONE_OFF in processes:
+        ctx.step("release", lambda: ctx.check(["sh", "-c", processes[apps.ONE_OFF]], release, cmd_env))
+    running = apps.services(processes)
+    if running:
+        ctx.step("systemd", lambda: apps.Systemd.here().ensure_available())
+    elif ctx.settings.get("healthcheck"):
         ctx.step("healthcheck", lambda: ctx.check(["sh", "-c", ctx.settings["healthcheck"]], release, cmd_env))
     ctx.step("switch", lambda: finish(layout, name, ctx))
+    if running or apps.installed_processes(layout):
+        ctx.step("restart", lambda: apps.activate(layout, ctx.settings, name))
+    if running and ctx.settings.get("healthcheck"):
+        ctx.step("healthcheck", lambda: running_healthcheck(ctx, release))
     ctx.step("prune", lambda: prune_quietly(layout, int(ctx.settings["keep_releases"])))
+
+
+def read_processes(ctx: Deploy, release: Path) -> dict:
+    """The release's processes (Procfile or deploy.processes); a bad Procfile fails its own step."""
+    found: dict = {}
+
+    def read() -> str | None:
+        found.update(apps.release_processes(release, ctx.settings))
+        return "processes: " + ", ".join(sorted(found)) if found else None
+
+    if (release / "Procfile").is_file() or ctx.settings.get("processes"):
+        ctx.step("processes", read)
+    return found
+
+
+def running_healthcheck(ctx: Deploy, release: Path) -> str:
+    """Ask the restarted processes: the HTTP path on web_port, or the command, until it passes."""
+    check = ctx.settings["healthcheck"]
+    env = command_env(ctx, release, apps.WEB)
+
+    def run_command() -> bool:
+        proc = subprocess.run(["sh", "-c", check], cwd=str(release), env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        ctx.tail.clear()
+        ctx.tail.extend(proc.stdout.decode(errors="replace").splitlines())
+        return proc.returncode == 0
+
+    apps.healthcheck(check, ctx.settings, run_command)
+    return "healthcheck passed: " + check
+
+
+def revert(ctx: Deploy, name: str) -> str | None:
+    """After a failure past the switch: `current` back to the previous release, its processes restarted."""
+    layout, previous = ctx.layout, ctx.previous
+    try:
+        if previous and layout.release(previous).is_dir():
+            switch_current(layout, previous)
+            apps.activate(layout, ctx.settings, previous)
+            return previous
+        layout.current.unlink()
+        apps.install_units(layout, ctx.settings, {}, apps.Systemd.here())
+    except (OSError, apps.AppError) as e:
+        emit("bridge: could not switch back: %s" % e)
+    return None
 
 
 def prune_quietly(layout: Layout, keep: int) -> str:
@@ -620,6 +680,7 @@ def finish(layout: Layout, name: str, ctx: Deploy) -> str:
     layout.meta.mkdir(parents=True, exist_ok=True)
     write_json_atomic(layout.meta_file(name), {"sha": ctx.sha, "ref": ctx.ref, "time": ctx.start})
     switch_current(layout, name)
+    ctx.switched = True
     return "current -> releases/" + name
 
 
@@ -629,7 +690,12 @@ def report_failure(summary: dict, ctx: Deploy) -> None:
         emit("bridge: last lines of %r:" % summary["failed_step"])
         for line in ctx.steps[-1]["output"]:
             emit("    " + line)
-    emit("bridge: `current` is unchanged")
+    if "reverted_to" not in summary:
+        emit("bridge: `current` is unchanged")
+    elif summary["reverted_to"]:
+        emit("bridge: `current` is back on releases/%s and its processes were restarted" % summary["reverted_to"])
+    else:
+        emit("bridge: the first release failed: `current` and the processes were removed")
 
 
 def append_log(layout: Layout, entry: dict) -> None:
@@ -743,10 +809,21 @@ def rollback(layout: Layout, target: str | None) -> int:
         else:
             switch_current(layout, target)
             entry.update(result="ok", sha=(read_meta(layout, target) or {}).get("sha"))
+            restart_after_rollback(layout, target, entry)
         entry["duration"] = round((utc_now() - start).total_seconds(), 3)
         append_log(layout, entry)
         marker("done", entry)
     return 0 if entry["result"] == "ok" else 1
+
+
+def restart_after_rollback(layout: Layout, target: str, entry: dict) -> None:
+    """The processes follow `current` back; a failure to restart them is the rollback's error."""
+    try:
+        note = apps.activate(layout, load_settings(layout), target)
+        if note:
+            emit("bridge: " + note)
+    except (StepFailed, apps.AppError) as e:
+        entry.update(result="failed", error="current -> %s, but the processes did not restart: %s" % (target, e))
 
 
 # ---------------------------------------------------------------- main

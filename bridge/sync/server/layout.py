@@ -70,6 +70,26 @@ class Layout:
     def hook(self) -> Path:
         return self.state / "hook.py"
 
+    @property
+    def apps(self) -> Path:
+        """The processes program (apps.py): units' ExecStart and the client's ps/logs/config."""
+        return self.state / "apps.py"
+
+    @property
+    def config_env(self) -> Path:
+        """The app's config (0600), outside every release."""
+        return self.state / "config.env"
+
+    @property
+    def units_file(self) -> Path:
+        """The processes whose systemd units this root installed."""
+        return self.state / "units.json"
+
+    @property
+    def shared(self) -> Path:
+        """deploy.shared dirs and files, linked into every release, never pruned."""
+        return self.root / "shared"
+
     def release(self, name: str) -> Path:
         return self.releases / name
 
