@@ -23,6 +23,7 @@ COMMANDS = {
     "exec": ("exec", "shell"),
     "tunnel": ("tunnel",),
     "security": ("keys", "guard", "audit", "replay"),
+    "apps": ("ps", "logs", "restart", "stop", "start", "config"),
 }
 COMMAND_MODULES = tuple(COMMANDS)
 

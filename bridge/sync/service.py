@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TypeVar
 
 from bridge import targets
+from bridge.targets import fan_out
 from bridge.config import Config, Remote
 from bridge.errors import BridgeError, UsageError
 from bridge.sync import gitlocal, wip
@@ -20,8 +20,6 @@ from bridge.sync.report import Emit
 from bridge.sync.status import RemoteStatus
 from bridge.sync.status import status as status_one
 from bridge.sync.target import Target
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -131,16 +129,6 @@ def push(config: Config, job: PushJob, emit: Emit) -> list[PushResult]:
         return result
 
     return fan_out(config, job.remotes, one)
-
-
-def fan_out(config: Config, remotes: list[Remote], work: Callable[[Remote], T]) -> list[T]:
-    """Run `work` for each remote, in threads when there are several; results in the remotes' order."""
-    if len(remotes) == 1:
-        return [work(remotes[0])]
-    from concurrent.futures import ThreadPoolExecutor  # here: one host (the common push) needs no pool
-
-    with ThreadPoolExecutor(max_workers=max(1, min(config.exec.forks, len(remotes)))) as pool:
-        return list(pool.map(work, remotes))
 
 
 def prepare_remotes(config: Config) -> list[tuple[str, str | None]]:
