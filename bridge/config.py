@@ -45,6 +45,7 @@ class DeployConfig:
     branch: str | None = None
     processes: dict[str, str] = field(default_factory=dict)  # overrides the workspace's Procfile
     web_port: int = 8000
+    shared: tuple[str, ...] = ()  # paths kept under <root>/shared/ and linked into every release
 
 
 @dataclass(frozen=True)

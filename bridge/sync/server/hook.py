@@ -46,7 +46,8 @@ DEPLOYABLE_PREFIXES = ("refs/heads/", "refs/bridge/wip/")
 TRASH = "trash"  # under .bridge/: what prune removes goes here in one rename, then `rm -rf` in the background
 # What a deploy.json without a key means; config.DeployConfig is the schema (a test keeps the two equal).
 DEFAULT_SETTINGS = {"install": "auto", "commands": [], "healthcheck": None, "healthcheck_timeout": 30,
-                    "keep_releases": 5, "branch": None, "processes": {}, "web_port": 8000, "workspace": ""}
+                    "keep_releases": 5, "branch": None, "processes": {}, "web_port": 8000, "shared": [],
+                    "workspace": ""}
 
 
 class StepFailed(Exception):
@@ -585,6 +586,8 @@ def deploy_steps(ctx: Deploy, name: str, summary: dict) -> None:
         return note
 
     ctx.step("checkout", checkout)
+    if ctx.settings.get("shared"):
+        ctx.step("shared", lambda: link_shared(layout, release, ctx.settings["shared"]))
     processes = read_processes(ctx, release)
     dependency_steps(ctx, release, env)
     summary["deps"] = env.status()
@@ -604,6 +607,38 @@ def deploy_steps(ctx: Deploy, name: str, summary: dict) -> None:
     if running and ctx.settings.get("healthcheck"):
         ctx.step("healthcheck", lambda: running_healthcheck(ctx, release))
     ctx.step("prune", lambda: prune_quietly(layout, int(ctx.settings["keep_releases"])))
+
+
+def link_shared(layout: Layout, release: Path, entries: list) -> str:
+    """Link each deploy.shared path of the release to <root>/shared/PATH, which outlives every release.
+
+    The first deploy seeds shared/ with the release's own copy if it has one; after that the
+    release's copy is dropped for the link. An entry that exists nowhere yet is made: an empty file
+    when its last part has a dot and no trailing `/` (`.env`, `db.sqlite3`), else a directory.
+    """
+    for entry in entries:
+        relative = shared_path(entry)
+        inside, kept = release / relative, layout.shared / relative
+        if not (kept.exists() or kept.is_symlink()):
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            if inside.exists() and not inside.is_symlink():
+                os.rename(str(inside), str(kept))
+            elif "." in os.path.basename(relative) and not entry.endswith("/"):
+                kept.touch()
+            else:
+                kept.mkdir()
+        remove_tree(inside)
+        inside.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(str(kept), str(inside))
+    return "linked from shared/: " + ", ".join(entries)
+
+
+def shared_path(entry: str) -> str:
+    """A deploy.shared entry as a clean relative path; StepFailed for one that leaves the release."""
+    relative = os.path.normpath(entry.strip("/")) if entry.strip("/") else ""
+    if not relative or relative == "." or entry.startswith("/") or relative.split(os.sep)[0] == "..":
+        raise StepFailed("deploy.shared entry %r: name a path inside the workspace, like instance or .env" % entry)
+    return relative
 
 
 def read_processes(ctx: Deploy, release: Path) -> dict:
