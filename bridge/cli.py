@@ -19,7 +19,7 @@ from bridge.errors import BridgeError, ExitCode
 # Typer turns every registered function into a click command up front (~4 ms each).
 COMMANDS = {
     "core": ("init", "remote", "test"),
-    "sync": ("push", "pull", "status", "rollback"),
+    "sync": ("push", "pull", "status", "rollback", "deploy"),
     "exec": ("exec", "shell"),
     "tunnel": ("tunnel",),
     "security": ("keys", "guard", "audit", "replay"),

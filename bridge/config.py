@@ -46,6 +46,8 @@ class DeployConfig:
     processes: dict[str, str] = field(default_factory=dict)  # overrides the workspace's Procfile
     web_port: int = 8000
     shared: tuple[str, ...] = ()  # paths kept under <root>/shared/ and linked into every release
+    timeout: float = 1800  # seconds for the whole deploy, 0 = none
+    step_timeout: float = 600  # seconds for one step (an install, a command), 0 = none
 
 
 @dataclass(frozen=True)

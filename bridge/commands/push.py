@@ -12,15 +12,21 @@ from typing import Any
 from bridge import ui
 
 
-def push(spec: str | None, *, wip: bool = False, deploy: bool = True, force: bool = False) -> int:
+def push(spec: str | None, *, wip: bool = False, deploy: bool = True, force: bool = False,
+         redeploy: bool = False) -> int:
     """Push the current branch (or a --wip snapshot) to `spec`'s targets; the fleet exit code (DESIGN §4)."""
     from bridge import config as cfg
     from bridge.sync import service
 
     config = cfg.load(required=True)
-    with service.plan_push(config, spec, wip_=wip, deploy=deploy, force=force) as job:
+    with service.plan_push(config, spec, wip_=wip, deploy=deploy, force=force, redeploy=redeploy) as job:
         _render_plan(job)
-        results = service.push(config, job, PushRenderer(multi=len(job.remotes) > 1).emit)
+        renderer = PushRenderer(multi=len(job.remotes) > 1)
+        try:
+            results = service.push(config, job, renderer.emit)
+        except KeyboardInterrupt:
+            renderer.interrupted([r.name for r in job.remotes], job.plan.sha)
+            raise
     if len(results) > 1:
         _render_push_table(results)
     return _fleet_code([r.exit_code for r in results])
@@ -46,6 +52,22 @@ class PushRenderer:
     def __init__(self, multi: bool) -> None:
         self.multi = multi
         self.lock = threading.Lock()
+        self.deploying: set[str] = set()  # hosts whose hook reported a step and no verdict yet
+        self.finished: set[str] = set()
+
+    def interrupted(self, hosts: list[str], sha: str) -> None:
+        """Ctrl-C: say, host by host, whether the server goes on (the hook ignores the client's going
+        away and finishes the deploy) and how to follow or stop it."""
+        for host in hosts:
+            if host in self.finished:
+                continue
+            if host in self.deploying:
+                ui.say(f"{host}: interrupted here, but the server goes on deploying {sha[:12]}: "
+                       f"`bridge status {host}` shows how it ends; `bridge deploy cancel {host}` stops it "
+                       "(`current` stays)", err=True)
+            else:
+                ui.say(f"{host}: interrupted before the server reported a deploy; if the push reached it, "
+                       f"it deploys {sha[:12]}: `bridge status {host}` tells", err=True)
 
     def emit(self, event: Any) -> None:
         from bridge.sync.report import Line, Step
@@ -63,10 +85,12 @@ class PushRenderer:
         return f"[{host}]" if self.multi else ""
 
     def _step(self, step: Any) -> None:
+        self.deploying.add(step.host)
         if step.event == "end":
             ui.say(f"{self._prefix(step.host)}  {ui.mark(step.ok):4} {step.name} {step.duration or 0:.2f}s")
 
     def _done(self, result: Any) -> None:
+        self.finished.add(result.host)
         prefix = self._prefix(result.host) or result.host + ":"
         for line in _overwritten_lines(result):
             ui.say(f"{prefix} {line}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 # Commands that change or run something; reads, and the server-side guard (which audits itself), are not.
 AUDITED = {"init", "remote", "push", "pull", "rollback", "exec", "shell", "tunnel", "keys",
-           "restart", "stop", "start", "config"}
+           "restart", "stop", "start", "config", "deploy"}
 READ_ONLY_SUBCOMMANDS = {"list", "status", "show"}
 POLICY_REFUSED = 126
 

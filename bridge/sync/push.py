@@ -44,6 +44,7 @@ class PushPlan:
     wip: bool = False
     deploy: bool = True
     force: bool = False
+    redeploy: bool = False  # deploy even when the server's `current` already holds this commit
 
 
 @dataclass
@@ -144,9 +145,11 @@ def _place_line(text: str, reader: MarkerReader, result: PushResult, plan: PushP
 
 
 def _deploy_again(target: Target, plan: PushPlan, emit: Emit) -> DeployReport:
-    """The ref already pointed at this commit (no hook ran): deploy it explicitly."""
+    """The ref already pointed at this commit (no hook ran): deploy it explicitly, unless `current` holds it
+    already (the hook then says so and makes no duplicate release) and --redeploy was not given."""
     reader = MarkerReader(target.host, emit)
-    target.stream(target.hook("--deploy", plan.sha, "--ref", plan.ref), reader.feed)
+    unless_current = [] if plan.redeploy else ["--if-changed"]
+    target.stream(target.hook("--deploy", plan.sha, "--ref", plan.ref, *unless_current), reader.feed)
     return reader.report
 
 
@@ -160,11 +163,13 @@ def _judge(result: PushResult, plan: PushPlan) -> PushResult:
         result.error = "pushed, but the server reported no deploy"
         result.hint = "check deploy.branch in bridge.yaml; `bridge status` shows the last deploy"
     elif result.report.ok:
-        result.status = "deployed"
+        result.status = "up-to-date" if done.get("unchanged") else "deployed"
     else:
         result.status, result.exit_code = "failed", 1
         result.error = f"deploy failed at step {done.get('failed_step')!r}: {done.get('error', '')}"
-        result.hint = "`current` is unchanged; fix it and push again"
+        back = done.get("reverted_to")
+        result.hint = (f"`current` is back on releases/{back}, its processes restarted" if back
+                       else "`current` is unchanged") + "; fix it and push again"
     return result
 
 

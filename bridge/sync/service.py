@@ -56,7 +56,7 @@ def workspace_root(config: Config) -> Path:
 
 
 def plan_push(config: Config, spec: str | None, *, wip_: bool = False, deploy: bool = True,
-              force: bool = False) -> PushJob:
+              force: bool = False, redeploy: bool = False) -> PushJob:
     """Decide the commit and ref to ship; with `wip_` snapshot the work tree first (nothing local moves).
 
     The servers' connections open meanwhile, in the background (Target.start).
@@ -65,7 +65,7 @@ def plan_push(config: Config, spec: str | None, *, wip_: bool = False, deploy: b
     remotes = targets.resolve(config, spec)
     started = start_targets(config, remotes)
     try:
-        job = _plan_push(root, remotes, wip_, deploy, force)
+        job = _plan_push(root, remotes, wip_, deploy, force, redeploy)
     except BaseException:
         close_all(started)
         raise
@@ -73,7 +73,8 @@ def plan_push(config: Config, spec: str | None, *, wip_: bool = False, deploy: b
     return job
 
 
-def _plan_push(root: Path, remotes: list[Remote], wip_: bool, deploy: bool, force: bool) -> PushJob:
+def _plan_push(root: Path, remotes: list[Remote], wip_: bool, deploy: bool, force: bool,
+               redeploy: bool) -> PushJob:
     changes = gitlocal.changes(root)
     if wip_:
         branch = _branch_or_default(root)
@@ -81,7 +82,7 @@ def _plan_push(root: Path, remotes: list[Remote], wip_: bool, deploy: bool, forc
     else:
         branch = gitlocal.current_branch(root)
         sha, ref = gitlocal.out(root, "rev-parse", "HEAD"), f"refs/heads/{branch}"
-    plan = PushPlan(root, branch, sha, ref, wip=wip_, deploy=deploy, force=force)
+    plan = PushPlan(root, branch, sha, ref, wip=wip_, deploy=deploy, force=force, redeploy=redeploy)
     job = PushJob(plan, remotes, [] if wip_ else changes)
     if wip_:
         job.skipped = [r.name for r in remotes if r.kind == "git"]

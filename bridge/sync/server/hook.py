@@ -47,20 +47,31 @@ TRASH = "trash"  # under .bridge/: what prune removes goes here in one rename, t
 # What a deploy.json without a key means; config.DeployConfig is the schema (a test keeps the two equal).
 DEFAULT_SETTINGS = {"install": "auto", "commands": [], "healthcheck": None, "healthcheck_timeout": 30,
                     "keep_releases": 5, "branch": None, "processes": {}, "web_port": 8000, "shared": [],
-                    "workspace": ""}
+                    "timeout": 1800, "step_timeout": 600, "workspace": ""}
 
 
 class StepFailed(Exception):
     """A deploy step failed; the message says why in one line."""
 
 
+class Cancelled(StepFailed):
+    """`bridge deploy cancel` (SIGTERM) stopped the deploy."""
+
+
 # ---------------------------------------------------------------- output
 
 
 def emit(line: str) -> None:
-    """Print one line now: git relays hook output live only if we flush each line."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    """Print one line now: git relays hook output live only if we flush each line.
+
+    A client that went away (Ctrl-C, a dropped connection) breaks the pipe: the deploy goes on to
+    its verdict in deploys.jsonl, as the client told its user, with output to /dev/null.
+    """
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        sys.stdout = open(os.devnull, "w")
 
 
 def marker(kind: str, payload: dict) -> None:
@@ -106,16 +117,75 @@ def detach(argv: list) -> None:
                      stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def stream(argv: list, cwd: Path, env: dict, tail: collections.deque) -> int:
-    """Run argv, echo its merged output line by line as it comes, keep the last lines in `tail`."""
-    proc = subprocess.Popen(argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdout is not None
-    for raw in iter(proc.stdout.readline, b""):
-        line = raw.decode(errors="replace").rstrip("\n")
+def stream(argv: list, cwd: Path, env: dict, tail: collections.deque, timeout: float | None = None) -> int:
+    """Run argv in its own session; echo its merged output line by line, keep the last lines in `tail`.
+
+    Its output goes to a file the hook owns, not a pipe, and the step ends when argv exits: a
+    background child it leaves (`nohup worker &`) holds that file, never the push. At `timeout`
+    seconds, or on cancel, the whole session is killed; raises StepFailed for the timeout.
+    """
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="step-", suffix=".log")
+    try:
+        with open(path, "rb") as reader:
+            os.unlink(path)
+            proc = subprocess.Popen(argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=fd,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            os.close(fd)
+            fd = -1
+            return follow_output(proc, reader, tail, timeout)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def follow_output(proc: subprocess.Popen, reader: IO, tail: collections.deque, timeout: float | None) -> int:
+    """Echo what proc writes until it exits; kill its session at the timeout or on any exception."""
+    deadline = time.monotonic() + timeout if timeout else None
+    partial = b""
+    try:
+        while True:
+            try:
+                code = proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                code = None
+            partial = echo_lines(partial + reader.read(), tail, final=code is not None)
+            if code is not None:
+                return code
+            if deadline is not None and time.monotonic() > deadline:
+                raise StepFailed("timed out after %gs (deploy.step_timeout / deploy.timeout)" % timeout)
+    except BaseException:
+        kill_session(proc)
+        raise
+
+
+def echo_lines(data: bytes, tail: collections.deque, final: bool) -> bytes:
+    """Emit each whole line of data (all of it when final); return the unfinished rest."""
+    *lines, rest = data.split(b"\n")
+    if final and rest:
+        lines, rest = lines + [rest], b""
+    for raw in lines:
+        line = raw.decode(errors="replace").rstrip("\r")
         tail.append(line)
         emit(line)
-    return proc.wait()
+    return rest
+
+
+def kill_session(proc: subprocess.Popen) -> None:
+    """TERM the process's session, KILL it after 5 s: a timed-out or cancelled step leaves nothing running."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except OSError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 # ---------------------------------------------------------------- settings and locking
@@ -148,6 +218,9 @@ class Lock:
         except BlockingIOError:
             emit("bridge: another deploy is running on this server; waiting for it to finish")
             fcntl.flock(self.fh, fcntl.LOCK_EX)
+        self.fh.truncate(0)  # the holder's pid, for `--cancel`; the lock itself dies with this process
+        self.fh.write(str(os.getpid()))
+        self.fh.flush()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -462,14 +535,25 @@ class Deploy:
         self.settings: dict = {}
         self.previous = layout.current_release()  # where a failure after the switch goes back to
         self.switched = False
+        self.cancellable = False
+        self.began = self.step_began = time.monotonic()
         self.steps: list = []
         self.tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
+
+    def time_left(self) -> float | None:
+        """Seconds this step may still run: the nearer of deploy.step_timeout and deploy.timeout (0: none)."""
+        now, limits = time.monotonic(), []
+        if self.settings.get("timeout"):
+            limits.append(self.began + float(self.settings["timeout"]) - now)
+        if self.settings.get("step_timeout"):
+            limits.append(self.step_began + float(self.settings["step_timeout"]) - now)
+        return max(0.01, min(limits)) if limits else None
 
     def step(self, name: str, action: Callable[[], str | None]) -> None:
         """Run one step with markers around it; a failure is recorded and re-raised as StepFailed."""
         marker("step", {"step": name, "event": "start"})
         self.tail.clear()
-        start = time.monotonic()
+        start = self.step_began = time.monotonic()
         ok, error = False, None
         try:
             note = action()
@@ -491,8 +575,8 @@ class Deploy:
             raise StepFailed(error)
 
     def check(self, argv: list, cwd: Path, env: dict | None = None) -> None:
-        """Run a program streaming its output; a non-zero exit fails the step."""
-        code = stream(argv, cwd, env or clean_env(), self.tail)
+        """Run a program streaming its output; a non-zero exit (or running out of time) fails the step."""
+        code = stream(argv, cwd, env or clean_env(), self.tail, self.time_left())
         if code != 0:
             label = argv[-1] if argv[:2] == ["sh", "-c"] else " ".join(argv[:4])
             raise StepFailed("%s exited with %d" % (label, code))
@@ -537,8 +621,12 @@ def run_deploy(layout: Layout, sha: str, ref: str) -> int:
         try:
             ctx.settings = load_settings(layout)
             clear_unfinished(layout)
+            cancel_on_term(ctx)
+            ctx.cancellable = True
             deploy_steps(ctx, name, summary)
+            ctx.cancellable = False
         except StepFailed as e:
+            ctx.cancellable = False
             summary.update(result="failed", failed_step=ctx.steps[-1]["name"] if ctx.steps else "settings",
                            error=str(e) + disk_full_note(layout, str(e)))
             if ctx.switched:
@@ -549,6 +637,18 @@ def run_deploy(layout: Layout, sha: str, ref: str) -> int:
         append_log(layout, summary)
         marker("done", summary)
     return 0 if summary["result"] == "ok" else 1
+
+
+def cancel_on_term(ctx: Deploy) -> None:
+    """SIGTERM (`bridge deploy cancel`) fails the running step, once; the clean-up after it is not cut short."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        if ctx.cancellable:
+            ctx.cancellable = False
+            raise Cancelled("cancelled by `bridge deploy cancel`")
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def discard(layout: Layout, name: str) -> None:
@@ -830,13 +930,66 @@ def status(layout: Layout) -> dict:
             "last": last_log_entry(layout)}
 
 
+def previous_commit(layout: Layout, older: list, current: str) -> str | None:
+    """The newest of `older` that holds another commit than `current` (a redeploy is no way back)."""
+    sha = (read_meta(layout, current) or {}).get("sha")
+    for name in reversed(older):
+        if (read_meta(layout, name) or {}).get("sha") != sha:
+            return name
+    return None
+
+
+def cancel(layout: Layout) -> int:
+    """Stop the running deploy (SIGTERM to the lock's holder) and wait for it to end; `current` stays."""
+    import signal
+
+    pid = running_deploy(layout)
+    if pid is None:
+        marker("done", {"action": "cancel", "result": "ok", "cancelled": None, "current": layout.current_release()})
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and pid_exists(pid):
+        time.sleep(0.1)
+    gone = not pid_exists(pid)
+    marker("done", {"action": "cancel", "result": "ok" if gone else "failed", "cancelled": pid,
+                    "current": layout.current_release(),
+                    **({} if gone else {"error": "deploy process %d still runs 60 s after SIGTERM" % pid})})
+    return 0 if gone else 1
+
+
+def running_deploy(layout: Layout) -> int | None:
+    """The pid holding the deploy lock, or None when no deploy runs (the lock can be taken)."""
+    try:
+        fh = open(layout.lock, "r")
+    except FileNotFoundError:
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            text = fh.read().strip()
+    return int(text) if text.isdigit() else None
+
+
+def pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
 def rollback(layout: Layout, target: str | None) -> int:
     """Switch `current` to `target` or the release before it, under the deploy lock."""
     with Lock(layout):
         current = layout.current_release()
         names = complete_releases(layout)
-        if target is None and current in names and names.index(current) > 0:
-            target = names[names.index(current) - 1]
+        if target is None and current in names:
+            target = previous_commit(layout, names[:names.index(current)], current)
         start = utc_now()
         entry = {"action": "rollback", "from": current, "release": target, "start": start.isoformat()}
         if target is None or target not in names:
@@ -873,7 +1026,10 @@ def parse_args(argv: list) -> argparse.Namespace:
     mode.add_argument("--rollback", nargs="?", const="", metavar="RELEASE", help="switch current back")
     mode.add_argument("--list", action="store_true", help="JSON list of releases")
     mode.add_argument("--status", action="store_true", help="JSON: current release and last deploy")
+    mode.add_argument("--cancel", action="store_true", help="stop the running deploy; current stays")
     parser.add_argument("--ref", default="", help="with --deploy: the ref to record")
+    parser.add_argument("--if-changed", action="store_true",
+                        help="with --deploy: do nothing when the commit is the one `current` holds")
     return parser.parse_args(argv)
 
 
@@ -881,6 +1037,8 @@ def main(argv: list | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     root = Path(args.root) if args.root else Path(__file__).resolve().parent.parent
     layout = Layout(root.absolute())
+    if not (args.list or args.status or args.cancel):
+        ignore_interrupt()
     if args.list:
         print(json.dumps(list_releases(layout)))
         return 0
@@ -889,17 +1047,33 @@ def main(argv: list | None = None) -> int:
         return 0
     if args.rollback is not None:
         return rollback(layout, args.rollback or None)
+    if args.cancel:
+        return cancel(layout)
     if args.deploy:
-        return deploy_rev(layout, args.deploy, args.ref)
+        return deploy_rev(layout, args.deploy, args.ref, args.if_changed)
     return post_receive(layout, sys.stdin)
 
 
-def deploy_rev(layout: Layout, rev: str, ref: str) -> int:
+def ignore_interrupt() -> None:
+    """A deploy never half-stops on the client's Ctrl-C (a local:// hook shares its process group);
+    it ends by its own verdict, a timeout, or `bridge deploy cancel`."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def deploy_rev(layout: Layout, rev: str, ref: str, if_changed: bool = False) -> int:
     try:
         sha = git(layout, "rev-parse", "--verify", "--quiet", rev + "^{commit}").decode().strip()
     except StepFailed:
         emit("bridge: %r is not a commit in %s" % (rev, layout.repo))
         return 1
+    current = layout.current_release()
+    if if_changed and current and (read_meta(layout, current) or {}).get("sha") == sha:
+        emit("bridge: %s is already deployed (releases/%s); `bridge push --redeploy` deploys it again"
+             % (sha[:12], current))
+        marker("done", {"action": "deploy", "result": "ok", "unchanged": True, "sha": sha, "release": current})
+        return 0
     return run_deploy(layout, sha, ref)
 
 
