@@ -34,6 +34,14 @@ class Remote:
 
 
 @dataclass(frozen=True)
+class PythonDeps:
+    """How a deploy installs Python dependencies (`deploy.python`)."""
+
+    extras: tuple[str, ...] = ()  # optional-dependency groups to install too
+    install: str | None = None  # a command that replaces bridge's own install, run in the venv
+
+
+@dataclass(frozen=True)
 class DeployConfig:
     """What the server does with each push (DESIGN §5); the one schema of the hook's deploy.json."""
 
@@ -48,6 +56,7 @@ class DeployConfig:
     shared: tuple[str, ...] = ()  # paths kept under <root>/shared/ and linked into every release
     timeout: float = 1800  # seconds for the whole deploy, 0 = none
     step_timeout: float = 600  # seconds for one step (an install, a command), 0 = none
+    python: PythonDeps = field(default_factory=PythonDeps)
 
 
 @dataclass(frozen=True)

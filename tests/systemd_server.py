@@ -17,17 +17,29 @@ from pathlib import Path
 from tests.sshd import keygen
 
 REPO = Path(__file__).resolve().parent.parent
-IMAGE = "bridge-systemd:bookworm"
+BASE_IMAGE = "bridge-systemd:bookworm"
+IMAGE = "bridge-systemd-node:bookworm"
 PACKAGES = ("systemd,systemd-sysv,dbus,dbus-user-session,libpam-systemd,openssh-server,git,python3,python3-venv,"
             "procps,ca-certificates,curl,sudo")
+LAYERED = ("nodejs", "npm")  # npm fails to configure inside debootstrap: apt installs them in a container
 APP_USER = "app"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
-def build_image(tag: str = IMAGE, packages: str = PACKAGES) -> str:
-    """Build (once per tag) the systemd+sshd image; returns its tag."""
-    subprocess.run(["sh", str(REPO / "scripts" / "build-image.sh"), tag, packages], check=True,
+def build_image(tag: str = IMAGE) -> str:
+    """Build (once per tag) the systemd+sshd image with node and npm; returns its tag."""
+    subprocess.run(["sh", str(REPO / "scripts" / "build-image.sh"), BASE_IMAGE, PACKAGES], check=True,
                    stdout=subprocess.DEVNULL)
+    if docker("image", "inspect", tag, check=False).returncode == 0:
+        return tag
+    cid = docker("run", "-d", BASE_IMAGE, "sleep", "900").stdout.decode().strip()
+    try:
+        docker("exec", "-e", "DEBIAN_FRONTEND=noninteractive", cid, "sh", "-c",
+               'apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@" && rm -rf /var/lib/apt/lists/*',
+               "sh", *LAYERED)
+        docker("commit", cid, tag)
+    finally:
+        docker("rm", "-f", cid, check=False)
     return tag
 
 

@@ -26,9 +26,9 @@ if TYPE_CHECKING:
     from typing import Callable
 
 try:  # installed on the server: layout.py sits beside this file
-    from layout import Layout
+    from layout import Layout, ServerError
 except ImportError:  # imported from the bridge package
-    from .layout import Layout
+    from .layout import Layout, ServerError
 
 PROCESS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 CONFIG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -38,7 +38,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 START_WAIT = 30.0  # seconds for a user's service manager to come up after enable-linger
 
 
-class AppError(Exception):
+class AppError(ServerError):
     """An app operation cannot go on; the message says why and what to do, in one line."""
 
 

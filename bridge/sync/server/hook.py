@@ -32,12 +32,13 @@ TYPE_CHECKING = False  # every push starts this program: typing, hashlib and shu
 if TYPE_CHECKING:
     from typing import IO, Callable, Iterator
 
-try:  # installed on the server: layout.py and apps.py sit beside this file
+try:  # installed on the server: layout.py, apps.py and deps.py sit beside this file
     import apps
-    from layout import RELEASE_TMP_PREFIX, Layout, release_name
+    import deps
+    from layout import RELEASE_TMP_PREFIX, Layout, ServerError, release_name, remove_tree
 except ImportError:  # imported from the bridge package
-    from . import apps
-    from .layout import RELEASE_TMP_PREFIX, Layout, release_name
+    from . import apps, deps
+    from .layout import RELEASE_TMP_PREFIX, Layout, ServerError, release_name, remove_tree
 
 ZERO_SHA = "0" * 40
 TAIL_LINES = 20
@@ -47,10 +48,11 @@ TRASH = "trash"  # under .bridge/: what prune removes goes here in one rename, t
 # What a deploy.json without a key means; config.DeployConfig is the schema (a test keeps the two equal).
 DEFAULT_SETTINGS = {"install": "auto", "commands": [], "healthcheck": None, "healthcheck_timeout": 30,
                     "keep_releases": 5, "branch": None, "processes": {}, "web_port": 8000, "shared": [],
-                    "timeout": 1800, "step_timeout": 600, "workspace": ""}
+                    "timeout": 1800, "step_timeout": 600, "python": {"extras": [], "install": None},
+                    "workspace": ""}
 
 
-class StepFailed(Exception):
+class StepFailed(ServerError):
     """A deploy step failed; the message says why in one line."""
 
 
@@ -265,15 +267,6 @@ def switch_current(layout: Layout, name: str) -> None:
     os.replace(tmp, layout.current)
 
 
-def remove_tree(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        import shutil
-
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def discard_later(layout: Layout, path: Path) -> None:
     """Move a tree into the trash in one rename (remove it now if it cannot move); empty_trash deletes it."""
     trash = layout.state / TRASH
@@ -432,98 +425,6 @@ def build_tree(layout: Layout, sha: str, dest: Path) -> str:
 # ---------------------------------------------------------------- dependencies
 
 
-class Env:
-    """Which dependency environments a deploy built and which it reused."""
-
-    def __init__(self) -> None:
-        self.installed: list = []
-        self.reused: list = []
-
-    def status(self) -> str:
-        if self.installed:
-            return "installed"
-        return "reused" if self.reused else "none"
-
-
-def env_key(kind: str, *parts: bytes) -> str:
-    """`<kind>-<hash>` of the manifest: same manifest, same environment, nothing to install."""
-    import hashlib
-
-    digest = hashlib.sha256(kind.encode())
-    for part in parts:
-        digest.update(hashlib.sha256(part).digest())
-    return "%s-%s" % (kind, digest.hexdigest()[:16])
-
-
-def python_requirements(release: Path) -> tuple:
-    """(manifest bytes, pip args) from requirements.txt, else from pyproject.toml's dependencies."""
-    req = release / "requirements.txt"
-    if req.is_file():
-        return req.read_bytes(), ["-r", str(req)]
-    deps = pyproject_dependencies(release / "pyproject.toml")
-    return json.dumps(deps).encode(), deps
-
-
-def pyproject_dependencies(path: Path) -> list:
-    """[project].dependencies; the project itself is not installed (its code lives in the release)."""
-    try:
-        import tomllib
-    except ImportError:
-        raise StepFailed("pyproject.toml needs Python 3.11+ on the server to read; add a requirements.txt")
-    with open(path, "rb") as fh:
-        return list(tomllib.load(fh).get("project", {}).get("dependencies", []))
-
-
-def ensure_env(env_dir: Path, build: Callable[[Path], None]) -> bool:
-    """Build env_dir once; True if it was built now. A dir without `.ready` is a failed build, redone."""
-    if (env_dir / ".ready").is_file():
-        return False
-    remove_tree(env_dir)
-    env_dir.mkdir(parents=True)
-    try:
-        build(env_dir)
-    except BaseException:
-        remove_tree(env_dir)
-        raise
-    (env_dir / ".ready").write_text(str(time.time()))
-    return True
-
-
-def install_python(ctx: "Deploy", release: Path, env: Env) -> None:
-    manifest, pip_args = python_requirements(release)
-    key = env_key("py", manifest, sys.version.encode())
-    env_dir = ctx.layout.envs / key
-
-    def build(path: Path) -> None:
-        ctx.check([sys.executable, "-m", "venv", str(path)], release)
-        if pip_args:
-            ctx.check([str(path / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-                       "--no-input", *pip_args], release)
-
-    (env.installed if ensure_env(env_dir, build) else env.reused).append(key)
-    os.symlink(str(env_dir), release / ".venv")
-
-
-def install_node(ctx: "Deploy", release: Path, env: Env) -> None:
-    import shutil
-
-    lock = release / "package-lock.json"
-    if not lock.is_file() or shutil.which("npm") is None:
-        emit("bridge: package.json found but %s; skipping npm ci"
-             % ("npm is not installed" if lock.is_file() else "no package-lock.json"))
-        return
-    key = env_key("node", lock.read_bytes(), (release / "package.json").read_bytes())
-    env_dir = ctx.layout.envs / key
-
-    def build(path: Path) -> None:
-        shutil.copy2(release / "package.json", path / "package.json")
-        shutil.copy2(lock, path / "package-lock.json")
-        ctx.check(["npm", "ci", "--no-audit", "--no-fund"], path)
-
-    (env.installed if ensure_env(env_dir, build) else env.reused).append(key)
-    os.symlink(str(env_dir / "node_modules"), release / "node_modules")
-
-
 # ---------------------------------------------------------------- the deploy
 
 
@@ -560,7 +461,7 @@ class Deploy:
             if note:
                 emit("bridge: " + note)
             ok = True
-        except (StepFailed, apps.AppError) as e:
+        except ServerError as e:
             error = str(e)
         except OSError as e:
             error = describe_os_error(e)
@@ -573,6 +474,10 @@ class Deploy:
             marker("step", {"step": name, "event": "end", "ok": ok, "duration": record["duration"]})
         if error:
             raise StepFailed(error)
+
+    def say(self, text: str) -> None:
+        """A note of the running step, as the client shows it."""
+        emit("bridge: " + text)
 
     def check(self, argv: list, cwd: Path, env: dict | None = None) -> None:
         """Run a program streaming its output; a non-zero exit (or running out of time) fails the step."""
@@ -678,7 +583,7 @@ def deploy_steps(ctx: Deploy, name: str, summary: dict) -> None:
     """
     layout, sha = ctx.layout, ctx.sha
     release, tmp = layout.release(name), layout.release(RELEASE_TMP_PREFIX + name)
-    env = Env()
+    env = deps.Env()
 
     def checkout() -> str:
         note = build_tree(layout, sha, tmp)  # a sha that is no commit fails here, in git's words
@@ -793,15 +698,14 @@ def prune_quietly(layout: Layout, keep: int) -> str:
         return "could not prune old releases: " + describe_os_error(e)
 
 
-def dependency_steps(ctx: Deploy, release: Path, env: Env) -> None:
+def dependency_steps(ctx: Deploy, release: Path, env: deps.Env) -> None:
     mode = ctx.settings.get("install") or "auto"
     if mode not in ("auto", "none", "pip", "npm"):
         raise_in_step(ctx, "deps", "deploy.install is %r; use auto, none, pip or npm" % mode)
-    python_manifest = (release / "requirements.txt").is_file() or (release / "pyproject.toml").is_file()
-    if mode in ("auto", "pip") and python_manifest:
-        ctx.step("deps:python", lambda: install_python(ctx, release, env))
+    if mode in ("auto", "pip") and deps.has_python_manifest(release, ctx.settings):
+        ctx.step("deps:python", lambda: deps.install_python(ctx, release, env))
     if mode in ("auto", "npm") and (release / "package.json").is_file():
-        ctx.step("deps:node", lambda: install_node(ctx, release, env))
+        ctx.step("deps:node", lambda: deps.install_node(ctx, release, env))
 
 
 def raise_in_step(ctx: Deploy, name: str, message: str) -> None:

@@ -11,6 +11,20 @@ from pathlib import Path
 RELEASE_TMP_PREFIX = ".tmp-"
 
 
+class ServerError(Exception):
+    """A server-side step cannot go on (a deploy step, a process, a dependency); one line says why."""
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a file, a symlink (never what it points at) or a whole tree."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        import shutil
+
+        shutil.rmtree(str(path), ignore_errors=True)
+
+
 class Layout:
     """The paths under one deploy root, so client and server never disagree on a name.
 
