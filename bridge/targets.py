@@ -117,6 +117,11 @@ def _is_helper(config: Config, name: str) -> bool:
     return used_as_hop and not in_group
 
 
+def git_url(remote: Remote) -> str:
+    """The URL git itself is given for a `kind: git` remote: git has no local:// scheme, so its path."""
+    return remote.url[len("local://"):] if remote.url.startswith("local:///") else remote.url
+
+
 def fan_out(config: Config, remotes: list[Remote], work: Callable[[Remote], T]) -> list[T]:
     """Run `work` for each remote, in threads when there are several (`exec.forks` at most at once);
     results in the remotes' order. Push, status and the app commands share it."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bridge.config import Config, Remote
 from bridge.errors import BridgeError, GitError, RemoteError
+from bridge.targets import git_url
 from bridge.sync.report import DeployReport, Emit, Line, MarkerReader
 from bridge.sync.target import LineSplitter, Target
 
@@ -91,7 +92,7 @@ def push_git(remote: Remote, plan: PushPlan, emit: Emit) -> PushResult:
     """A plain git remote (kind: git): push the branch, no deploy; the user's own git/ssh setup applies."""
     result = PushResult(remote.name, "git", plan.sha)
     args = ["--force"] if plan.force else []
-    run = run_push(plan.root, remote.url, {}, args, f"{plan.sha}:refs/heads/{plan.branch}",
+    run = run_push(plan.root, git_url(remote), {}, args, f"{plan.sha}:refs/heads/{plan.branch}",
                    lambda text: emit(Line(remote.name, text)))
     flag, summary = run.refs.get(f"refs/heads/{plan.branch}", ("!", "no answer from git"))
     if run.code != 0 or flag == "!":

@@ -720,7 +720,20 @@ def finish(layout: Layout, name: str, ctx: Deploy) -> str:
     write_json_atomic(layout.meta_file(name), {"sha": ctx.sha, "ref": ctx.ref, "time": ctx.start})
     switch_current(layout, name)
     ctx.switched = True
+    follow_branch(layout, ctx.ref)
     return "current -> releases/" + name
+
+
+def follow_branch(layout: Layout, ref: str) -> None:
+    """Point repo.git's HEAD at the deployed branch, so a clone of it checks that branch out."""
+    if not ref.startswith("refs/heads/"):
+        return
+    try:
+        if (layout.repo / "HEAD").read_text().strip() == "ref: " + ref:
+            return
+    except OSError:
+        pass
+    git(layout, "symbolic-ref", "HEAD", ref)
 
 
 def report_failure(summary: dict, ctx: Deploy) -> None:
