@@ -61,6 +61,7 @@ def _pull_line(result: Any) -> str:
 
 def status(
     target: Annotated[Optional[str], typer.Argument(help=TARGET_HELP)] = None,
+    on: Annotated[Optional[str], typer.Option("--on", help="Same as TARGET: a remote, group, list or all.")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> int:
     """Local branch vs each remote: ahead/behind, dirty files, deployed commit, last deploy, reachable."""
@@ -68,7 +69,7 @@ def status(
     from bridge.sync import service
 
     config = cfg.load(required=True)
-    rows = service.status(config, target or "all")
+    rows = service.status(config, on or target or "all")
     if json:
         ui.print_json([r.to_dict() for r in rows])
     else:
