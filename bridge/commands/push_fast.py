@@ -6,7 +6,8 @@ unknown or malformed option, a second TARGET, `--`): main() then lets Typer pars
 """
 from __future__ import annotations
 
-FLAGS = {"--wip": "wip", "--no-deploy": "no_deploy", "--force": "force", "--redeploy": "redeploy"}
+FLAGS = {"--wip": "wip", "--no-deploy": "no_deploy", "--force": "force", "--redeploy": "redeploy",
+         "-v": "verbose", "--verbose": "verbose"}
 
 
 def try_push(args: list[str]) -> int | None:
@@ -17,12 +18,13 @@ def try_push(args: list[str]) -> int | None:
     from bridge.commands.push import push
 
     return push(found["on"] or found["target"], wip=found["wip"], deploy=not found["no_deploy"], force=found["force"],
-                redeploy=found["redeploy"])
+                redeploy=found["redeploy"], verbose=found["verbose"])
 
 
 def parse(args: list[str]) -> dict | None:
     """TARGET, --on, and the flags as the Typer command would read them; None for anything else."""
-    found: dict = {"target": None, "on": None, "wip": False, "no_deploy": False, "force": False, "redeploy": False}
+    found: dict = {"target": None, "on": None, "wip": False, "no_deploy": False, "force": False, "redeploy": False,
+                   "verbose": False}
     words = iter(args)
     for word in words:
         if word in FLAGS:

@@ -32,11 +32,12 @@ def push(
     no_deploy: Annotated[bool, typer.Option("--no-deploy", help="Push only; the server does not deploy.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the server's branch (says what it drops).")] = False,
     redeploy: Annotated[bool, typer.Option("--redeploy", help="Deploy even if the server runs this commit.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Every host's every line, on a terminal too.")] = False,
 ) -> int:
     """Push the current branch; each server deploys it and the report streams back."""
     from bridge.commands.push import push as run_push
 
-    return run_push(on or target, wip=wip, deploy=not no_deploy, force=force, redeploy=redeploy)
+    return run_push(on or target, wip=wip, deploy=not no_deploy, force=force, redeploy=redeploy, verbose=verbose)
 
 
 def pull(target: Annotated[Optional[str], typer.Argument(help=TARGET_HELP)] = None) -> int:

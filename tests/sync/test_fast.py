@@ -11,7 +11,8 @@ from bridge.commands.push_fast import parse
 from tests.conftest import BRIDGE
 from tests.sync.test_push import Root, commit, server_root, ssh_ws  # noqa: F401 - fixtures
 
-NONE = {"target": None, "on": None, "wip": False, "no_deploy": False, "force": False, "redeploy": False}
+NONE = {"target": None, "on": None, "wip": False, "no_deploy": False, "force": False, "redeploy": False,
+        "verbose": False}
 
 
 @pytest.mark.parametrize("args, found", [
