@@ -168,10 +168,17 @@ def _judge(result: PushResult, plan: PushPlan) -> PushResult:
     else:
         result.status, result.exit_code = "failed", 1
         result.error = f"deploy failed at step {done.get('failed_step')!r}: {done.get('error', '')}"
-        back = done.get("reverted_to")
-        result.hint = (f"`current` is back on releases/{back}, its processes restarted" if back
-                       else "`current` is unchanged") + "; fix it and push again"
+        result.hint = _where_current_is(done) + "; fix it and push again"
     return result
+
+
+def _where_current_is(done: dict) -> str:
+    """After a failed deploy: unchanged, back on the previous release, or (a failed first release) gone."""
+    if "reverted_to" not in done:
+        return "`current` is unchanged"
+    if done["reverted_to"]:
+        return f"`current` is back on releases/{done['reverted_to']}, its processes restarted"
+    return "the first release failed: `current` and its processes were removed"
 
 
 def run_push(root: Path, url: str, env: dict[str, str], options: list[str], refspec: str,

@@ -82,3 +82,12 @@ def test_app_commands_work_across_a_group(bridge, server: SystemdServer, workspa
         server.sh('systemctl stop "bridge-$1-worker.service"; systemctl disable "bridge-$1-worker.service"', name,
                   check=False)
         server.sh('systemctl --user stop "bridge-$1-worker.service"', name, user=APP_USER, check=False)
+
+
+def test_restarts_in_quick_succession_are_not_refused_by_the_start_limit(app_ws: AppWorkspace) -> None:
+    """systemd refuses a sixth start within 10 s (StartLimitBurst); bridge's restarts reset that count."""
+    assert app_ws.run("push").code == 0
+    for _ in range(7):
+        result = app_ws.run("restart")
+        assert result.code == 0, result
+    assert app_ws.serving("v1")

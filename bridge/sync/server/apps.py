@@ -301,6 +301,8 @@ def restart(layout: Layout, settings: dict, systemd: Systemd, process: str | Non
             action: str = "restart") -> str:
     """systemctl restart|start|stop the app's units (one, or all of them)."""
     units = selected_units(layout, settings, process)
+    if units and action != "stop":
+        systemd.run("reset-failed", *units)  # a unit that crash-looped past systemd's start limit starts again
     if units:
         systemd.check(action, *units)
     return "%s: %s" % (action, ", ".join(units) or "no processes")
