@@ -19,10 +19,11 @@ from bridge.errors import BridgeError, ExitCode, internal_error
 # Typer turns every registered function into a click command up front (~4 ms each).
 COMMANDS = {
     "core": ("init", "remote", "test"),
-    "sync": ("push", "pull", "status", "rollback"),
+    "sync": ("push", "pull", "status", "rollback", "deploy"),
     "exec": ("exec", "shell"),
     "tunnel": ("tunnel",),
     "security": ("keys", "guard", "audit", "replay"),
+    "apps": ("ps", "logs", "restart", "stop", "start", "config"),
 }
 COMMAND_MODULES = tuple(COMMANDS)
 

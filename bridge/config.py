@@ -34,14 +34,29 @@ class Remote:
 
 
 @dataclass(frozen=True)
+class PythonDeps:
+    """How a deploy installs Python dependencies (`deploy.python`)."""
+
+    extras: tuple[str, ...] = ()  # optional-dependency groups to install too
+    install: str | None = None  # a command that replaces bridge's own install, run in the venv
+
+
+@dataclass(frozen=True)
 class DeployConfig:
-    """What the server does with each push (DESIGN §5)."""
+    """What the server does with each push (DESIGN §5); the one schema of the hook's deploy.json."""
 
     install: str = "auto"
     commands: tuple[str, ...] = ()
-    healthcheck: str | None = None
+    healthcheck: str | None = None  # a command, or an HTTP path ("/health") on web_port once processes run
+    healthcheck_timeout: float = 30
     keep_releases: int = 5
     branch: str | None = None
+    processes: dict[str, str] = field(default_factory=dict)  # overrides the workspace's Procfile
+    web_port: int = 8000
+    shared: tuple[str, ...] = ()  # paths kept under <root>/shared/ and linked into every release
+    timeout: float = 1800  # seconds for the whole deploy, 0 = none
+    step_timeout: float = 600  # seconds for one step (an install, a command), 0 = none
+    python: PythonDeps = field(default_factory=PythonDeps)
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,7 @@ def check_remote(config: Config, remote: Remote, *, trust: bool = False) -> Remo
         if isinstance(runner, SSHRunner) and not _connect(runner, report, trust):
             return report
         _probe(runner, report, sandbox=config.exec.sandbox is not None)
+        _check_deploy_needs(runner, report, deploy_needs(config))
     return report
 
 
@@ -147,3 +148,44 @@ def _disk(free_kb: str) -> Check:
     free = int(free_kb)
     detail = f"{free / 1024 / 1024:.1f} GiB free" if free >= 1024 * 1024 else f"{free / 1024:.0f} MiB free"
     return Check("disk free", free >= MIN_FREE_KB, detail if free >= MIN_FREE_KB else f"{detail}: free some space")
+
+
+# ---------------------------------------------------------------- what this workspace's deploy needs
+
+# name -> (files in the workspace that need it, sh printing its version or nothing, the fix)
+_NEEDS = {
+    "python3-venv": (("requirements.txt", "pyproject.toml", "Pipfile.lock", "poetry.lock", "uv.lock"),
+                     "python3 -c 'import ensurepip, venv' 2>/dev/null && echo ensurepip ok",
+                     "install python3-venv on the server (the deploy makes a venv)"),
+    "uv": (("uv.lock",), "uv --version 2>/dev/null", "install uv on the server (uv.lock is installed with uv sync)"),
+    "npm": (("package.json",), "npm --version 2>/dev/null", "install node and npm on the server (apt install npm)"),
+    "yarn": (("yarn.lock",), "yarn --version 2>/dev/null", "install yarn on the server (yarn.lock)"),
+    "pnpm": (("pnpm-lock.yaml",), "pnpm --version 2>/dev/null", "install pnpm on the server (pnpm-lock.yaml)"),
+    "systemd": (("Procfile",), "test -d /run/systemd/system && systemctl --version 2>/dev/null | head -n 1",
+                "the app's processes run under systemd, which this server does not run"),
+}
+
+
+def deploy_needs(config: Config) -> list[str]:
+    """What the deploy of this workspace will need on a server, from the files it holds."""
+    if config.root is None:
+        return []
+    needs = [name for name, (files, _, _) in _NEEDS.items() if any((config.root / f).is_file() for f in files)]
+    if config.deploy.processes and "systemd" not in needs:
+        needs.append("systemd")
+    return needs
+
+
+def _check_deploy_needs(runner: Runner, report: RemoteReport, needs: list[str]) -> None:
+    """One exec asks for every need; each becomes a required check."""
+    if not needs:
+        return
+    script = "\n".join(f'echo "{name}=$({_NEEDS[name][1]})"' for name in needs)
+    try:
+        _, out, _ = runner.run_capture(script, timeout=30)
+    except BridgeError as e:
+        report.checks.append(Check("deploy needs", False, e.message))
+        return
+    facts = dict(line.split("=", 1) for line in out.decode(errors="replace").splitlines() if "=" in line)
+    for name in needs:
+        report.checks.append(_present(name, facts.get(name, "").strip(), _NEEDS[name][2]))

@@ -92,7 +92,8 @@ def add_remote(path: Path, name: str, url: str, *, identity: str | None = None, 
     `local` after `init`), so the CLI can say so: the new remote never silently takes its place.
     """
     _check_name(name, "remote name")
-    parse_url(url, where=f"remote `{name}`")
+    if (kind or "server") == "server":  # git reads a git remote's URL (a path, file://, https, scp-style)
+        parse_url(url, where=f"remote `{name}`")
     text = path.read_text()
     data = _located(text, path)
     remotes = data.get("remotes")

@@ -20,3 +20,4 @@ sh scripts/install-test-python.sh
 
 sh scripts/start-dockerd.sh >/dev/null
 sh scripts/build-sandbox-image.sh
+python3 -c 'from tests.systemd_server import build_image; build_image()'  # the systemd "server" of tests/apps

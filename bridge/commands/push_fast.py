@@ -1,12 +1,13 @@
 """The fast path of `bridge push`: its flags parsed by hand, so a push never loads typer and click (~100 ms).
 
 It accepts what the Typer command does for the everyday forms (`[TARGET] [--on T] [--wip]
-[--no-deploy] [--force]`) and returns None, before any output, for anything else (`--help`, an
+[--no-deploy] [--force] [--redeploy]`) and returns None, before any output, for anything else (`--help`, an
 unknown or malformed option, a second TARGET, `--`): main() then lets Typer parse and report it.
 """
 from __future__ import annotations
 
-FLAGS = {"--wip": "wip", "--no-deploy": "no_deploy", "--force": "force"}
+FLAGS = {"--wip": "wip", "--no-deploy": "no_deploy", "--force": "force", "--redeploy": "redeploy",
+         "-v": "verbose", "--verbose": "verbose"}
 
 
 def try_push(args: list[str]) -> int | None:
@@ -16,12 +17,14 @@ def try_push(args: list[str]) -> int | None:
         return None
     from bridge.commands.push import push
 
-    return push(found["on"] or found["target"], wip=found["wip"], deploy=not found["no_deploy"], force=found["force"])
+    return push(found["on"] or found["target"], wip=found["wip"], deploy=not found["no_deploy"], force=found["force"],
+                redeploy=found["redeploy"], verbose=found["verbose"])
 
 
 def parse(args: list[str]) -> dict | None:
     """TARGET, --on, and the flags as the Typer command would read them; None for anything else."""
-    found: dict = {"target": None, "on": None, "wip": False, "no_deploy": False, "force": False}
+    found: dict = {"target": None, "on": None, "wip": False, "no_deploy": False, "force": False, "redeploy": False,
+                   "verbose": False}
     words = iter(args)
     for word in words:
         if word in FLAGS:

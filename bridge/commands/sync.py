@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
     app.command(epilog="Example: bridge pull prod")(pull)
     app.command(epilog="Example: bridge status --json")(status)
     app.command(epilog="Example: bridge rollback prod --to 20260101T120000.000Z-0123456789ab")(rollback)
+    deploy_app = typer.Typer(help="Control a deploy in progress.", no_args_is_help=True)
+    deploy_app.command("cancel", epilog="Example: bridge deploy cancel prod")(deploy_cancel)
+    app.add_typer(deploy_app, name="deploy")
 
 
 def push(
@@ -28,11 +31,13 @@ def push(
     wip: Annotated[bool, typer.Option("--wip", help="Ship uncommitted and untracked files as a snapshot.")] = False,
     no_deploy: Annotated[bool, typer.Option("--no-deploy", help="Push only; the server does not deploy.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the server's branch (says what it drops).")] = False,
+    redeploy: Annotated[bool, typer.Option("--redeploy", help="Deploy even if the server runs this commit.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Every host's every line, on a terminal too.")] = False,
 ) -> int:
     """Push the current branch; each server deploys it and the report streams back."""
     from bridge.commands.push import push as run_push
 
-    return run_push(on or target, wip=wip, deploy=not no_deploy, force=force)
+    return run_push(on or target, wip=wip, deploy=not no_deploy, force=force, redeploy=redeploy, verbose=verbose)
 
 
 def pull(target: Annotated[Optional[str], typer.Argument(help=TARGET_HELP)] = None) -> int:
@@ -57,6 +62,7 @@ def _pull_line(result: Any) -> str:
 
 def status(
     target: Annotated[Optional[str], typer.Argument(help=TARGET_HELP)] = None,
+    on: Annotated[Optional[str], typer.Option("--on", help="Same as TARGET: a remote, group, list or all.")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> int:
     """Local branch vs each remote: ahead/behind, dirty files, deployed commit, last deploy, reachable."""
@@ -64,7 +70,7 @@ def status(
     from bridge.sync import service
 
     config = cfg.load(required=True)
-    rows = service.status(config, target or "all")
+    rows = service.status(config, on or target or "all")
     if json:
         ui.print_json([r.to_dict() for r in rows])
     else:
@@ -119,3 +125,22 @@ def rollback(
     done = report.done or {}
     ui.say(f"{remote.name}: current -> releases/{done.get('release')} (was {done.get('from')})")
     return 0
+
+
+def deploy_cancel(
+    target: Annotated[Optional[str], typer.Argument(help=TARGET_HELP)] = None,
+    on: Annotated[Optional[str], typer.Option("--on", help="Same as TARGET: a remote, group, list or all.")] = None,
+) -> int:
+    """Stop the deploy running on each target; `current` stays as it was."""
+    from bridge import config as cfg
+    from bridge.sync import cancel
+
+    results = cancel.cancel(cfg.load(required=True), on or target)
+    for r in results:
+        if r.error:
+            ui.say(f"{r.host}: {r.error}", err=True)
+        elif r.pid is None:
+            ui.say(f"{r.host}: no deploy was running; current is releases/{r.current}")
+        else:
+            ui.say(f"{r.host}: cancelled the deploy (pid {r.pid}); current stays releases/{r.current}")
+    return max((r.exit_code for r in results), default=0)

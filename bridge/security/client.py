@@ -6,7 +6,8 @@ Called by `bridge.cli.main` after a command, and by the connection keeper for th
 from __future__ import annotations
 
 # Commands that change or run something; reads, and the server-side guard (which audits itself), are not.
-AUDITED = {"init", "remote", "push", "pull", "rollback", "exec", "shell", "tunnel", "keys"}
+AUDITED = {"init", "remote", "push", "pull", "rollback", "exec", "shell", "tunnel", "keys",
+           "restart", "stop", "start", "config", "deploy"}
 READ_ONLY_SUBCOMMANDS = {"list", "status", "show"}
 POLICY_REFUSED = 126
 
@@ -28,9 +29,18 @@ def record_operation(args: list[str], code: int, duration: float, cwd: str) -> N
     from bridge.security import audit, secrets
 
     env = dict(value.split("=", 1) for value in env_flags(args) if "=" in value)
-    audit.record(action=args[0], command=shlex.join(args), exit_code=code, duration=round(duration, 4),
+    audit.record(action=args[0], command=shlex.join(config_values_masked(args)), exit_code=code, duration=round(duration, 4),
                  decision="refused" if code == POLICY_REFUSED else "allowed",
                  secrets=tuple(secrets.secret_values(env)), cwd=cwd)
+
+
+def config_values_masked(args: list[str]) -> list[str]:
+    """`config set KEY=VALUE…` with every VALUE masked: app config never reaches the audit log in clear."""
+    if args[:2] != ["config", "set"]:
+        return args
+    from bridge.security.secrets import MASK
+
+    return [a.split("=", 1)[0] + "=" + MASK if "=" in a and not a.startswith("-") else a for a in args]
 
 
 def bridge_options(args: list[str]) -> list[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from bridge import targets
 from bridge.config import Config, Remote
 from bridge.errors import ConnectError, GitError
 from bridge.sync import gitlocal
@@ -38,7 +39,7 @@ def tracking_ref(remote: str, branch: str) -> str:
 def git_access(config: Config, remote: Remote) -> Iterator[tuple[str, dict[str, str]]]:
     """(url, env) for local git to reach `remote`'s repository, SSH relayed for servers."""
     if remote.kind == "git":
-        yield remote.url, {}
+        yield targets.git_url(remote), {}
         return
     with Target(config, remote) as target, target.git_remote() as (url, env, _link):
         yield url, env

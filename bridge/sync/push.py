@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bridge.config import Config, Remote
 from bridge.errors import BridgeError, GitError, RemoteError
+from bridge.targets import git_url
 from bridge.sync.report import DeployReport, Emit, Line, MarkerReader
 from bridge.sync.target import LineSplitter, Target
 
@@ -44,6 +45,7 @@ class PushPlan:
     wip: bool = False
     deploy: bool = True
     force: bool = False
+    redeploy: bool = False  # deploy even when the server's `current` already holds this commit
 
 
 @dataclass
@@ -90,7 +92,7 @@ def push_git(remote: Remote, plan: PushPlan, emit: Emit) -> PushResult:
     """A plain git remote (kind: git): push the branch, no deploy; the user's own git/ssh setup applies."""
     result = PushResult(remote.name, "git", plan.sha)
     args = ["--force"] if plan.force else []
-    run = run_push(plan.root, remote.url, {}, args, f"{plan.sha}:refs/heads/{plan.branch}",
+    run = run_push(plan.root, git_url(remote), {}, args, f"{plan.sha}:refs/heads/{plan.branch}",
                    lambda text: emit(Line(remote.name, text)))
     flag, summary = run.refs.get(f"refs/heads/{plan.branch}", ("!", "no answer from git"))
     if run.code != 0 or flag == "!":
@@ -144,9 +146,11 @@ def _place_line(text: str, reader: MarkerReader, result: PushResult, plan: PushP
 
 
 def _deploy_again(target: Target, plan: PushPlan, emit: Emit) -> DeployReport:
-    """The ref already pointed at this commit (no hook ran): deploy it explicitly."""
+    """The ref already pointed at this commit (no hook ran): deploy it explicitly, unless `current` holds it
+    already (the hook then says so and makes no duplicate release) and --redeploy was not given."""
     reader = MarkerReader(target.host, emit)
-    target.stream(target.hook("--deploy", plan.sha, "--ref", plan.ref), reader.feed)
+    unless_current = [] if plan.redeploy else ["--if-changed"]
+    target.stream(target.hook("--deploy", plan.sha, "--ref", plan.ref, *unless_current), reader.feed)
     return reader.report
 
 
@@ -160,12 +164,21 @@ def _judge(result: PushResult, plan: PushPlan) -> PushResult:
         result.error = "pushed, but the server reported no deploy"
         result.hint = "check deploy.branch in bridge.yaml; `bridge status` shows the last deploy"
     elif result.report.ok:
-        result.status = "deployed"
+        result.status = "up-to-date" if done.get("unchanged") else "deployed"
     else:
         result.status, result.exit_code = "failed", 1
         result.error = f"deploy failed at step {done.get('failed_step')!r}: {done.get('error', '')}"
-        result.hint = "`current` is unchanged; fix it and push again"
+        result.hint = _where_current_is(done) + "; fix it and push again"
     return result
+
+
+def _where_current_is(done: dict) -> str:
+    """After a failed deploy: unchanged, back on the previous release, or (a failed first release) gone."""
+    if "reverted_to" not in done:
+        return "`current` is unchanged"
+    if done["reverted_to"]:
+        return f"`current` is back on releases/{done['reverted_to']}, its processes restarted"
+    return "the first release failed: `current` and its processes were removed"
 
 
 def run_push(root: Path, url: str, env: dict[str, str], options: list[str], refspec: str,

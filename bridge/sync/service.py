@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TypeVar
 
 from bridge import targets
+from bridge.targets import fan_out
 from bridge.config import Config, Remote
 from bridge.errors import BridgeError, UsageError
 from bridge.sync import gitlocal, wip
@@ -20,8 +20,6 @@ from bridge.sync.report import Emit
 from bridge.sync.status import RemoteStatus
 from bridge.sync.status import status as status_one
 from bridge.sync.target import Target
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ def workspace_root(config: Config) -> Path:
 
 
 def plan_push(config: Config, spec: str | None, *, wip_: bool = False, deploy: bool = True,
-              force: bool = False) -> PushJob:
+              force: bool = False, redeploy: bool = False) -> PushJob:
     """Decide the commit and ref to ship; with `wip_` snapshot the work tree first (nothing local moves).
 
     The servers' connections open meanwhile, in the background (Target.start).
@@ -67,7 +65,7 @@ def plan_push(config: Config, spec: str | None, *, wip_: bool = False, deploy: b
     remotes = targets.resolve(config, spec)
     started = start_targets(config, remotes)
     try:
-        job = _plan_push(root, remotes, wip_, deploy, force)
+        job = _plan_push(root, remotes, wip_, deploy, force, redeploy)
     except BaseException:
         close_all(started)
         raise
@@ -75,7 +73,8 @@ def plan_push(config: Config, spec: str | None, *, wip_: bool = False, deploy: b
     return job
 
 
-def _plan_push(root: Path, remotes: list[Remote], wip_: bool, deploy: bool, force: bool) -> PushJob:
+def _plan_push(root: Path, remotes: list[Remote], wip_: bool, deploy: bool, force: bool,
+               redeploy: bool) -> PushJob:
     changes = gitlocal.changes(root)
     if wip_:
         branch = _branch_or_default(root)
@@ -83,7 +82,7 @@ def _plan_push(root: Path, remotes: list[Remote], wip_: bool, deploy: bool, forc
     else:
         branch = gitlocal.current_branch(root)
         sha, ref = gitlocal.out(root, "rev-parse", "HEAD"), f"refs/heads/{branch}"
-    plan = PushPlan(root, branch, sha, ref, wip=wip_, deploy=deploy, force=force)
+    plan = PushPlan(root, branch, sha, ref, wip=wip_, deploy=deploy, force=force, redeploy=redeploy)
     job = PushJob(plan, remotes, [] if wip_ else changes)
     if wip_:
         job.skipped = [r.name for r in remotes if r.kind == "git"]
@@ -131,16 +130,6 @@ def push(config: Config, job: PushJob, emit: Emit) -> list[PushResult]:
         return result
 
     return fan_out(config, job.remotes, one)
-
-
-def fan_out(config: Config, remotes: list[Remote], work: Callable[[Remote], T]) -> list[T]:
-    """Run `work` for each remote, in threads when there are several; results in the remotes' order."""
-    if len(remotes) == 1:
-        return [work(remotes[0])]
-    from concurrent.futures import ThreadPoolExecutor  # here: one host (the common push) needs no pool
-
-    with ThreadPoolExecutor(max_workers=max(1, min(config.exec.forks, len(remotes)))) as pool:
-        return list(pool.map(work, remotes))
 
 
 def prepare_remotes(config: Config) -> list[tuple[str, str | None]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bridge.config import Config, Remote
 from bridge.errors import BridgeError
+from bridge.targets import git_url
 from bridge.sync import gitlocal
 from bridge.sync.pull import fetch, tracking_ref
 from bridge.sync.target import Target
@@ -83,7 +84,7 @@ def _set_deploy(result: RemoteStatus, hook_status: dict) -> None:
 
 
 def _git_remote(result: RemoteStatus, remote: Remote, root: Path) -> None:
-    proc = subprocess.run(["git", "-C", str(root), "ls-remote", remote.url, f"refs/heads/{result.branch}"],
+    proc = subprocess.run(["git", "-C", str(root), "ls-remote", git_url(remote), f"refs/heads/{result.branch}"],
                           capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         result.error = proc.stderr.strip()[-200:]
@@ -91,7 +92,7 @@ def _git_remote(result: RemoteStatus, remote: Remote, root: Path) -> None:
     result.reachable = True
     result.remote_sha = proc.stdout.split()[0] if proc.stdout.strip() else None
     if result.remote_sha and not gitlocal.resolve(root, result.remote_sha):
-        fetch(root, remote.url, {}, remote.name, result.branch)
+        fetch(root, git_url(remote), {}, remote.name, result.branch)
     _counts(result, root)
 
 

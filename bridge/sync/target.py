@@ -31,6 +31,7 @@ class Target:
     def __init__(self, config: Config, remote: Remote) -> None:
         self.remote = remote
         self.host = remote.name
+        self.workspace = config.workspace
         self.runner: Runner = open_runner(config, remote)
         if not self.runner.path.startswith("/"):
             raise ConfigError(f"remotes.{remote.name}.url has no absolute path: {remote.url}",
@@ -118,7 +119,7 @@ class Target:
 
     def ensure_prepared(self, deploy: DeployConfig, *, always: bool = False) -> bool:
         """Install hook and settings unless this exact version already is; True when it prepared now."""
-        settings = deploy_settings(deploy)
+        settings = DeploySettings(deploy, self.workspace)
         want = stamp(settings)
         if not always and self.run(["sh", "-c", STAMP_CHECK, "sh", self.root, want])[0] == 0:
             return False
@@ -133,12 +134,6 @@ class Target:
     def _run_for_prepare(self, argv: Sequence[str], stdin: bytes) -> tuple[int, str]:
         code, out, err = self.run(argv, stdin)
         return code, out if code == 0 else out + err
-
-
-def deploy_settings(deploy: DeployConfig) -> DeploySettings:
-    """bridge.yaml's `deploy:` as the hook's deploy.json."""
-    return DeploySettings(install=deploy.install, commands=tuple(deploy.commands), healthcheck=deploy.healthcheck,
-                          keep_releases=deploy.keep_releases, branch=deploy.branch)
 
 
 def stamp(settings: DeploySettings) -> str:

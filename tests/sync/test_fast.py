@@ -11,7 +11,8 @@ from bridge.commands.push_fast import parse
 from tests.conftest import BRIDGE
 from tests.sync.test_push import Root, commit, server_root, ssh_ws  # noqa: F401 - fixtures
 
-NONE = {"target": None, "on": None, "wip": False, "no_deploy": False, "force": False}
+NONE = {"target": None, "on": None, "wip": False, "no_deploy": False, "force": False, "redeploy": False,
+        "verbose": False}
 
 
 @pytest.mark.parametrize("args, found", [
@@ -22,6 +23,7 @@ NONE = {"target": None, "on": None, "wip": False, "no_deploy": False, "force": F
     (["--on="], {"on": ""}),
     (["prod", "--wip", "--no-deploy", "--force"], {"target": "prod", "wip": True, "no_deploy": True, "force": True}),
     (["--force", "a,b"], {"target": "a,b", "force": True}),
+    (["--redeploy"], {"redeploy": True}),
 ])
 def test_the_everyday_forms_are_parsed_as_typer_reads_them(args: list[str], found: dict) -> None:
     assert parse(args) == {**NONE, **found}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.config import DeployConfig
 from bridge.sync.server.prepare import DeploySettings, hook_argv, prepare_root, run_local
 
 NASTY = 'srv root "q" \'s\'; echo pwned'
@@ -35,7 +36,7 @@ class Server:
         self.root = root
 
     def prepare(self, **settings: object) -> dict:
-        return prepare_root(run_local, str(self.root), DeploySettings(**settings))
+        return prepare_root(run_local, str(self.root), DeploySettings(DeployConfig(**settings)))  # type: ignore[arg-type]
 
     @property
     def current(self) -> Path:

@@ -90,11 +90,14 @@ def test_init_prepares_the_server_and_push_deploys_over_ssh(bridge, ssh_ws: Path
     assert not (server_root.path.parent / "pwned").exists()
 
 
-def test_pushing_the_same_commit_again_still_deploys(bridge, ssh_ws: Path, server_root: Root) -> None:
+def test_pushing_the_same_commit_again_deploys_only_with_redeploy(bridge, ssh_ws: Path, server_root: Root) -> None:
     assert bridge("push", cwd=ssh_ws).code == 0
     again = bridge("push", cwd=ssh_ws)
     assert again.code == 0, again
-    assert "deployed" in again.out
+    assert "already deployed" in again.out and "up-to-date" in again.out
+    assert len(server_root.releases()) == 1 and len(server_root.log()) == 1
+    forced = bridge("push", "--redeploy", cwd=ssh_ws)
+    assert forced.code == 0 and "deployed" in forced.out
     assert len(server_root.releases()) == 2 and len(server_root.log()) == 2
 
 

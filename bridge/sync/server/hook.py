@@ -32,30 +32,48 @@ TYPE_CHECKING = False  # every push starts this program: typing, hashlib and shu
 if TYPE_CHECKING:
     from typing import IO, Callable, Iterator
 
-try:  # installed on the server: layout.py sits beside this file
-    from layout import RELEASE_TMP_PREFIX, Layout, release_name
+try:  # installed on the server: layout.py, apps.py and deps.py sit beside this file
+    import apps
+    import deps
+    from layout import RELEASE_TMP_PREFIX, Layout, ServerError, release_name, remove_tree
 except ImportError:  # imported from the bridge package
-    from .layout import RELEASE_TMP_PREFIX, Layout, release_name
+    from . import apps, deps
+    from .layout import RELEASE_TMP_PREFIX, Layout, ServerError, release_name, remove_tree
 
 ZERO_SHA = "0" * 40
 TAIL_LINES = 20
 LOW_DISK_BYTES = 1 << 20
 DEPLOYABLE_PREFIXES = ("refs/heads/", "refs/bridge/wip/")
 TRASH = "trash"  # under .bridge/: what prune removes goes here in one rename, then `rm -rf` in the background
-DEFAULT_SETTINGS = {"install": "auto", "commands": [], "healthcheck": None, "keep_releases": 5, "branch": None}
+# What a deploy.json without a key means; config.DeployConfig is the schema (a test keeps the two equal).
+DEFAULT_SETTINGS = {"install": "auto", "commands": [], "healthcheck": None, "healthcheck_timeout": 30,
+                    "keep_releases": 5, "branch": None, "processes": {}, "web_port": 8000, "shared": [],
+                    "timeout": 1800, "step_timeout": 600, "python": {"extras": [], "install": None},
+                    "workspace": ""}
 
 
-class StepFailed(Exception):
+class StepFailed(ServerError):
     """A deploy step failed; the message says why in one line."""
+
+
+class Cancelled(StepFailed):
+    """`bridge deploy cancel` (SIGTERM) stopped the deploy."""
 
 
 # ---------------------------------------------------------------- output
 
 
 def emit(line: str) -> None:
-    """Print one line now: git relays hook output live only if we flush each line."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    """Print one line now: git relays hook output live only if we flush each line.
+
+    A client that went away (Ctrl-C, a dropped connection) breaks the pipe: the deploy goes on to
+    its verdict in deploys.jsonl, as the client told its user, with output to /dev/null.
+    """
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        sys.stdout = open(os.devnull, "w")
 
 
 def marker(kind: str, payload: dict) -> None:
@@ -101,16 +119,75 @@ def detach(argv: list) -> None:
                      stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def stream(argv: list, cwd: Path, env: dict, tail: collections.deque) -> int:
-    """Run argv, echo its merged output line by line as it comes, keep the last lines in `tail`."""
-    proc = subprocess.Popen(argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdout is not None
-    for raw in iter(proc.stdout.readline, b""):
-        line = raw.decode(errors="replace").rstrip("\n")
+def stream(argv: list, cwd: Path, env: dict, tail: collections.deque, timeout: float | None = None) -> int:
+    """Run argv in its own session; echo its merged output line by line, keep the last lines in `tail`.
+
+    Its output goes to a file the hook owns, not a pipe, and the step ends when argv exits: a
+    background child it leaves (`nohup worker &`) holds that file, never the push. At `timeout`
+    seconds, or on cancel, the whole session is killed; raises StepFailed for the timeout.
+    """
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="step-", suffix=".log")
+    try:
+        with open(path, "rb") as reader:
+            os.unlink(path)
+            proc = subprocess.Popen(argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=fd,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            os.close(fd)
+            fd = -1
+            return follow_output(proc, reader, tail, timeout)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def follow_output(proc: subprocess.Popen, reader: IO, tail: collections.deque, timeout: float | None) -> int:
+    """Echo what proc writes until it exits; kill its session at the timeout or on any exception."""
+    deadline = time.monotonic() + timeout if timeout else None
+    partial = b""
+    try:
+        while True:
+            try:
+                code = proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                code = None
+            partial = echo_lines(partial + reader.read(), tail, final=code is not None)
+            if code is not None:
+                return code
+            if deadline is not None and time.monotonic() > deadline:
+                raise StepFailed("timed out after %gs (deploy.step_timeout / deploy.timeout)" % timeout)
+    except BaseException:
+        kill_session(proc)
+        raise
+
+
+def echo_lines(data: bytes, tail: collections.deque, final: bool) -> bytes:
+    """Emit each whole line of data (all of it when final); return the unfinished rest."""
+    *lines, rest = data.split(b"\n")
+    if final and rest:
+        lines, rest = lines + [rest], b""
+    for raw in lines:
+        line = raw.decode(errors="replace").rstrip("\r")
         tail.append(line)
         emit(line)
-    return proc.wait()
+    return rest
+
+
+def kill_session(proc: subprocess.Popen) -> None:
+    """TERM the process's session, KILL it after 5 s: a timed-out or cancelled step leaves nothing running."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except OSError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 # ---------------------------------------------------------------- settings and locking
@@ -143,6 +220,9 @@ class Lock:
         except BlockingIOError:
             emit("bridge: another deploy is running on this server; waiting for it to finish")
             fcntl.flock(self.fh, fcntl.LOCK_EX)
+        self.fh.truncate(0)  # the holder's pid, for `--cancel`; the lock itself dies with this process
+        self.fh.write(str(os.getpid()))
+        self.fh.flush()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -185,15 +265,6 @@ def switch_current(layout: Layout, name: str) -> None:
         tmp.unlink()
     os.symlink(os.path.join("releases", name), tmp)
     os.replace(tmp, layout.current)
-
-
-def remove_tree(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        import shutil
-
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def discard_later(layout: Layout, path: Path) -> None:
@@ -354,102 +425,6 @@ def build_tree(layout: Layout, sha: str, dest: Path) -> str:
 # ---------------------------------------------------------------- dependencies
 
 
-class Env:
-    """Where a release's dependencies live, for PATH and VIRTUAL_ENV."""
-
-    def __init__(self) -> None:
-        self.venv: Path | None = None
-        self.node_bin: Path | None = None
-        self.installed: list = []
-        self.reused: list = []
-
-    def status(self) -> str:
-        if self.installed:
-            return "installed"
-        return "reused" if self.reused else "none"
-
-
-def env_key(kind: str, *parts: bytes) -> str:
-    """`<kind>-<hash>` of the manifest: same manifest, same environment, nothing to install."""
-    import hashlib
-
-    digest = hashlib.sha256(kind.encode())
-    for part in parts:
-        digest.update(hashlib.sha256(part).digest())
-    return "%s-%s" % (kind, digest.hexdigest()[:16])
-
-
-def python_requirements(release: Path) -> tuple:
-    """(manifest bytes, pip args) from requirements.txt, else from pyproject.toml's dependencies."""
-    req = release / "requirements.txt"
-    if req.is_file():
-        return req.read_bytes(), ["-r", str(req)]
-    deps = pyproject_dependencies(release / "pyproject.toml")
-    return json.dumps(deps).encode(), deps
-
-
-def pyproject_dependencies(path: Path) -> list:
-    """[project].dependencies; the project itself is not installed (its code lives in the release)."""
-    try:
-        import tomllib
-    except ImportError:
-        raise StepFailed("pyproject.toml needs Python 3.11+ on the server to read; add a requirements.txt")
-    with open(path, "rb") as fh:
-        return list(tomllib.load(fh).get("project", {}).get("dependencies", []))
-
-
-def ensure_env(env_dir: Path, build: Callable[[Path], None]) -> bool:
-    """Build env_dir once; True if it was built now. A dir without `.ready` is a failed build, redone."""
-    if (env_dir / ".ready").is_file():
-        return False
-    remove_tree(env_dir)
-    env_dir.mkdir(parents=True)
-    try:
-        build(env_dir)
-    except BaseException:
-        remove_tree(env_dir)
-        raise
-    (env_dir / ".ready").write_text(str(time.time()))
-    return True
-
-
-def install_python(ctx: "Deploy", release: Path, env: Env) -> None:
-    manifest, pip_args = python_requirements(release)
-    key = env_key("py", manifest, sys.version.encode())
-    env_dir = ctx.layout.envs / key
-
-    def build(path: Path) -> None:
-        ctx.check([sys.executable, "-m", "venv", str(path)], release)
-        if pip_args:
-            ctx.check([str(path / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-                       "--no-input", *pip_args], release)
-
-    (env.installed if ensure_env(env_dir, build) else env.reused).append(key)
-    os.symlink(str(env_dir), release / ".venv")
-    env.venv = env_dir
-
-
-def install_node(ctx: "Deploy", release: Path, env: Env) -> None:
-    import shutil
-
-    lock = release / "package-lock.json"
-    if not lock.is_file() or shutil.which("npm") is None:
-        emit("bridge: package.json found but %s; skipping npm ci"
-             % ("npm is not installed" if lock.is_file() else "no package-lock.json"))
-        return
-    key = env_key("node", lock.read_bytes(), (release / "package.json").read_bytes())
-    env_dir = ctx.layout.envs / key
-
-    def build(path: Path) -> None:
-        shutil.copy2(release / "package.json", path / "package.json")
-        shutil.copy2(lock, path / "package-lock.json")
-        ctx.check(["npm", "ci", "--no-audit", "--no-fund"], path)
-
-    (env.installed if ensure_env(env_dir, build) else env.reused).append(key)
-    os.symlink(str(env_dir / "node_modules"), release / "node_modules")
-    env.node_bin = env_dir / "node_modules" / ".bin"
-
-
 # ---------------------------------------------------------------- the deploy
 
 
@@ -459,21 +434,34 @@ class Deploy:
     def __init__(self, layout: Layout, sha: str, ref: str, start: str) -> None:
         self.layout, self.sha, self.ref, self.start = layout, sha, ref, start
         self.settings: dict = {}
+        self.previous = layout.current_release()  # where a failure after the switch goes back to
+        self.switched = False
+        self.cancellable = False
+        self.began = self.step_began = time.monotonic()
         self.steps: list = []
         self.tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
+
+    def time_left(self) -> float | None:
+        """Seconds this step may still run: the nearer of deploy.step_timeout and deploy.timeout (0: none)."""
+        now, limits = time.monotonic(), []
+        if self.settings.get("timeout"):
+            limits.append(self.began + float(self.settings["timeout"]) - now)
+        if self.settings.get("step_timeout"):
+            limits.append(self.step_began + float(self.settings["step_timeout"]) - now)
+        return max(0.01, min(limits)) if limits else None
 
     def step(self, name: str, action: Callable[[], str | None]) -> None:
         """Run one step with markers around it; a failure is recorded and re-raised as StepFailed."""
         marker("step", {"step": name, "event": "start"})
         self.tail.clear()
-        start = time.monotonic()
+        start = self.step_began = time.monotonic()
         ok, error = False, None
         try:
             note = action()
             if note:
                 emit("bridge: " + note)
             ok = True
-        except StepFailed as e:
+        except ServerError as e:
             error = str(e)
         except OSError as e:
             error = describe_os_error(e)
@@ -487,9 +475,13 @@ class Deploy:
         if error:
             raise StepFailed(error)
 
+    def say(self, text: str) -> None:
+        """A note of the running step, as the client shows it."""
+        emit("bridge: " + text)
+
     def check(self, argv: list, cwd: Path, env: dict | None = None) -> None:
-        """Run a program streaming its output; a non-zero exit fails the step."""
-        code = stream(argv, cwd, env or clean_env(), self.tail)
+        """Run a program streaming its output; a non-zero exit (or running out of time) fails the step."""
+        code = stream(argv, cwd, env or clean_env(), self.tail, self.time_left())
         if code != 0:
             label = argv[-1] if argv[:2] == ["sh", "-c"] else " ".join(argv[:4])
             raise StepFailed("%s exited with %d" % (label, code))
@@ -515,14 +507,11 @@ def describe_os_error(e: OSError) -> str:
     return "%s: %s" % (e.strerror or type(e).__name__, e.filename or "")
 
 
-def command_env(release: Path, env: Env, sha: str) -> dict:
-    """The app's environment: venv and node_modules/.bin first on PATH, as `bridge exec` will see it."""
-    result = clean_env()
-    path = [str(p) for p in (env.venv and env.venv / "bin", env.node_bin) if p]
-    result["PATH"] = os.pathsep.join(path + [result.get("PATH", os.defpath)])
-    if env.venv:
-        result["VIRTUAL_ENV"] = str(env.venv)
-    result.update(BRIDGE_RELEASE=str(release), BRIDGE_SHA=sha)
+def command_env(ctx: Deploy, release: Path, process: str | None = None) -> dict:
+    """The app's environment (apps.app_env: config, venv and node_modules/.bin first on PATH), as the
+    processes and `bridge exec` see it."""
+    result = apps.app_env(ctx.layout, release, ctx.settings, clean_env(), process)
+    result["BRIDGE_SHA"] = ctx.sha
     return result
 
 
@@ -537,10 +526,16 @@ def run_deploy(layout: Layout, sha: str, ref: str) -> int:
         try:
             ctx.settings = load_settings(layout)
             clear_unfinished(layout)
+            cancel_on_term(ctx)
+            ctx.cancellable = True
             deploy_steps(ctx, name, summary)
+            ctx.cancellable = False
         except StepFailed as e:
+            ctx.cancellable = False
             summary.update(result="failed", failed_step=ctx.steps[-1]["name"] if ctx.steps else "settings",
                            error=str(e) + disk_full_note(layout, str(e)))
+            if ctx.switched:
+                summary["reverted_to"] = revert(ctx, name)
             discard(layout, name)
             report_failure(summary, ctx)
         summary.update(duration=round((utc_now() - start).total_seconds(), 3), steps=ctx.steps)
@@ -549,8 +544,20 @@ def run_deploy(layout: Layout, sha: str, ref: str) -> int:
     return 0 if summary["result"] == "ok" else 1
 
 
+def cancel_on_term(ctx: Deploy) -> None:
+    """SIGTERM (`bridge deploy cancel`) fails the running step, once; the clean-up after it is not cut short."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        if ctx.cancellable:
+            ctx.cancellable = False
+            raise Cancelled("cancelled by `bridge deploy cancel`")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def discard(layout: Layout, name: str) -> None:
-    """Remove a half-built release and its meta; `current` never pointed at it."""
+    """Remove a failed release and its meta; `current` does not point at it (any more)."""
     if layout.current_release() == name:
         return
     remove_tree(layout.release(name))
@@ -569,9 +576,14 @@ def unique_name(layout: Layout, sha: str, now: datetime.datetime) -> str:
 
 
 def deploy_steps(ctx: Deploy, name: str, summary: dict) -> None:
+    """checkout, deps, commands, `release:`, switch, restart the processes, healthcheck, prune.
+
+    With processes the healthcheck asks the running new release, after the switch (a failure
+    switches back); without, it runs in the release before the switch.
+    """
     layout, sha = ctx.layout, ctx.sha
     release, tmp = layout.release(name), layout.release(RELEASE_TMP_PREFIX + name)
-    env = Env()
+    env = deps.Env()
 
     def checkout() -> str:
         note = build_tree(layout, sha, tmp)  # a sha that is no commit fails here, in git's words
@@ -579,15 +591,103 @@ def deploy_steps(ctx: Deploy, name: str, summary: dict) -> None:
         return note
 
     ctx.step("checkout", checkout)
+    if ctx.settings.get("shared"):
+        ctx.step("shared", lambda: link_shared(layout, release, ctx.settings["shared"]))
+    processes = read_processes(ctx, release)
     dependency_steps(ctx, release, env)
     summary["deps"] = env.status()
-    cmd_env = command_env(release, env, sha)
+    cmd_env = command_env(ctx, release)
     for command in ctx.settings.get("commands") or []:
         ctx.step("run: " + command, lambda c=command: ctx.check(["sh", "-c", c], release, cmd_env))
-    if ctx.settings.get("healthcheck"):
+    if apps.ONE_OFF in processes:
+        ctx.step("release", lambda: ctx.check(["sh", "-c", processes[apps.ONE_OFF]], release, cmd_env))
+    running = apps.services(processes)
+    if running:
+        ctx.step("systemd", lambda: apps.Systemd.here().ensure_available())
+    elif ctx.settings.get("healthcheck"):
         ctx.step("healthcheck", lambda: ctx.check(["sh", "-c", ctx.settings["healthcheck"]], release, cmd_env))
     ctx.step("switch", lambda: finish(layout, name, ctx))
+    if running or apps.installed_processes(layout):
+        ctx.step("restart", lambda: apps.activate(layout, ctx.settings, name))
+    if running and ctx.settings.get("healthcheck"):
+        ctx.step("healthcheck", lambda: running_healthcheck(ctx, release))
     ctx.step("prune", lambda: prune_quietly(layout, int(ctx.settings["keep_releases"])))
+
+
+def link_shared(layout: Layout, release: Path, entries: list) -> str:
+    """Link each deploy.shared path of the release to <root>/shared/PATH, which outlives every release.
+
+    The first deploy seeds shared/ with the release's own copy if it has one; after that the
+    release's copy is dropped for the link. An entry that exists nowhere yet is made: an empty file
+    when its last part has a dot and no trailing `/` (`.env`, `db.sqlite3`), else a directory.
+    """
+    for entry in entries:
+        relative = shared_path(entry)
+        inside, kept = release / relative, layout.shared / relative
+        if not (kept.exists() or kept.is_symlink()):
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            if inside.exists() and not inside.is_symlink():
+                os.rename(str(inside), str(kept))
+            elif "." in os.path.basename(relative) and not entry.endswith("/"):
+                kept.touch()
+            else:
+                kept.mkdir()
+        remove_tree(inside)
+        inside.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(str(kept), str(inside))
+    return "linked from shared/: " + ", ".join(entries)
+
+
+def shared_path(entry: str) -> str:
+    """A deploy.shared entry as a clean relative path; StepFailed for one that leaves the release."""
+    relative = os.path.normpath(entry.strip("/")) if entry.strip("/") else ""
+    if not relative or relative == "." or entry.startswith("/") or relative.split(os.sep)[0] == "..":
+        raise StepFailed("deploy.shared entry %r: name a path inside the workspace, like instance or .env" % entry)
+    return relative
+
+
+def read_processes(ctx: Deploy, release: Path) -> dict:
+    """The release's processes (Procfile or deploy.processes); a bad Procfile fails its own step."""
+    found: dict = {}
+
+    def read() -> str | None:
+        found.update(apps.release_processes(release, ctx.settings))
+        return "processes: " + ", ".join(sorted(found)) if found else None
+
+    if (release / "Procfile").is_file() or ctx.settings.get("processes"):
+        ctx.step("processes", read)
+    return found
+
+
+def running_healthcheck(ctx: Deploy, release: Path) -> str:
+    """Ask the restarted processes: the HTTP path on web_port, or the command, until it passes."""
+    check = ctx.settings["healthcheck"]
+    env = command_env(ctx, release, apps.WEB)
+
+    def run_command() -> bool:
+        proc = subprocess.run(["sh", "-c", check], cwd=str(release), env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        ctx.tail.clear()
+        ctx.tail.extend(proc.stdout.decode(errors="replace").splitlines())
+        return proc.returncode == 0
+
+    apps.healthcheck(check, ctx.settings, run_command)
+    return "healthcheck passed: " + check
+
+
+def revert(ctx: Deploy, name: str) -> str | None:
+    """After a failure past the switch: `current` back to the previous release, its processes restarted."""
+    layout, previous = ctx.layout, ctx.previous
+    try:
+        if previous and layout.release(previous).is_dir():
+            switch_current(layout, previous)
+            apps.activate(layout, ctx.settings, previous)
+            return previous
+        layout.current.unlink()
+        apps.install_units(layout, ctx.settings, {}, apps.Systemd.here())
+    except (OSError, apps.AppError) as e:
+        emit("bridge: could not switch back: %s" % e)
+    return None
 
 
 def prune_quietly(layout: Layout, keep: int) -> str:
@@ -598,15 +698,14 @@ def prune_quietly(layout: Layout, keep: int) -> str:
         return "could not prune old releases: " + describe_os_error(e)
 
 
-def dependency_steps(ctx: Deploy, release: Path, env: Env) -> None:
+def dependency_steps(ctx: Deploy, release: Path, env: deps.Env) -> None:
     mode = ctx.settings.get("install") or "auto"
     if mode not in ("auto", "none", "pip", "npm"):
         raise_in_step(ctx, "deps", "deploy.install is %r; use auto, none, pip or npm" % mode)
-    python_manifest = (release / "requirements.txt").is_file() or (release / "pyproject.toml").is_file()
-    if mode in ("auto", "pip") and python_manifest:
-        ctx.step("deps:python", lambda: install_python(ctx, release, env))
+    if mode in ("auto", "pip") and deps.has_python_manifest(release, ctx.settings):
+        ctx.step("deps:python", lambda: deps.install_python(ctx, release, env))
     if mode in ("auto", "npm") and (release / "package.json").is_file():
-        ctx.step("deps:node", lambda: install_node(ctx, release, env))
+        ctx.step("deps:node", lambda: deps.install_node(ctx, release, env))
 
 
 def raise_in_step(ctx: Deploy, name: str, message: str) -> None:
@@ -620,7 +719,21 @@ def finish(layout: Layout, name: str, ctx: Deploy) -> str:
     layout.meta.mkdir(parents=True, exist_ok=True)
     write_json_atomic(layout.meta_file(name), {"sha": ctx.sha, "ref": ctx.ref, "time": ctx.start})
     switch_current(layout, name)
+    ctx.switched = True
+    follow_branch(layout, ctx.ref)
     return "current -> releases/" + name
+
+
+def follow_branch(layout: Layout, ref: str) -> None:
+    """Point repo.git's HEAD at the deployed branch, so a clone of it checks that branch out."""
+    if not ref.startswith("refs/heads/"):
+        return
+    try:
+        if (layout.repo / "HEAD").read_text().strip() == "ref: " + ref:
+            return
+    except OSError:
+        pass
+    git(layout, "symbolic-ref", "HEAD", ref)
 
 
 def report_failure(summary: dict, ctx: Deploy) -> None:
@@ -629,7 +742,12 @@ def report_failure(summary: dict, ctx: Deploy) -> None:
         emit("bridge: last lines of %r:" % summary["failed_step"])
         for line in ctx.steps[-1]["output"]:
             emit("    " + line)
-    emit("bridge: `current` is unchanged")
+    if "reverted_to" not in summary:
+        emit("bridge: `current` is unchanged")
+    elif summary["reverted_to"]:
+        emit("bridge: `current` is back on releases/%s and its processes were restarted" % summary["reverted_to"])
+    else:
+        emit("bridge: the first release failed: `current` and the processes were removed")
 
 
 def append_log(layout: Layout, entry: dict) -> None:
@@ -729,13 +847,66 @@ def status(layout: Layout) -> dict:
             "last": last_log_entry(layout)}
 
 
+def previous_commit(layout: Layout, older: list, current: str) -> str | None:
+    """The newest of `older` that holds another commit than `current` (a redeploy is no way back)."""
+    sha = (read_meta(layout, current) or {}).get("sha")
+    for name in reversed(older):
+        if (read_meta(layout, name) or {}).get("sha") != sha:
+            return name
+    return None
+
+
+def cancel(layout: Layout) -> int:
+    """Stop the running deploy (SIGTERM to the lock's holder) and wait for it to end; `current` stays."""
+    import signal
+
+    pid = running_deploy(layout)
+    if pid is None:
+        marker("done", {"action": "cancel", "result": "ok", "cancelled": None, "current": layout.current_release()})
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and pid_exists(pid):
+        time.sleep(0.1)
+    gone = not pid_exists(pid)
+    marker("done", {"action": "cancel", "result": "ok" if gone else "failed", "cancelled": pid,
+                    "current": layout.current_release(),
+                    **({} if gone else {"error": "deploy process %d still runs 60 s after SIGTERM" % pid})})
+    return 0 if gone else 1
+
+
+def running_deploy(layout: Layout) -> int | None:
+    """The pid holding the deploy lock, or None when no deploy runs (the lock can be taken)."""
+    try:
+        fh = open(layout.lock, "r")
+    except FileNotFoundError:
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            text = fh.read().strip()
+    return int(text) if text.isdigit() else None
+
+
+def pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
 def rollback(layout: Layout, target: str | None) -> int:
     """Switch `current` to `target` or the release before it, under the deploy lock."""
     with Lock(layout):
         current = layout.current_release()
         names = complete_releases(layout)
-        if target is None and current in names and names.index(current) > 0:
-            target = names[names.index(current) - 1]
+        if target is None and current in names:
+            target = previous_commit(layout, names[:names.index(current)], current)
         start = utc_now()
         entry = {"action": "rollback", "from": current, "release": target, "start": start.isoformat()}
         if target is None or target not in names:
@@ -743,10 +914,21 @@ def rollback(layout: Layout, target: str | None) -> int:
         else:
             switch_current(layout, target)
             entry.update(result="ok", sha=(read_meta(layout, target) or {}).get("sha"))
+            restart_after_rollback(layout, target, entry)
         entry["duration"] = round((utc_now() - start).total_seconds(), 3)
         append_log(layout, entry)
         marker("done", entry)
     return 0 if entry["result"] == "ok" else 1
+
+
+def restart_after_rollback(layout: Layout, target: str, entry: dict) -> None:
+    """The processes follow `current` back; a failure to restart them is the rollback's error."""
+    try:
+        note = apps.activate(layout, load_settings(layout), target)
+        if note:
+            emit("bridge: " + note)
+    except (StepFailed, apps.AppError) as e:
+        entry.update(result="failed", error="current -> %s, but the processes did not restart: %s" % (target, e))
 
 
 # ---------------------------------------------------------------- main
@@ -761,7 +943,10 @@ def parse_args(argv: list) -> argparse.Namespace:
     mode.add_argument("--rollback", nargs="?", const="", metavar="RELEASE", help="switch current back")
     mode.add_argument("--list", action="store_true", help="JSON list of releases")
     mode.add_argument("--status", action="store_true", help="JSON: current release and last deploy")
+    mode.add_argument("--cancel", action="store_true", help="stop the running deploy; current stays")
     parser.add_argument("--ref", default="", help="with --deploy: the ref to record")
+    parser.add_argument("--if-changed", action="store_true",
+                        help="with --deploy: do nothing when the commit is the one `current` holds")
     return parser.parse_args(argv)
 
 
@@ -769,6 +954,8 @@ def main(argv: list | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     root = Path(args.root) if args.root else Path(__file__).resolve().parent.parent
     layout = Layout(root.absolute())
+    if not (args.list or args.status or args.cancel):
+        ignore_interrupt()
     if args.list:
         print(json.dumps(list_releases(layout)))
         return 0
@@ -777,17 +964,33 @@ def main(argv: list | None = None) -> int:
         return 0
     if args.rollback is not None:
         return rollback(layout, args.rollback or None)
+    if args.cancel:
+        return cancel(layout)
     if args.deploy:
-        return deploy_rev(layout, args.deploy, args.ref)
+        return deploy_rev(layout, args.deploy, args.ref, args.if_changed)
     return post_receive(layout, sys.stdin)
 
 
-def deploy_rev(layout: Layout, rev: str, ref: str) -> int:
+def ignore_interrupt() -> None:
+    """A deploy never half-stops on the client's Ctrl-C (a local:// hook shares its process group);
+    it ends by its own verdict, a timeout, or `bridge deploy cancel`."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def deploy_rev(layout: Layout, rev: str, ref: str, if_changed: bool = False) -> int:
     try:
         sha = git(layout, "rev-parse", "--verify", "--quiet", rev + "^{commit}").decode().strip()
     except StepFailed:
         emit("bridge: %r is not a commit in %s" % (rev, layout.repo))
         return 1
+    current = layout.current_release()
+    if if_changed and current and (read_meta(layout, current) or {}).get("sha") == sha:
+        emit("bridge: %s is already deployed (releases/%s); `bridge push --redeploy` deploys it again"
+             % (sha[:12], current))
+        marker("done", {"action": "deploy", "result": "ok", "unchanged": True, "sha": sha, "release": current})
+        return 0
     return run_deploy(layout, sha, ref)
 
 

@@ -11,6 +11,20 @@ from pathlib import Path
 RELEASE_TMP_PREFIX = ".tmp-"
 
 
+class ServerError(Exception):
+    """A server-side step cannot go on (a deploy step, a process, a dependency); one line says why."""
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a file, a symlink (never what it points at) or a whole tree."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        import shutil
+
+        shutil.rmtree(str(path), ignore_errors=True)
+
+
 class Layout:
     """The paths under one deploy root, so client and server never disagree on a name.
 
@@ -69,6 +83,26 @@ class Layout:
     @property
     def hook(self) -> Path:
         return self.state / "hook.py"
+
+    @property
+    def apps(self) -> Path:
+        """The processes program (apps.py): units' ExecStart and the client's ps/logs/config."""
+        return self.state / "apps.py"
+
+    @property
+    def config_env(self) -> Path:
+        """The app's config (0600), outside every release."""
+        return self.state / "config.env"
+
+    @property
+    def units_file(self) -> Path:
+        """The processes whose systemd units this root installed."""
+        return self.state / "units.json"
+
+    @property
+    def shared(self) -> Path:
+        """deploy.shared dirs and files, linked into every release, never pruned."""
+        return self.root / "shared"
 
     def release(self, name: str) -> Path:
         return self.releases / name

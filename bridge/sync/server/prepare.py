@@ -5,17 +5,19 @@ with no input in it (everything travels as JSON on stdin), so nothing needs shel
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence, Tuple
 
+from bridge.config import DeployConfig
 from bridge.errors import RemoteError
 from bridge.sync.server.layout import Layout
 
 HERE = Path(__file__).resolve().parent
-SERVER_FILES = ("hook.py", "layout.py")
+SERVER_FILES = ("hook.py", "layout.py", "apps.py", "deps.py")
 
 # One line, no newline: survives any login shell once shlex-joined for SSH.
 BOOTSTRAP = ("import json,sys;p=json.loads(sys.stdin.read());g={'__name__':'bridge_install'};"
@@ -27,17 +29,16 @@ Run = Callable[[Sequence[str], bytes], Tuple[int, str]]
 
 @dataclass(frozen=True)
 class DeploySettings:
-    """What the hook reads from `<root>/.bridge/deploy.json` (bridge.yaml's `deploy:` section)."""
+    """What the hook reads from `<root>/.bridge/deploy.json`: bridge.yaml's `deploy:` section (its one
+    schema is config.DeployConfig) and the workspace's name, which names the app's systemd units."""
 
-    install: str = "auto"
-    commands: Tuple[str, ...] = ()
-    healthcheck: str | None = None
-    keep_releases: int = 5
-    branch: str | None = None
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    workspace: str = ""
 
     def as_json(self) -> dict:
-        return {"install": self.install, "commands": list(self.commands), "healthcheck": self.healthcheck,
-                "keep_releases": self.keep_releases, "branch": self.branch}
+        data = dataclasses.asdict(self.deploy)
+        data["workspace"] = self.workspace
+        return json.loads(json.dumps(data))  # tuples as JSON lists, as the hook will read them
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,8 @@ def run_local(argv: Sequence[str], stdin: bytes) -> Tuple[int, str]:
 def hook_argv(root: str, *args: str, python: str = "python3") -> list:
     """argv to run the installed hook (`--deploy SHA`, `--rollback`, `--list`, `--status`) on the target."""
     return [python, "-S", str(Layout(Path(root)).hook), "--root", root, *args]  # -S: see install.py
+
+
+def apps_argv(root: str, *args: str, python: str = "python3") -> list:
+    """argv to run the installed apps.py (`ps`, `logs`, `restart`, `config-set`, ...) on the target."""
+    return [python, "-S", str(Layout(Path(root)).apps), "--root", root, *args]

@@ -1,0 +1,188 @@
+"""Apps under systemd: push -> new release serving, and the restart gap, bridge beside the same by hand.
+
+The server is a systemd+sshd container (tests/systemd_server.py). "By hand" is what a user does
+without bridge: `git push` into a bare repo whose post-receive checks the tree out, then
+`ssh root@host systemctl restart hand`, the app a plain unit of the same app.py. Both sides are
+timed until an HTTP GET answers the new version, in the same run; the ratio is what counts.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from common import BRIDGE, REPO
+
+from tests.sshd import keygen
+from tests.systemd_server import build_image, start_server
+
+APP = (REPO / "tests" / "apps" / "app.py").read_text()
+ROUNDS = 5
+HAND_HOOK = "#!/bin/sh\nGIT_WORK_TREE=/srv/hand git checkout -f -q main\n"
+HAND_UNIT = """[Unit]
+StartLimitIntervalSec=0
+
+[Service]
+WorkingDirectory=/srv/hand
+Environment=PORT=8001
+ExecStart=/usr/bin/python3 app.py
+Restart=on-failure
+"""
+
+
+def answers(url: str, body: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return reply.read().decode() == body
+    except OSError:
+        return False
+
+
+def answers_any(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def wait_for(url: str, body: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not answers(url, body):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} never answered {body!r}")
+        time.sleep(0.01)
+
+
+def git(cwd: Path, *args: str, env: dict | None = None) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env=env)
+
+
+def setup_home(tmp: Path, server: object) -> dict:
+    """An isolated HOME whose key the server accepts and whose known_hosts trusts the server."""
+    home = tmp / "home"
+    key = keygen(home / ".ssh" / "id_ed25519")
+    server.authorize(key.with_suffix(".pub").read_text())  # type: ignore[attr-defined]
+    (home / ".ssh" / "known_hosts").write_text(server.known_hosts_line())  # type: ignore[attr-defined]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SSH_", "BRIDGE_", "XDG_"))}
+    env.update(HOME=str(home), XDG_RUNTIME_DIR=str(tmp / "run"), GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@x",
+               GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@x",
+               GIT_SSH_COMMAND=shlex.join(ssh_options(home)))
+    (tmp / "run").mkdir(mode=0o700)
+    return env
+
+
+def ssh_options(home: Path) -> list:
+    """ssh as the bench's HOME (ssh itself reads the passwd home's files, not $HOME)."""
+    return ["ssh", "-i", str(home / ".ssh" / "id_ed25519"), "-o", "BatchMode=yes",
+            "-o", f"UserKnownHostsFile={home / '.ssh' / 'known_hosts'}"]
+
+
+def setup_hand(server: object) -> None:
+    server.sh('git init -q --bare /srv/hand.git && mkdir -p /srv/hand && printf %s "$1" > /srv/hand.git/hooks/post-receive'
+              ' && chmod +x /srv/hand.git/hooks/post-receive && printf %s "$2" > /etc/systemd/system/hand.service'
+              ' && systemctl daemon-reload', HAND_HOOK, HAND_UNIT)  # type: ignore[attr-defined]
+
+
+def release(ws: Path, env: dict, version: str) -> None:
+    (ws / "version.txt").write_text(version + "\n")
+    git(ws, "commit", "-qam", version, env=env)
+
+
+def by_bridge(ws: Path, env: dict, url: str, version: str) -> float:
+    release(ws, env, version)
+    start = time.perf_counter()
+    pushed = subprocess.run([*BRIDGE, "push"], cwd=ws, env=env, capture_output=True, text=True)
+    if pushed.returncode != 0:
+        raise RuntimeError("bridge push failed: " + (pushed.stdout + pushed.stderr)[-1500:])
+    wait_for(url, version)
+    return time.perf_counter() - start
+
+
+def by_hand(ws: Path, env: dict, ip: str, url: str, version: str) -> float:
+    release(ws, env, version)
+    start = time.perf_counter()
+    git(ws, "push", "-q", f"root@{ip}:/srv/hand.git", "main", env=env)
+    restarted = subprocess.run([*ssh_options(Path(env["HOME"])), f"root@{ip}", "systemctl restart hand"], env=env,
+                               capture_output=True, text=True)
+    if restarted.returncode != 0:
+        raise RuntimeError("ssh systemctl restart hand failed: " + restarted.stderr[-500:])
+    wait_for(url, version)
+    return time.perf_counter() - start
+
+
+def restart_gap(url: str, restart: list, env: dict, cwd: Path) -> float:
+    """The longest stretch (ms) without a good answer while `restart` runs, polled every few ms."""
+    stop, last_ok, gaps = threading.Event(), [time.perf_counter()], [0.0]
+
+    def poll() -> None:
+        while not stop.is_set():
+            ok = answers_any(url)
+            now = time.perf_counter()
+            if ok:
+                gaps.append(now - last_ok[0])
+                last_ok[0] = now
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    subprocess.run(restart, cwd=cwd, env=env, check=True, capture_output=True)
+    time.sleep(1.0)
+    stop.set()
+    thread.join()
+    return max(gaps) * 1000
+
+
+def main() -> int:
+    build_image()
+    with tempfile.TemporaryDirectory(prefix="bench-apps-") as folder:
+        tmp = Path(folder)
+        server = start_server(tmp)
+        try:
+            return run(tmp, server)
+        finally:
+            server.stop()
+
+
+def run(tmp: Path, server: object) -> int:
+    env = setup_home(tmp, server)
+    ip = server.ip  # type: ignore[attr-defined]
+    setup_hand(server)
+    ws = tmp / "ws"
+    ws.mkdir()
+    git(ws, "init", "-q", "-b", "main", env=env)
+    (ws / "bridge.yaml").write_text(f"workspace: bench\ndefault: prod\nremotes:\n  prod: ssh://root@{ip}/srv/bench\n")
+    (ws / "app.py").write_text(APP)
+    (ws / "Procfile").write_text("web: python3 app.py\n")
+    (ws / "version.txt").write_text("v0\n")
+    git(ws, "add", "-A", env=env)
+    git(ws, "commit", "-qm", "v0", env=env)
+    subprocess.run([*BRIDGE, "init"], cwd=ws, env=env, check=True, capture_output=True)
+    bridge_url, hand_url = f"http://{ip}:8000/", f"http://{ip}:8001/"
+    by_bridge(ws, env, bridge_url, "w0")
+    by_hand(ws, env, ip, hand_url, "w1")
+    ours = [by_bridge(ws, env, bridge_url, f"b{n}") for n in range(ROUNDS)]
+    hand = [by_hand(ws, env, ip, hand_url, f"h{n}") for n in range(ROUNDS)]
+    ssh = [*ssh_options(Path(env["HOME"])), f"root@{ip}"]
+    gap_ours = statistics.median(restart_gap(bridge_url, [*BRIDGE, "restart"], env, ws) for _ in range(3))
+    gap_hand = statistics.median(restart_gap(hand_url, [*ssh, "systemctl restart hand"], env, ws) for _ in range(3))
+    a, b = statistics.median(ours), statistics.median(hand)
+    print("| work | bridge | by hand | ratio |\n|---|---|---|---|")
+    print(f"| push -> new release serving (s, median of {ROUNDS}) | {a:.2f} | {b:.2f} | {a / b:.2f} |")
+    print(f"| restart gap without service (ms, median of 3) | {gap_ours:.0f} | {gap_hand:.0f} | "
+          f"{gap_ours / max(gap_hand, 1):.2f} |")
+    print("(by hand: git push to a bare repo whose hook checks out + ssh systemctl restart; "
+          "bridge also makes a release, switches current and restarts under its unit)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

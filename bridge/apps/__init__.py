@@ -1,0 +1,1 @@
+"""The deployed app on each server: its processes under systemd (ps, logs, restart) and its config."""
