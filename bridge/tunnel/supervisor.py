@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
 from bridge.errors import BridgeError
-from bridge.tunnel.backoff import Backoff
+from bridge.backoff import Backoff
 from bridge.tunnel.events import Connected, Connecting, Disconnected, Event, Heartbeat, Retrying, Stopped
 from bridge.tunnel.forwards import Forward
 from bridge.tunnel.pipe import Log

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from bridge.errors import ConfigError
-from bridge.tunnel.backoff import Backoff
+from bridge.backoff import Backoff
 from bridge.tunnel.forwards import Forward, parse_forward
 from tests.conftest import write_config
 

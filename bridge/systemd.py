@@ -1,32 +1,25 @@
-"""A systemd unit that runs `bridge tunnel up` at boot, without anyone logged in, and restarts it always."""
+"""systemd units for bridge's long-running processes (tunnel, hub, agent): start at boot, restart always."""
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 
 UNIT_DIR = Path("/etc/systemd/system")
 
 
-def unit_name(workspace: str) -> str:
-    """One unit per workspace, so two tunnels on one box do not overwrite each other."""
-    return f"bridge-tunnel-{workspace or 'default'}.service"
-
-
-def render_unit(*, workspace: Path, user: str, name: str, python: str = sys.executable) -> str:
+def render_unit(*, description: str, argv: list[str], user: str, workdir: Path | None = None) -> str:
     """The unit text: a system unit (multi-user.target) run as `user`, so it starts at boot without a login."""
-    exec_start = shlex.join([python, "-m", "bridge", "tunnel", "up"])
     return "\n".join([
         "[Unit]",
-        f"Description=bridge reverse tunnel for {name}",
+        f"Description={description}",
         "Wants=network-online.target",
         "After=network-online.target",
         "",
         "[Service]",
         "Type=simple",
         f"User={user}",
-        f"WorkingDirectory={workspace}",
-        f"ExecStart={exec_start}",
+        *([f"WorkingDirectory={workdir}"] if workdir else []),
+        f"ExecStart={shlex.join(argv)}",
         # bridge reconnects by itself; Restart= only covers a crash of the process or a bad config
         "Restart=always",
         "RestartSec=5",
@@ -39,7 +32,7 @@ def render_unit(*, workspace: Path, user: str, name: str, python: str = sys.exec
 
 
 def write_unit(text: str, path: Path) -> Path:
-    """Write the unit file (0644, as systemd expects)."""
+    """Write the unit file (0644, as systemd expects); raises PermissionError when the folder is not writable."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     path.chmod(0o644)

@@ -1,4 +1,4 @@
-"""Capped exponential backoff with jitter, so a fleet of tunnels never hits a relay in lockstep."""
+"""Capped exponential backoff with jitter, so a fleet of tunnels or agents never hits a relay or hub in lockstep."""
 from __future__ import annotations
 
 import random
