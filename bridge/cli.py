@@ -23,6 +23,8 @@ COMMANDS = {
     "exec": ("exec", "shell"),
     "tunnel": ("tunnel",),
     "security": ("keys", "guard", "audit", "replay"),
+    "hub": ("hub",),
+    "agent": ("agent",),
 }
 COMMAND_MODULES = tuple(COMMANDS)
 

@@ -58,3 +58,17 @@ def say(message: str, *, err: bool = False) -> None:
 def mark(ok: bool | None) -> str:
     """✓ / ✗ / – for a check result (– is informational)."""
     return "ok" if ok else ("-" if ok is None else "FAIL")
+
+
+def when(stamp: float | None) -> str:
+    """A Unix time as local `YYYY-MM-DD HH:MM:SS (Ns ago)`, or `-`."""
+    import time
+
+    return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) + f" ({ago(stamp)})"
+
+
+def ago(stamp: float | None) -> str:
+    """How long ago a Unix time was, in whole seconds, or `-`."""
+    import time
+
+    return "-" if stamp is None else f"{time.time() - stamp:.0f}s ago"

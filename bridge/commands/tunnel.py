@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -74,18 +73,10 @@ def _status_rows(current: dict) -> list[list[str]]:
     rtt = current["last_heartbeat_rtt_ms"]
     return [
         ["state", current["state"]], ["pid", str(current["pid"])], ["relay", current["relay"]],
-        ["connected since", _when(current["connected_since"])], ["forwards", ", ".join(current["forwards"])],
-        ["last heartbeat", "-" if rtt is None else f"{rtt:g} ms round trip, {_ago(current['last_heartbeat_at'])}"],
+        ["connected since", ui.when(current["connected_since"])], ["forwards", ", ".join(current["forwards"])],
+        ["last heartbeat", "-" if rtt is None else f"{rtt:g} ms round trip, {ui.ago(current['last_heartbeat_at'])}"],
         ["reconnects", str(current["reconnects"])], ["last error", current["last_error"] or "-"],
     ]
-
-
-def _when(stamp: float | None) -> str:
-    return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) + f" ({_ago(stamp)})"
-
-
-def _ago(stamp: float | None) -> str:
-    return "-" if stamp is None else f"{time.time() - stamp:.0f}s ago"
 
 
 def down() -> int:
