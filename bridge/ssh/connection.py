@@ -122,6 +122,10 @@ class Connection:
 
     def _socket(self) -> socket.socket | "paramiko.Channel":
         settings = self.settings
+        if settings.hub is not None:
+            from bridge.ssh.hubsock import hub_socket
+
+            return hub_socket(settings.hub, settings.connect_timeout)
         if settings.via is not None:
             return self._tunnel_socket(settings)
         # An ASCII name goes to getaddrinfo as bytes: a str would be IDNA-encoded into the same bytes,
