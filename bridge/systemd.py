@@ -4,6 +4,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from bridge.errors import BridgeError
+
 UNIT_DIR = Path("/etc/systemd/system")
 
 
@@ -31,9 +33,17 @@ def render_unit(*, description: str, argv: list[str], user: str, workdir: Path |
     ])
 
 
-def write_unit(text: str, path: Path) -> Path:
-    """Write the unit file (0644, as systemd expects); raises PermissionError when the folder is not writable."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(0o644)
-    return path
+def install(text: str, name: str, path: Path | None, command: str) -> Path:
+    """Write the unit (0644, as systemd expects) to `path`, default /etc/systemd/system/NAME.
+
+    Raises BridgeError naming `command` (e.g. `bridge hub install`) when the folder is not writable.
+    """
+    target = path or UNIT_DIR / name
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        target.chmod(0o644)
+    except PermissionError as e:
+        raise BridgeError(f"cannot write {target}: permission denied",
+                          hint=f"run it with sudo, or `{command} --print` and copy it yourself") from e
+    return target

@@ -175,9 +175,4 @@ def unit_text(options: UpOptions, user: str | None) -> str:
 
 def install(options: UpOptions, user: str | None, path: Path | None) -> Path:
     """Write the agent's unit (default /etc/systemd/system/bridge-agent.service)."""
-    target = path or systemd.UNIT_DIR / UNIT_NAME
-    try:
-        return systemd.write_unit(unit_text(options, user), target)
-    except PermissionError as e:
-        raise BridgeError(f"cannot write {target}: permission denied",
-                          hint="run it with sudo, or `bridge agent install --print` and copy it yourself") from e
+    return systemd.install(unit_text(options, user), UNIT_NAME, path, "bridge agent install")

@@ -41,14 +41,8 @@ def status(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = F
     from bridge.agent import service
 
     current = service.status(state)
-    if json:
-        ui.print_json(current or {"state": "never started", "running": False})
-        return 0 if current and current["running"] else 1
-    if current is None:
-        ui.say("no agent has run here; start one with `bridge agent up --hub wss://HUB --token T`")
-        return 1
-    ui.table(None, ["field", "value"], _rows(current))
-    return 0 if current["running"] else 1
+    return ui.status_report(current, _rows, "no agent has run here; start one with "
+                                            "`bridge agent up --hub wss://HUB --token T`", json)
 
 
 def _rows(current: dict) -> list[list[str]]:
@@ -75,6 +69,5 @@ def install(ssh: SshOpt = "127.0.0.1:22", ping: PingOpt = 20.0, state: StateOpt 
     if print_only:
         ui.say(service.unit_text(options, user).rstrip("\n"))
         return 0
-    written = service.install(options, user, path)
-    ui.say(f"wrote {written}; start it with: systemctl daemon-reload && systemctl enable --now {written.name}")
+    ui.unit_written(service.install(options, user, path))
     return 0

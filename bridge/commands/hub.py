@@ -60,8 +60,7 @@ def install(host: HostOpt = "0.0.0.0", port: PortOpt = 443, state: StateOpt = No
     if print_only:
         ui.say(service.unit_text(options, user).rstrip("\n"))
         return 0
-    written = service.install(options, user, path)
-    ui.say(f"wrote {written}; start it with: systemctl daemon-reload && systemctl enable --now {written.name}")
+    ui.unit_written(service.install(options, user, path))
     return 0
 
 

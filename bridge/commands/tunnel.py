@@ -59,14 +59,8 @@ def status(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = F
     from bridge.tunnel import service
 
     current = service.status(cfg.load(required=True))
-    if json:
-        ui.print_json(current or {"state": "never started", "running": False})
-        return 0 if current and current["running"] else 1
-    if current is None:
-        ui.say("no tunnel has run in this workspace; start one with `bridge tunnel up`")
-        return 1
-    ui.table(None, ["field", "value"], _status_rows(current))
-    return 0 if current["running"] else 1
+    return ui.status_report(current, _status_rows, "no tunnel has run in this workspace; start one with "
+                                                   "`bridge tunnel up`", json)
 
 
 def _status_rows(current: dict) -> list[list[str]]:
@@ -102,7 +96,5 @@ def install(
     if print_only:
         ui.say(service.unit_for(config, user)[1].rstrip("\n"))
         return 0
-    written = service.install(config, user, path)
-    ui.say(f"wrote {written}")
-    ui.say(f"enable it with: sudo systemctl daemon-reload && sudo systemctl enable --now {written.name}")
+    ui.unit_written(service.install(config, user, path))
     return 0

@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from bridge.hub.audit import HubAudit
-from bridge.hub.live import STREAM_OPEN_TIMEOUT, AgentSession, Live, Pending
+from bridge.hub.live import STREAM_OPEN_TIMEOUT, AgentSession, Live
 from bridge.hub.store import Store
 from bridge.hub.tokens import Signer, TokenRefused, UserClaims
 from bridge.hublink import (CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, CLOSE_UNAVAILABLE,

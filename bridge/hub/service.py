@@ -53,12 +53,8 @@ def unit_text(options: ServeOptions, user: str | None) -> str:
 
 def install(options: ServeOptions, user: str | None, path: Path | None) -> Path:
     """Write the hub's unit (default /etc/systemd/system/bridge-hub.service)."""
-    target = path or systemd.UNIT_DIR / UNIT_NAME
-    try:
-        return systemd.write_unit(unit_text(options, user), target)
-    except PermissionError as e:
-        raise BridgeError(f"cannot write {target}: permission denied",
-                          hint="run it with sudo, or `bridge hub install --print` and copy it yourself") from e
+    return systemd.install(unit_text(options, user), UNIT_NAME, path, "bridge hub install")
+
 
 
 def _signer(state: Path | None, cert: Path | None, key: Path | None) -> "object":

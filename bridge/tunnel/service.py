@@ -117,9 +117,4 @@ def unit_name(workspace: str) -> str:
 def install(config: Config, user: str | None, path: Path | None) -> Path:
     """Write the unit (default /etc/systemd/system/NAME); raises BridgeError when the folder is not writable."""
     name, text = unit_for(config, user)
-    target = path or systemd.UNIT_DIR / name
-    try:
-        return systemd.write_unit(text, target)
-    except PermissionError as e:
-        raise BridgeError(f"cannot write {target}: permission denied",
-                          hint="run it with sudo, or `bridge tunnel install --print` and copy it yourself") from e
+    return systemd.install(text, name, path, "bridge tunnel install")
