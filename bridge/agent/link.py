@@ -29,6 +29,7 @@ class Plan(NamedTuple):
     folder: Path
     ssh_host: str = "127.0.0.1"
     ssh_port: int = 22
+    ssh_user: str = ""  # the account the hub's own API runs log in as (its key granted by `bridge keys add`)
     ping_interval: float = 20.0
     backoff_cap: float = 30.0
     enrol_token: str | None = None  # only until the hub accepted it
@@ -61,7 +62,8 @@ async def control(plan: Plan, status: AgentStatus, changed: Callable[[], None]) 
     ws = await dial(plan, "/ws/agent")
     streams: set[asyncio.Task] = set()
     try:
-        await ws.send(json.dumps(_hello(plan)))
+        await ws.send(json.dumps({**_hello(plan), "ssh_user": plan.ssh_user,
+                                  "host_key": await asyncio.to_thread(_local_host_key, plan)}))
         welcome = json.loads(await asyncio.wait_for(ws.recv(), OPEN_TIMEOUT))
         if welcome.get("type") != "welcome":
             return "the hub did not welcome us"
@@ -89,6 +91,22 @@ def _hello(plan: Plan) -> dict:
     if plan.enrol_token:
         return {**hello, "enrol": plan.enrol_token, "key": plan.key.decode()}
     return {**hello, "auth": sign_agent_token(plan.key, plan.enrolment.agent)}
+
+
+def _local_host_key(plan: Plan) -> list[str] | None:
+    """[type, base64] of the local sshd's host key, which the hub pins for its own API runs; None if sshd is down."""
+    import base64
+
+    from bridge.ssh.connection import probe_host_key
+    from bridge.ssh.settings import SSHSettings
+
+    settings = SSHSettings(host=plan.ssh_host, hostname=plan.ssh_host, port=plan.ssh_port, user=plan.ssh_user,
+                           connect_timeout=5.0)
+    try:
+        _, key_type, blob = probe_host_key(settings)
+    except BridgeError:
+        return None
+    return [key_type, base64.b64encode(blob).decode()]
 
 
 def _raise_if_refused(ws: Any, error: Exception | None) -> None:

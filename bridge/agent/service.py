@@ -26,6 +26,7 @@ class UpOptions(NamedTuple):
     hub: str | None = None
     token: str | None = None
     ssh: str = "127.0.0.1:22"
+    ssh_user: str = ""
     ping_interval: float = 20.0
     backoff_cap: float = 30.0
     state: Path | None = None
@@ -45,8 +46,8 @@ def plan_for(options: UpOptions) -> Plan:
     else:
         enrolment = st.require_enrolment(folder)
         key = st.agent_key(folder, fresh=False)
-    return Plan(enrolment, key, folder, ssh_host, ssh_port, options.ping_interval, options.backoff_cap,
-                options.token if not enrolment.enrolled else None)
+    return Plan(enrolment, key, folder, ssh_host, ssh_port, options.ssh_user or getpass.getuser(),
+                options.ping_interval, options.backoff_cap, options.token if not enrolment.enrolled else None)
 
 
 def _enrol(folder: Path, options: UpOptions) -> tuple[st.Enrolment, bytes]:
@@ -169,7 +170,8 @@ def unit_text(options: UpOptions, user: str | None) -> str:
     """A unit that runs `bridge agent up` (already enrolled: no token in the unit) at boot."""
     st.require_enrolment(st.agent_dir(options.state))
     argv = [sys.executable, "-m", "bridge", "agent", "up", "--state", str(st.agent_dir(options.state).resolve()),
-            "--ssh", options.ssh, "--ping", f"{options.ping_interval:g}"]
+            "--ssh", options.ssh, "--ping", f"{options.ping_interval:g}", *(["--ssh-user", options.ssh_user]
+                                                                           if options.ssh_user else [])]
     return systemd.render_unit(description="bridge agent (dials the hub)", argv=argv, user=user or getpass.getuser())
 
 

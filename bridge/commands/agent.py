@@ -10,6 +10,7 @@ from bridge import ui
 
 StateOpt = Annotated[Optional[Path], typer.Option("--state", help="The agent's state dir (default $XDG_STATE_HOME/bridge/agent).")]
 SshOpt = Annotated[str, typer.Option("--ssh", help="The local sshd each stream is handed to.")]
+SshUserOpt = Annotated[str, typer.Option("--ssh-user", help="Account the hub's API runs log in as (default: this one).")]
 PingOpt = Annotated[float, typer.Option("--ping", help="Seconds between WebSocket pings; a dead hub is noticed within two.")]
 
 
@@ -25,13 +26,13 @@ def register(app: typer.Typer) -> None:
 def up(hub: Annotated[Optional[str], typer.Option("--hub", help="wss://HOST[:PORT] (needed to enrol).")] = None,
        token: Annotated[Optional[str], typer.Option("--token", help="A one-time enrolment token (or BRIDGE_AGENT_TOKEN).",
                                                     envvar="BRIDGE_AGENT_TOKEN", show_envvar=False)] = None,
-       ssh: SshOpt = "127.0.0.1:22", ping: PingOpt = 20.0,
+       ssh: SshOpt = "127.0.0.1:22", ssh_user: SshUserOpt = "", ping: PingOpt = 20.0,
        backoff_cap: Annotated[float, typer.Option("--backoff-cap", help="Longest wait between reconnects (s).")] = 30.0,
        state: StateOpt = None) -> int:
     """Connect to the hub and stay connected, reconnecting forever; SIGTERM stops it."""
     from bridge.agent import service
 
-    service.up(service.UpOptions(hub, token, ssh, ping, backoff_cap, state), lambda line: ui.say(f"agent: {line}"))
+    service.up(service.UpOptions(hub, token, ssh, ssh_user, ping, backoff_cap, state), lambda line: ui.say(f"agent: {line}"))
     ui.say("agent: stopped")
     return 0
 
@@ -57,7 +58,7 @@ def _rows(current: dict) -> list[list[str]]:
     ]
 
 
-def install(ssh: SshOpt = "127.0.0.1:22", ping: PingOpt = 20.0, state: StateOpt = None,
+def install(ssh: SshOpt = "127.0.0.1:22", ssh_user: SshUserOpt = "", ping: PingOpt = 20.0, state: StateOpt = None,
             user: Annotated[Optional[str], typer.Option("--user", help="Account the agent runs as.")] = None,
             path: Annotated[Optional[Path], typer.Option("--path", help="Write here instead of /etc/systemd/system/.")] = None,
             print_only: Annotated[bool, typer.Option("--print", help="Print the unit instead of writing it.")] = False,
@@ -65,7 +66,7 @@ def install(ssh: SshOpt = "127.0.0.1:22", ping: PingOpt = 20.0, state: StateOpt 
     """Write a systemd unit that runs `bridge agent up` at boot (enrol first: the unit holds no token)."""
     from bridge.agent import service
 
-    options = service.UpOptions(ssh=ssh, ping_interval=ping, state=state)
+    options = service.UpOptions(ssh=ssh, ssh_user=ssh_user, ping_interval=ping, state=state)
     if print_only:
         ui.say(service.unit_text(options, user).rstrip("\n"))
         return 0

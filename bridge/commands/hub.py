@@ -38,8 +38,10 @@ def serve(host: HostOpt = "0.0.0.0", port: PortOpt = 443, state: StateOpt = None
     from bridge.hub import service
     from bridge.hub.server import ServeOptions
 
-    def announce(address: str, fingerprint: str) -> None:
+    def announce(address: str, fingerprint: str, ssh_public: str) -> None:
         ui.say(f"hub: listening on {address}")
+        ui.say(f"hub: API runs log in to servers with: {ssh_public}")
+        ui.say(f"hub:   grant it on a server with: bridge keys add hub --role operator --key '{ssh_public}'")
         ui.say(f"hub: certificate fingerprint {fingerprint}")
 
     service.serve(ServeOptions(host, port, state, cert, key, ping), announce)

@@ -11,9 +11,11 @@ import json
 import time
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from bridge.hub.audit import HubAudit
+from bridge.hub.hostpin import pin_host_key
 from bridge.hub.live import STREAM_OPEN_TIMEOUT, AgentSession, Live
 from bridge.hub.store import Store
 from bridge.hub.tokens import Signer, TokenRefused, UserClaims
@@ -37,6 +39,7 @@ class Hub:
     audit: HubAudit
     live: Live
     ping_interval: float
+    ssh_key: Path  # the hub's own SSH key, for API runs (granted on servers with `bridge keys add`)
 
 
 def build_app(hub: Hub) -> Any:
@@ -93,7 +96,9 @@ async def agent_control(hub: Hub, ws: Any) -> None:
         await _refuse(hub, ws, e, action="agent.connect")
         return
     session = AgentSession(name, ws, version=str(hello.get("version", "")),
-                           capabilities=tuple(str(c) for c in hello.get("capabilities") or ()))
+                           capabilities=tuple(str(c) for c in hello.get("capabilities") or ()),
+                           ssh_user=str(hello.get("ssh_user") or ""))
+    await asyncio.to_thread(pin_host_key, name, hello.get("host_key"), replace="enrol" in hello)
     await hub.live.attach(session)
     await ws.send_json({"type": "welcome", "agent": name, "ping_interval": hub.ping_interval})
     hub.audit.record(user=name, action="agent.connect", agent=name, source=_peer(ws))

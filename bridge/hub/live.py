@@ -26,6 +26,7 @@ class AgentSession:
     connected_at: float = field(default_factory=time.time)
     last_heartbeat: float = field(default_factory=time.time)
     rtt_ms: float | None = None
+    ssh_user: str = ""  # the account the hub's own API runs log in as
 
     def describe(self) -> dict:
         """The row `GET /api/v1/agents` shows."""
@@ -49,6 +50,7 @@ class Live:
         self.agents: dict[str, AgentSession] = {}
         self.pending: dict[str, Pending] = {}
         self.connections: dict[str, set[Any]] = {}  # owner (agent or user name) -> its open WebSockets
+        self.tasks: set[asyncio.Task] = set()  # the hub's own stream splices, held so they are not collected
 
     async def attach(self, session: AgentSession) -> None:
         """Make `session` the agent's one session; the previous one is closed now, not when it times out."""

@@ -42,6 +42,7 @@ def build(options: ServeOptions) -> tuple["object", CertFiles]:
     from bridge.hub.app import Hub, build_app
     from bridge.hub.audit import HubAudit
     from bridge.hub.live import Live
+    from bridge.hub.runs import ssh_key
     from bridge.hub.store import Store
     from bridge.hub.tokens import Signer
 
@@ -49,7 +50,7 @@ def build(options: ServeOptions) -> tuple["object", CertFiles]:
     files = certificate(options)
     store = Store(state / "hub.db")
     hub = Hub(store, Signer(state, store, files.fingerprint), HubAudit(audit_path(state)), Live(),
-              options.ping_interval)
+              options.ping_interval, ssh_key(state)[0])
     config = uvicorn.Config(build_app(hub), host=options.host, port=options.port, log_level="warning",
                             ws_max_size=MAX_MESSAGE, ws_ping_interval=options.ping_interval,
                             ws_ping_timeout=options.ping_interval, ws_per_message_deflate=False,

@@ -14,16 +14,17 @@ from bridge.hub.server import ServeOptions, certificate, state_dir
 UNIT_NAME = "bridge-hub.service"
 
 
-def serve(options: ServeOptions, announce: Callable[[str, str], None]) -> None:
-    """Serve until SIGINT/SIGTERM; `announce(address, fingerprint)` is called once the port is bound.
+def serve(options: ServeOptions, announce: Callable[[str, str, str], None]) -> None:
+    """Serve until SIGINT/SIGTERM; `announce(address, fingerprint, ssh public key)` once the port is bound.
 
     Raises BridgeError when the port cannot be bound.
     """
+    from bridge.hub.runs import ssh_key
     from bridge.hub.server import build
 
     server, files = build(options)
     listener = _listen(options.host, options.port)
-    announce(f"wss://{options.host}:{listener.getsockname()[1]}", files.fingerprint)
+    announce(f"wss://{options.host}:{listener.getsockname()[1]}", files.fingerprint, ssh_key(state_dir(options.state))[1])
     server.run(sockets=[listener])
 
 

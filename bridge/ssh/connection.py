@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from bridge.errors import AuthError, ConnectError
 from bridge.ssh import hostkeys
@@ -53,9 +53,11 @@ class _QuickAckSocket(socket.socket):
 class Connection:
     """A lazily opened, host-key-checked SSH connection; a context manager."""
 
-    def __init__(self, settings: SSHSettings, *, trust_hint: str = "bridge test --trust TARGET") -> None:
+    def __init__(self, settings: SSHSettings, *, trust_hint: str = "bridge test --trust TARGET",
+                 opener: "Callable[[], socket.socket] | None" = None) -> None:
         self.settings = settings
         self.trust_hint = trust_hint
+        self.opener = opener  # makes the byte stream itself (the hub's own runs on an agent); else _socket dials
         self._transport: paramiko.Transport | None = None
         self._via: Connection | None = None
         self._lock = threading.Lock()
@@ -122,6 +124,8 @@ class Connection:
 
     def _socket(self) -> socket.socket | "paramiko.Channel":
         settings = self.settings
+        if self.opener is not None:
+            return self.opener()
         if settings.hub is not None:
             from bridge.ssh.hubsock import hub_socket
 
