@@ -48,6 +48,9 @@ async def dial(plan: Plan, path: str) -> Any:
     hub = plan.enrolment.hub
     ws = await connect(hub.url(path), ssl=client_context(), server_hostname=hub.host, open_timeout=OPEN_TIMEOUT,
                        ping_interval=plan.ping_interval, ping_timeout=plan.ping_interval, max_size=MAX_MESSAGE,
+                       # a dead peer answers no closing handshake: waiting the default 10 s for it would let
+                       # a silent cut go unnoticed for far longer than the two ping intervals promised
+                       close_timeout=min(plan.ping_interval, 2.0),
                        compression=None, user_agent_header=f"bridge-agent/{VERSION}")
     try:
         check_pin(ws.transport.get_extra_info("ssl_object"), plan.enrolment.fingerprint, hub)

@@ -103,7 +103,7 @@ async def agent_control(hub: Hub, ws: Any) -> None:
     await ws.send_json({"type": "welcome", "agent": name, "ping_interval": hub.ping_interval})
     hub.audit.record(user=name, action="agent.connect", agent=name, source=_peer(ws))
     try:
-        await _control_loop(session)
+        await _control_loop(session, hub.ping_interval)
     finally:
         hub.live.detach(session)
 
@@ -124,10 +124,18 @@ def _authenticate_agent(hub: Hub, hello: dict) -> str:
     return hub.signer.check_agent(str(hello.get("auth", "")))
 
 
-async def _control_loop(session: AgentSession) -> None:
-    """Heartbeats (with the agent's measured RTT) until the agent goes; a malformed message ends it."""
+async def _control_loop(session: AgentSession, ping_interval: float) -> None:
+    """Heartbeats (with the agent's measured RTT) until the agent goes; a malformed message ends it.
+
+    The agent reports every ping interval; two intervals without a word mean a silent cut (no FIN,
+    no RST), and the session ends then, whatever the server's own WebSocket close timeout would wait.
+    """
     while True:
-        message = await session.ws.receive()
+        try:
+            message = await asyncio.wait_for(session.ws.receive(), 2 * ping_interval + 0.5)
+        except asyncio.TimeoutError:
+            asyncio.create_task(_close_quietly(session.ws, CLOSE_UNAVAILABLE, "no heartbeat"))
+            return
         if message["type"] == "websocket.disconnect":
             return
         try:
@@ -139,6 +147,13 @@ async def _control_loop(session: AgentSession) -> None:
             session.last_heartbeat = time.time()
             rtt = data.get("rtt_ms")
             session.rtt_ms = float(rtt) if isinstance(rtt, (int, float)) else None
+
+
+async def _close_quietly(ws: Any, code: int, reason: str) -> None:
+    try:
+        await ws.close(code=code, reason=reason)
+    except Exception:  # the peer is gone: nothing to tell it
+        pass
 
 
 async def agent_stream(hub: Hub, ws: Any) -> None:
@@ -270,10 +285,7 @@ async def _refuse(hub: Hub, ws: Any, error: Exception, *, action: str) -> None:
     code = CLOSE_UNAUTHORIZED if isinstance(error, TokenRefused) else CLOSE_BAD_REQUEST
     reason = str(error)[:120]  # a close reason must fit a control frame (123 bytes)
     hub.audit.record(user="?", action=action, decision="refused", reason=reason, source=_peer(ws))
-    try:
-        await ws.close(code=code, reason=reason)
-    except Exception:  # the peer is gone already
-        pass
+    await _close_quietly(ws, code, reason)
 
 
 def _peer(ws: Any) -> str | None:

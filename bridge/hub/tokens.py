@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from bridge.errors import AuthError
+from bridge.errors import AuthError, UsageError
 from bridge.hub.store import Store
 from bridge.hublink import ALGORITHM, AUDIENCE, token_claims
 
@@ -78,7 +78,10 @@ class Signer:
         """The name of an enrolled agent whose own signed token this is; raises TokenRefused."""
         from joserfc.jwk import OKPKey
 
-        name = str(token_claims(token).get("sub", ""))
+        try:
+            name = str(token_claims(token).get("sub", ""))
+        except UsageError as e:
+            raise TokenRefused("token refused: malformed", hint="upgrade the agent") from e
         agent = self.store.agent(name)
         if agent is None:
             raise TokenRefused(f"agent `{name}` is not enrolled (or was revoked)",

@@ -41,7 +41,7 @@ def _open(hub: hublink.HubAddress, timeout: float) -> Any:
     try:
         return connect(hub.url("/ws/connect"), ssl=hublink.client_context(), server_hostname=hub.host,
                        open_timeout=timeout, max_size=hublink.MAX_MESSAGE, compression=None,
-                       user_agent_header="bridge")
+                       user_agent_header="bridge", legacy=True)  # legacy: a plain connection, not a context manager
     except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as e:
         raise ConnectError(f"cannot connect to hub {hub.display()}: {getattr(e, 'strerror', None) or e}",
                            hint="check the hub address in the hub:// URL; is `bridge hub serve` running?") from e
