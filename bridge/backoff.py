@@ -1,4 +1,4 @@
-"""Capped exponential backoff with jitter, so a fleet of clients never hits a server in lockstep (tunnel reconnects, dropped SSH handshakes)."""
+"""Capped exponential backoff with jitter, so a fleet of clients never hits a server in lockstep (tunnel and agent reconnects, dropped SSH handshakes)."""
 from __future__ import annotations
 
 import random

@@ -24,6 +24,8 @@ COMMANDS = {
     "tunnel": ("tunnel",),
     "security": ("keys", "guard", "audit", "replay"),
     "apps": ("ps", "logs", "restart", "stop", "start", "config"),
+    "hub": ("hub",),
+    "agent": ("agent",),
 }
 COMMAND_MODULES = tuple(COMMANDS)
 

@@ -11,16 +11,19 @@ _SSH_URL = re.compile(r"^ssh://(?:(?P<user>[^@/\s]+)@)?(?P<host>\[[^\]]+\]|[^:/\
 _SCP = re.compile(r"^(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[^\]]+\]|[^:/\[\s]+):(?P<path>(?!//).*)$")
 T = TypeVar("T")
 _ALIAS = re.compile(r"^(?:(?P<user>[^@/:]+)@)?(?P<host>[A-Za-z0-9_.\-]+)$")
+_HUB_URL = re.compile(r"^hub://(?:(?P<user>[^@/\s]+)@)?(?P<host>\[[^\]]+\]|[^:/\s]+)(?::(?P<port>\d+))?"
+                      r"/(?P<agent>[A-Za-z0-9_.\-]+)(?P<path>/.*)?$")
 
 
 class Endpoint(NamedTuple):
     """A parsed remote URL. `host` may be a ~/.ssh/config alias; `port`/`user` None mean "ask ssh config"."""
 
-    scheme: str  # "ssh" or "local"
+    scheme: str  # "ssh", "local" or "hub" (an SSH remote whose connection an agent carries through a hub)
     path: str = ""
-    host: str = ""
+    host: str = ""  # for hub: the hub's address
     user: str | None = None
-    port: int | None = None
+    port: int | None = None  # for hub: the hub's port
+    agent: str = ""  # for hub: the agent's name there
 
     @property
     def is_local(self) -> bool:
@@ -32,11 +35,14 @@ class Endpoint(NamedTuple):
             return f"local:{self.path}"
         user = f"{self.user}@" if self.user else ""
         port = f":{self.port}" if self.port else ""
+        if self.scheme == "hub":
+            return f"{user}{self.agent} via hub {self.host}{port}"
         return f"{user}{self.host}{port}"
 
 
 def parse_url(url: str, where: str = "url") -> Endpoint:
-    """Parse `ssh://[user@]host[:port]/abs/path`, `[user@]host:/path`, an ssh alias, or `local:///abs/path`.
+    """Parse `ssh://[user@]host[:port]/abs/path`, `[user@]host:/path`, an ssh alias, `local:///abs/path`,
+    or `hub://[user@]HUB[:PORT]/AGENT/abs/path`.
 
     Raises ConfigError naming `where` when the URL has none of these forms.
     """
@@ -46,6 +52,8 @@ def parse_url(url: str, where: str = "url") -> Endpoint:
         if not path.startswith("/"):
             raise ConfigError(f"{where}: `{url}` needs an absolute path", hint="write local:///abs/path (three slashes)")
         return _checked(Endpoint("local", path=path), url, where)
+    if url.startswith("hub://"):
+        return _hub_endpoint(url, where)
     for pattern in (_SSH_URL, _SCP, _ALIAS):
         match = pattern.match(url)
         if match:
@@ -78,6 +86,14 @@ def _endpoint(match: re.Match, url: str, where: str) -> Endpoint:
     if port is not None and not 0 < port < 65536:
         raise ConfigError(f"{where}: port {port} in `{url}` is out of range", hint="use a port from 1 to 65535")
     return Endpoint("ssh", path=groups.get("path") or "", host=host, user=groups["user"], port=port)
+
+
+def _hub_endpoint(url: str, where: str) -> Endpoint:
+    match = _HUB_URL.match(url)
+    if not match:
+        raise ConfigError(f"{where}: cannot read `{url}` as a hub remote", hint="write hub://HUB[:PORT]/AGENT/abs/path")
+    ssh = _endpoint(match, url, where)
+    return ssh._replace(scheme="hub", agent=match["agent"])
 
 
 def resolve(config: Config, spec: str | None) -> list[Remote]:

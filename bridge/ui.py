@@ -58,3 +58,34 @@ def say(message: str, *, err: bool = False) -> None:
 def mark(ok: bool | None) -> str:
     """✓ / ✗ / – for a check result (– is informational)."""
     return "ok" if ok else ("-" if ok is None else "FAIL")
+
+
+def when(stamp: float | None) -> str:
+    """A Unix time as local `YYYY-MM-DD HH:MM:SS (Ns ago)`, or `-`."""
+    import time
+
+    return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) + f" ({ago(stamp)})"
+
+
+def ago(stamp: float | None) -> str:
+    """How long ago a Unix time was, in whole seconds, or `-`."""
+    import time
+
+    return "-" if stamp is None else f"{time.time() - stamp:.0f}s ago"
+
+
+def unit_written(path: Any) -> None:
+    """What `… install` prints after writing a systemd unit: where, and how to start it."""
+    say(f"wrote {path}")
+    say(f"enable it with: sudo systemctl daemon-reload && sudo systemctl enable --now {path.name}")
+
+
+def status_report(current: dict | None, rows: Any, never: str, as_json: bool) -> int:
+    """A long-running process's status (tunnel, agent) as a table of `rows(current)` or JSON; 1 if not running."""
+    if as_json:
+        print_json(current or {"state": "never started", "running": False})
+    elif current is None:
+        say(never)
+    else:
+        table(None, ["field", "value"], rows(current))
+    return 0 if current and current["running"] else 1

@@ -21,7 +21,16 @@ def test_url_forms(url, scheme, user, host, port, path) -> None:
     assert (e.scheme, e.user, e.host, e.port, e.path) == (scheme, user, host, port, path)
 
 
-@pytest.mark.parametrize("bad", ["ssh://host:99999/x", "local://rel", "ht tp://x", ""])
+def test_hub_urls_name_hub_agent_and_path() -> None:
+    e = parse_url("hub://deploy@hub.example.com:8443/web-1/srv/app")
+    assert (e.scheme, e.user, e.host, e.port, e.agent, e.path) == ("hub", "deploy", "hub.example.com", 8443, "web-1",
+                                                                   "/srv/app")
+    assert parse_url("hub://hub.example.com/web1/srv").port is None
+    assert e.display() == "deploy@web-1 via hub hub.example.com:8443"
+
+
+@pytest.mark.parametrize("bad", ["ssh://host:99999/x", "local://rel", "ht tp://x", "", "hub://hub.example.com",
+                                 "hub://h:99999/a/p", "hub://h/bad agent/p"])
 def test_bad_urls_are_config_errors(bad) -> None:
     with pytest.raises(ConfigError):
         parse_url(bad)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -60,32 +59,18 @@ def status(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = F
     from bridge.tunnel import service
 
     current = service.status(cfg.load(required=True))
-    if json:
-        ui.print_json(current or {"state": "never started", "running": False})
-        return 0 if current and current["running"] else 1
-    if current is None:
-        ui.say("no tunnel has run in this workspace; start one with `bridge tunnel up`")
-        return 1
-    ui.table(None, ["field", "value"], _status_rows(current))
-    return 0 if current["running"] else 1
+    return ui.status_report(current, _status_rows, "no tunnel has run in this workspace; start one with "
+                                                   "`bridge tunnel up`", json)
 
 
 def _status_rows(current: dict) -> list[list[str]]:
     rtt = current["last_heartbeat_rtt_ms"]
     return [
         ["state", current["state"]], ["pid", str(current["pid"])], ["relay", current["relay"]],
-        ["connected since", _when(current["connected_since"])], ["forwards", ", ".join(current["forwards"])],
-        ["last heartbeat", "-" if rtt is None else f"{rtt:g} ms round trip, {_ago(current['last_heartbeat_at'])}"],
+        ["connected since", ui.when(current["connected_since"])], ["forwards", ", ".join(current["forwards"])],
+        ["last heartbeat", "-" if rtt is None else f"{rtt:g} ms round trip, {ui.ago(current['last_heartbeat_at'])}"],
         ["reconnects", str(current["reconnects"])], ["last error", current["last_error"] or "-"],
     ]
-
-
-def _when(stamp: float | None) -> str:
-    return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) + f" ({_ago(stamp)})"
-
-
-def _ago(stamp: float | None) -> str:
-    return "-" if stamp is None else f"{time.time() - stamp:.0f}s ago"
 
 
 def down() -> int:
@@ -111,7 +96,5 @@ def install(
     if print_only:
         ui.say(service.unit_for(config, user)[1].rstrip("\n"))
         return 0
-    written = service.install(config, user, path)
-    ui.say(f"wrote {written}")
-    ui.say(f"enable it with: sudo systemctl daemon-reload && sudo systemctl enable --now {written.name}")
+    ui.unit_written(service.install(config, user, path))
     return 0

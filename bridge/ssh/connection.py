@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from bridge.errors import AuthError, ConnectError
 from bridge.ssh import hostkeys, stream
@@ -45,9 +45,11 @@ class HandshakeDropped(ConnectError):
 class Connection:
     """A lazily opened, host-key-checked SSH connection; a context manager."""
 
-    def __init__(self, settings: SSHSettings, *, trust_hint: str = "bridge test --trust TARGET") -> None:
+    def __init__(self, settings: SSHSettings, *, trust_hint: str = "bridge test --trust TARGET",
+                 opener: "Callable[[], Any] | None" = None) -> None:
         self.settings = settings
         self.trust_hint = trust_hint
+        self.opener = opener  # makes the byte stream itself (the hub's own runs on an agent); else stream.py
         self._transport: paramiko.Transport | None = None
         self._via: Connection | None = None
         self._lock = threading.Lock()
@@ -136,6 +138,8 @@ class Connection:
 
     def _stream(self) -> Any:
         """The byte stream to the server (stream.open_stream decides how); a jump host is connected first."""
+        if self.opener is not None:
+            return self.opener()
         if self.settings.via is not None and self._via is None:
             self._via = Connection(self.settings.via, trust_hint=self.trust_hint)
         return stream.open_stream(self.settings, self._via)

@@ -15,6 +15,15 @@ from bridge.targets import Endpoint, parse_url
 DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 
 
+class HubRoute(NamedTuple):
+    """How a hub:// remote's byte stream is reached: which hub, which agent, for which workspace."""
+
+    host: str
+    port: int
+    agent: str
+    workspace: str = ""
+
+
 class SSHSettings(NamedTuple):
     """Everything the SSH layer needs for one hop; `via` is the hop before it (nested allowed)."""
 
@@ -28,20 +37,26 @@ class SSHSettings(NamedTuple):
     keepalive: float = 15.0
     explicit_identity: bool = False
     proxy_command: str | None = None  # ~/.ssh/config ProxyCommand, tokens unexpanded (stream.py runs it)
+    hub: HubRoute | None = None  # the connection's bytes come through this hub's agent, not a TCP dial
 
     @property
     def known_hosts_name(self) -> str:
-        """The name OpenSSH files this host's key under: `host` or `[host]:port`."""
+        """The name OpenSSH files this host's key under: `host` or `[host]:port`; `hub://HUB:PORT/AGENT`
+        for an agent's sshd, a name no TCP host can share."""
+        if self.hub is not None:
+            return f"hub://{self.hub.host}:{self.hub.port}/{self.hub.agent}"
         return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
 
     def describe(self) -> str:
         """`user@host:port`, for messages."""
+        if self.hub is not None:
+            return f"{self.user}@{self.hub.agent} (via hub {self.hub.host}:{self.hub.port})"
         return f"{self.user}@{self.host}:{self.port}"
 
     def key(self) -> tuple:
         """What makes two settings the same connection (for reuse)."""
         return (self.hostname, self.port, self.user, self.identities, self.proxy_command,
-                self.via.key() if self.via else None)
+                self.via.key() if self.via else None, self.hub)
 
 
 def for_remote(config: Config, remote: Remote, _depth: int = 0) -> SSHSettings:
@@ -55,6 +70,8 @@ def for_remote(config: Config, remote: Remote, _depth: int = 0) -> SSHSettings:
     via = for_remote(config, config.remotes[remote.via], _depth + 1) if remote.via else None
     identity = (_expand(remote.identity),) if remote.identity else ()
     timeout = checked_timeout(remote.connect_timeout, f"remotes.{remote.name}.connect_timeout in bridge.yaml")
+    if endpoint.scheme == "hub":
+        return _through_hub(endpoint, identity, config.workspace, timeout)
     return from_endpoint(endpoint, identities=identity, via=via, connect_timeout=timeout)
 
 
@@ -94,6 +111,15 @@ def from_endpoint(endpoint: Endpoint, *, identities: tuple[Path, ...] = (), via:
         explicit_identity=bool(identities or config_ids),
         proxy_command=None if via is not None else looked_up.get("proxycommand"),
     )
+
+
+def _through_hub(endpoint: Endpoint, identities: tuple[Path, ...], workspace: str, timeout: float) -> SSHSettings:
+    """A hub:// remote: the agent's own sshd, reached through the hub (no ~/.ssh/config applies)."""
+    from bridge.hublink import DEFAULT_PORT
+
+    route = HubRoute(endpoint.host, endpoint.port or DEFAULT_PORT, endpoint.agent, workspace)
+    return SSHSettings(host=endpoint.agent, hostname=endpoint.agent, port=22, user=endpoint.user or getpass.getuser(),
+                       identities=identities, connect_timeout=timeout, explicit_identity=bool(identities), hub=route)
 
 
 def _jump(spec: str, depth: int) -> SSHSettings | None:

@@ -109,10 +109,14 @@ class _ProxySocket(_Recording):
 
 
 def open_stream(settings: "SSHSettings", via: "Connection | None") -> Any:
-    """The byte stream to `settings`' sshd: a ProxyCommand, a channel through `via`, or TCP.
+    """The byte stream to `settings`' sshd: a hub's agent, a ProxyCommand, a channel through `via`, or TCP.
 
     Raises ConnectError (cannot reach) or ConfigError (a ProxyCommand that cannot be expanded).
     """
+    if settings.hub is not None:
+        from bridge.ssh.hubsock import hub_socket
+
+        return hub_socket(settings.hub, settings.connect_timeout)
     if via is not None:
         return _jump_channel(settings, via)
     if settings.proxy_command:

@@ -4,17 +4,18 @@ from __future__ import annotations
 import getpass
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from bridge import systemd
 from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError
 from bridge.procs import pid_alive
 from bridge.tunnel import state as st
-from bridge.tunnel import systemd
 from bridge.tunnel.events import Event
 from bridge.tunnel.forwards import parse_forwards
 from bridge.tunnel.pipe import Log
@@ -99,16 +100,18 @@ def unit_for(config: Config, user: str | None = None) -> tuple[str, str]:
     plan_for(config)
     if config.root is None:
         raise ConfigError("no bridge.yaml here", hint="run `bridge tunnel install` inside the workspace")
-    name = systemd.unit_name(config.workspace)
-    return name, systemd.render_unit(workspace=config.root, user=user or getpass.getuser(), name=config.workspace)
+    text = systemd.render_unit(description=f"bridge reverse tunnel for {config.workspace}",
+                               argv=[sys.executable, "-m", "bridge", "tunnel", "up"],
+                               user=user or getpass.getuser(), workdir=config.root)
+    return unit_name(config.workspace), text
+
+
+def unit_name(workspace: str) -> str:
+    """One unit per workspace, so two tunnels on one box do not overwrite each other."""
+    return f"bridge-tunnel-{workspace or 'default'}.service"
 
 
 def install(config: Config, user: str | None, path: Path | None) -> Path:
     """Write the unit (default /etc/systemd/system/NAME); raises BridgeError when the folder is not writable."""
     name, text = unit_for(config, user)
-    target = path or systemd.UNIT_DIR / name
-    try:
-        return systemd.write_unit(text, target)
-    except PermissionError as e:
-        raise BridgeError(f"cannot write {target}: permission denied",
-                          hint="run it with sudo, or `bridge tunnel install --print` and copy it yourself") from e
+    return systemd.install(text, name, path, "bridge tunnel install")

@@ -1,18 +1,13 @@
-"""The state file a running tunnel keeps, so `status` can show it and `down` can find the process.
-
-It lives in the state dir (not the runtime dir): a systemd service has no XDG_RUNTIME_DIR while the
-user's login shell does, but both share HOME, so both find the same file.
-"""
+"""The state file a running tunnel keeps, so `status` can show it and `down` can find the process."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge import paths
+from bridge.statefile import load_json, save_json
 from bridge.tunnel.events import Connected, Connecting, Disconnected, Event, Heartbeat, Retrying, Stopped
 
 
@@ -63,18 +58,16 @@ _STATE_NAMES = {Connecting: "connecting", Connected: "connected", Disconnected: 
 
 
 def save(path: Path, state: TunnelState) -> None:
-    """Write atomically (temp file + rename): `status` never reads half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state.to_dict(), indent=2) + "\n")
-    os.replace(tmp, path)
+    """Write atomically: `status` never reads half a file."""
+    save_json(path, state.to_dict())
 
 
 def load(path: Path) -> TunnelState | None:
     """The last state written, or None if no tunnel ever ran here (or the file is unreadable)."""
-    try:
-        data = json.loads(path.read_text())
-        return TunnelState(**{f.name: data[f.name] for f in dataclasses.fields(TunnelState) if f.name in data})
-    except (OSError, ValueError, TypeError):
+    data = load_json(path)
+    if data is None:
         return None
-
+    try:
+        return TunnelState(**{f.name: data[f.name] for f in dataclasses.fields(TunnelState) if f.name in data})
+    except TypeError:
+        return None

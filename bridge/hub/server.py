@@ -1,0 +1,68 @@
+"""`bridge hub serve`: uvicorn serving the hub's app over TLS 1.3, with its state under one directory."""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import NamedTuple
+
+from bridge import paths
+from bridge.hub.cert import CertFiles, ensure_self_signed, load, server_context
+from bridge.hublink import MAX_MESSAGE
+
+DEFAULT_PING = 20.0
+
+
+class ServeOptions(NamedTuple):
+    """Where and how the hub listens."""
+
+    host: str = "0.0.0.0"
+    port: int = 443
+    state: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    ping_interval: float = DEFAULT_PING
+
+
+def state_dir(state: Path | None) -> Path:
+    """`--state`, else `$XDG_STATE_HOME/bridge/hub`."""
+    return state or paths.state_dir() / "hub"
+
+
+def certificate(options: ServeOptions) -> CertFiles:
+    """The operator's --cert/--key, or the state dir's self-signed one (made now if missing)."""
+    if options.cert and options.key:
+        return load(options.cert, options.key)
+    return ensure_self_signed(state_dir(options.state), [socket.gethostname(), "localhost"])
+
+
+def build(options: ServeOptions) -> tuple["object", CertFiles]:
+    """The uvicorn Server (not started) and the certificate it presents."""
+    import uvicorn
+
+    from bridge.hub.app import Hub, build_app
+    from bridge.hub.audit import HubAudit
+    from bridge.hub.live import Live
+    from bridge.hub.runs import ssh_key
+    from bridge.hub.store import Store
+    from bridge.hub.tokens import Signer
+
+    state = state_dir(options.state)
+    files = certificate(options)
+    store = Store(state / "hub.db")
+    hub = Hub(store, Signer(state, store, files.fingerprint), HubAudit(audit_path(state)), Live(),
+              options.ping_interval, ssh_key(state)[0])
+    config = uvicorn.Config(build_app(hub), host=options.host, port=options.port, log_level="warning",
+                            ws_max_size=MAX_MESSAGE, ws_ping_interval=options.ping_interval,
+                            ws_ping_timeout=options.ping_interval, ws_per_message_deflate=False,
+                            lifespan="on", access_log=False, server_header=False,
+                            # uvicorn's own context cannot be held to TLS 1.3 only: ours replaces it
+                            ssl_context_factory=lambda _config, _default: server_context(files))
+    return uvicorn.Server(config), files
+
+
+def audit_path(state: Path) -> Path:
+    """$BRIDGE_AUDIT_LOG, else `<state>/audit.jsonl`."""
+    import os
+
+    override = os.environ.get("BRIDGE_AUDIT_LOG")
+    return Path(override) if override else state / "audit.jsonl"

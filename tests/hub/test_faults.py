@@ -1,0 +1,194 @@
+"""Faults with real components: a firewalled agent in a network namespace (outbound to the hub port only), a
+silent cut, nginx and a CONNECT proxy in front, malformed and oversized frames, a user revoked mid-session."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from bridge import hublink
+from tests.conftest import Home
+from tests.hub.conftest import PING, Agent, Hub, stop, wait_for
+from tests.hub.test_remote import Scene, _trust, scene  # noqa: F401 - the fixture
+from tests.sshd import free_port, wait_port
+from tests.tunnel.netns import Namespace
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def ns(hub: Hub) -> Iterator[Namespace]:
+    """A namespace that may open connections only to the hub's port on the host, and accepts none."""
+    space = Namespace.create()
+    try:
+        space.firewall()
+        for rule in (["-o", "lo", "-j", "ACCEPT"], ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
+                     ["-p", "tcp", "-d", space.host_ip, "--dport", str(hub.port), "-j", "ACCEPT"], ["-j", "DROP"]):
+            space.exec_check(["iptables", "-A", "OUTPUT", *rule])
+        yield space
+    finally:
+        space.destroy()
+
+
+@pytest.fixture
+def wide_hub(home: Home, tmp_path: Path, hub: Hub) -> Iterator[Hub]:
+    """The hub again, listening on every address so the namespace reaches it (same port, state and pin)."""
+    hub.stop()
+    wide = Hub(home, hub.state, hub.port, tmp_path / "wide.log", host="0.0.0.0").start()
+    yield wide
+    wide.stop()
+
+
+def _blocked(ns: Namespace, port: int) -> bool:
+    probe = subprocess.run(ns.argv(["timeout", "3", "bash", "-c", f"exec 3<>/dev/tcp/{ns.host_ip}/{port}"]),
+                           capture_output=True)
+    return probe.returncode != 0
+
+
+def test_a_firewalled_agent_dials_out_and_a_silent_cut_is_noticed_within_two_pings(
+        ns: Namespace, wide_hub: Hub, agent_factory: Callable[[str], Agent]) -> None:
+    admin = wide_hub.token("user", "adm", "--role", "admin")
+    agent = agent_factory("edge1").start(f"wss://{ns.host_ip}:{wide_hub.port}", wide_hub.token("agent", "edge1"),
+                                         prefix=tuple(ns.argv([])))
+    wait_for(agent.connected, 30)
+    assert _blocked(ns, free_port())  # nothing but the hub's port gets out
+    assert wide_hub.online(admin) == ["edge1"]
+    ns.cut()  # packets dropped both ways: no RST, no FIN
+    wait_for(lambda: agent.status()["state"] != "connected", 2 * PING + 2)
+    wait_for(lambda: wide_hub.online(admin) == [], 2 * PING + 2)  # the hub keeps no stale session either
+    assert agent.status()["last_error"]
+    ns.heal()
+    wait_for(lambda: agent.connected() and agent.status()["reconnects"] >= 1, 30)
+    assert wide_hub.online(admin) == ["edge1"]
+
+
+def _raw(hub: Hub, path: str) -> object:
+    from websockets.sync.client import connect
+
+    ws = connect(hublink.HubAddress(hub.host, hub.port).url(path), ssl=hublink.client_context(), proxy=None, legacy=True)
+    hublink.check_pin(ws.socket, hub.fingerprint, hublink.HubAddress(hub.host, hub.port))
+    return ws
+
+
+def _close_code(ws: object, send: str | bytes) -> int | None:
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        ws.send(send)
+        ws.recv(timeout=10)
+    except ConnectionClosed as e:
+        return e.rcvd.code if e.rcvd else None
+    return None
+
+
+def test_malformed_and_oversized_frames_are_refused_and_the_hub_carries_on(hub: Hub, admin: str) -> None:
+    assert _close_code(_raw(hub, "/ws/agent"), "not json") == hublink.CLOSE_BAD_REQUEST
+    assert _close_code(_raw(hub, "/ws/agent"), json.dumps({"type": "hello", "auth": "x.y.z"})) == \
+        hublink.CLOSE_UNAUTHORIZED
+    assert _close_code(_raw(hub, "/ws/connect"), b"\xff" * 10) == hublink.CLOSE_BAD_REQUEST
+    assert _close_code(_raw(hub, "/ws/stream"), json.dumps({"stream": "nope", "auth": "x"})) == \
+        hublink.CLOSE_UNAUTHORIZED
+    assert _close_code(_raw(hub, "/ws/agent"), b"x" * (hublink.MAX_MESSAGE + 1)) == 1009  # message too big
+    assert hub.api("/api/v1/agents", admin)[0] == 200
+    assert "Traceback" not in hub.log.read_text()
+
+
+def test_revoking_a_user_closes_their_live_session(scene: Scene) -> None:
+    _trust(scene)
+    running = subprocess.Popen([*_bridge_argv(), "exec", "--on", "edge", "--", "sleep", "60"], cwd=scene.workspace,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**scene.agent.home.env, "BRIDGE_NO_REUSE": "1"})
+    try:
+        wait_for(lambda: scene.agent.status()["streams"] >= 1, 30)
+        assert scene.hub.cli("revoke", "ann").returncode == 0
+        assert running.wait(10) == 255
+        assert b"Traceback" not in running.stderr.read()
+    finally:
+        stop(running)
+
+
+def _bridge_argv() -> list[str]:
+    from tests.conftest import BRIDGE
+
+    return BRIDGE
+
+
+@pytest.fixture
+def nginx(hub: Hub, tmp_path: Path) -> Iterator[int]:
+    """nginx (Debian's) terminating TLS with the hub's own certificate and proxying WebSockets to the hub.
+
+    Its idle timeout is 4 s here instead of the default 60 s, so the test shows in seconds what pings
+    do against it: an idle agent link is never cut.
+    """
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"""
+daemon off; worker_processes 1; pid {tmp_path}/nginx.pid; error_log {tmp_path}/nginx.err; user root root;
+events {{ worker_connections 64; }}
+http {{
+  access_log off; client_body_temp_path {tmp_path}/nb; proxy_temp_path {tmp_path}/np;
+  fastcgi_temp_path {tmp_path}/nf; uwsgi_temp_path {tmp_path}/nu; scgi_temp_path {tmp_path}/ns;
+  server {{
+    listen 127.0.0.1:{port} ssl; ssl_protocols TLSv1.3;
+    ssl_certificate {hub.state}/tls.crt; ssl_certificate_key {hub.state}/tls.key;
+    location / {{
+      proxy_pass https://127.0.0.1:{hub.port}; proxy_http_version 1.1; proxy_ssl_protocols TLSv1.3;
+      proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";
+      proxy_read_timeout 4s; proxy_send_timeout 4s;
+    }}
+  }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, 10)
+        yield port
+    finally:
+        stop(proc)
+
+
+def test_through_nginx_pings_keep_an_idle_link_alive(hub: Hub, nginx: int, agent_factory, admin: str) -> None:
+    agent = agent_factory("web3").start(f"wss://127.0.0.1:{nginx}", hub.token("agent", "web3"))
+    wait_for(agent.connected, 30)
+    # idle for three times nginx's timeout: only the 1 s pings cross the link
+    wait_for(lambda: agent.status()["last_heartbeat_at"] and agent.status()["rtt_ms"] is not None, 10)
+    time.sleep(12)
+    status = agent.status()
+    assert (status["state"], status["connects"]) == ("connected", 1)
+    assert hub.online(admin) == ["web3"]
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """tinyproxy (Debian's) as an HTTP CONNECT proxy on loopback; its log shows each CONNECT."""
+    port, log = free_port(), tmp_path / "tinyproxy.log"
+    conf = tmp_path / "tinyproxy.conf"
+    conf.write_text(f"Port {port}\nListen 127.0.0.1\nTimeout 600\nLogFile \"{log}\"\nLogLevel Connect\n"
+                    f"Allow 127.0.0.1\nMaxClients 50\nUser root\nGroup root\nPidFile \"{tmp_path}/tinyproxy.pid\"\n")
+    proc = subprocess.Popen(["tinyproxy", "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, 10)
+        yield port, log
+    finally:
+        stop(proc)
+
+
+def test_agent_and_client_through_a_connect_proxy(scene: Scene, proxy: tuple[int, Path],
+                                                  agent_factory) -> None:
+    port, log = proxy
+    env = {"https_proxy": f"http://127.0.0.1:{port}", "no_proxy": ""}
+    scene.agent.stop()
+    again = Agent(scene.agent.home, scene.agent.state, scene.agent.log).start(
+        None, None, "--ssh", f"127.0.0.1:{scene.server.port}", env=env)
+    try:
+        wait_for(again.connected, 30)
+        _trust(scene)
+        ran = scene("exec", "--on", "edge", "--", "echo", "via proxy", env={**env, "BRIDGE_NO_REUSE": "1"})
+        assert (ran.code, ran.out) == (0, "via proxy\n")
+        assert log.read_text().count(f"CONNECT 127.0.0.1:{scene.hub.port}") >= 2  # the agent's and the client's
+    finally:
+        again.stop()

@@ -1,0 +1,72 @@
+"""`bridge hub serve` and `install`: a self-signed certificate whose fingerprint it prints, TLS 1.3 only."""
+from __future__ import annotations
+
+import hashlib
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BRIDGE, Home
+from tests.hub.conftest import Hub
+from tests.sshd import free_port
+
+
+def _presented(hub: Hub, maximum: ssl.TLSVersion | None = None) -> bytes:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    if maximum:
+        context.maximum_version = maximum
+    with socket.create_connection((hub.host, hub.port), timeout=10) as raw:
+        with context.wrap_socket(raw) as tls:
+            assert tls.version() == "TLSv1.3"
+            return tls.getpeercert(binary_form=True)
+
+
+def test_serve_prints_the_fingerprint_of_the_certificate_it_presents(hub: Hub) -> None:
+    assert hub.fingerprint == "sha256:" + hashlib.sha256(_presented(hub)).hexdigest()
+    assert oct((hub.state / "tls.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_tls_below_1_3_is_refused(hub: Hub) -> None:
+    with pytest.raises(ssl.SSLError):
+        _presented(hub, maximum=ssl.TLSVersion.TLSv1_2)
+
+
+def test_the_same_certificate_after_a_restart(hub: Hub) -> None:
+    before = hub.fingerprint
+    hub.stop()
+    hub.log.write_text("")
+    assert hub.start().fingerprint == before
+
+
+def test_cert_and_key_of_the_operator_are_served(home: Home, tmp_path: Path, hub: Hub) -> None:
+    own = Hub(home, tmp_path / "other", free_port(), tmp_path / "other.log")
+    cert, key = hub.state / "tls.crt", hub.state / "tls.key"
+    own.proc = subprocess.Popen([*BRIDGE, "hub", "serve", "--host", own.host, "--port", str(own.port), "--state",
+                                 str(own.state), "--cert", str(cert), "--key", str(key)],
+                                stdout=own.log.open("wb"), stderr=subprocess.STDOUT, env=home.env)
+    try:
+        from tests.hub.conftest import wait_for
+        assert wait_for(own._printed_fingerprint, 20) == hub.fingerprint
+        assert not (own.state / "tls.crt").exists()
+    finally:
+        own.stop()
+
+
+def test_a_busy_port_is_one_line_with_a_hint(bridge, hub: Hub, tmp_path: Path) -> None:
+    result = bridge("hub", "serve", "--host", hub.host, "--port", str(hub.port), "--state", str(tmp_path / "s2"))
+    assert result.code == 1
+    assert "cannot listen on" in result.err and "hint:" in result.err
+
+
+def test_install_writes_a_unit_that_serves_this_state_dir(bridge, tmp_path: Path) -> None:
+    unit = tmp_path / "bridge-hub.service"
+    result = bridge("hub", "install", "--port", "8443", "--state", str(tmp_path / "st"), "--user", "hubuser",
+                    "--path", str(unit))
+    assert result.code == 0, result
+    text = unit.read_text()
+    assert "User=hubuser" in text and "Restart=always" in text
+    assert f"hub serve --host 0.0.0.0 --port 8443 --state {tmp_path / 'st'}" in text
