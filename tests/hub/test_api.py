@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Home, Result
 from tests.hub.conftest import Agent, Hub, wait_for
-from tests.security.conftest import bridge_exe, sec  # noqa: F401 - fixtures
+from tests.security.conftest import bridge_exe, run_as_policy, runner, sec  # noqa: F401 - fixtures
 from tests.sshd import SSHServer
 
 
@@ -37,13 +37,14 @@ def _hub_public_key(hub: Hub) -> str:
 
 
 @pytest.fixture
-def api(sec: Callable[..., Result], hub: Hub, agent_factory, sshd_factory, tmp_path: Path) -> ApiScene:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("users: {}\n")
+def api(sec: Callable[..., Result], hub: Hub, agent_factory, sshd_factory, tmp_path: Path, runner) -> ApiScene:
+    """The server logs in as root, so its no-sudo roles run as `runner` (the guard refuses otherwise)."""
+    policy = run_as_policy(tmp_path, runner)
     log = tmp_path / "server-log" / "audit.jsonl"
-    server = sshd_factory(authorize=False, extra_config=[f"SetEnv BRIDGE_POLICY={policy} BRIDGE_AUDIT_LOG={log}"])
+    server = sshd_factory(authorize=False)
+    server.guard_options = ["--policy", str(policy), "--audit", str(log)]
     granted = sec("keys", "add", server.user, "--role", "operator", "--key", _hub_public_key(hub),
-                  "--file", str(server.authorized_keys))
+                  "--file", str(server.authorized_keys), *server.guard_options)
     assert granted.code == 0, granted
     agent = agent_factory("web1").start(hub.url, hub.token("agent", "web1"), "--ssh", f"127.0.0.1:{server.port}",
                                         "--ssh-user", server.user)
@@ -85,7 +86,7 @@ def test_the_hub_refuses_before_anything_reaches_the_server(api: ApiScene) -> No
 def test_the_servers_guard_still_decides(api: ApiScene, sec: Callable[..., Result]) -> None:
     api.server.authorized_keys.write_text("")
     assert sec("keys", "add", api.server.user, "--role", "viewer", "--key", _hub_public_key(api.hub),
-               "--file", str(api.server.authorized_keys)).code == 0
+               "--file", str(api.server.authorized_keys), *api.server.guard_options).code == 0
     status, body = api.exec({"command": "id", "workspace": "app"})
     assert (status, body["exit_code"]) == (200, 126)
 

@@ -188,7 +188,7 @@ def test_agent_and_client_through_a_connect_proxy(scene: Scene, proxy: tuple[int
         wait_for(again.connected, 30)
         _trust(scene)
         ran = scene("exec", "--on", "edge", "--", "echo", "via proxy", env={**env, "BRIDGE_NO_REUSE": "1"})
-        assert (ran.code, ran.out) == (0, "via proxy\n")
+        assert (ran.code, ran.out) == (0, "via proxy\n"), ran
         assert log.read_text().count(f"CONNECT 127.0.0.1:{scene.hub.port}") >= 2  # the agent's and the client's
     finally:
         again.stop()

@@ -37,6 +37,7 @@ def scene(bridge, home: Home, hub: Hub, agent_factory, sshd_factory, tmp_path: P
     token = hub.token("user", "ann", "--role", "operator", "--workspace", "app")
     assert bridge("hub", "login", hub.address, "--token", token).code == 0
     deploy, workspace = tmp_path / "deploy", tmp_path / "ws"
+    deploy.mkdir()  # exec refuses a remote path that does not exist; `bridge init` prepares the rest
     workspace.mkdir()
     git(workspace, "init", "-q", "-b", "main")
     (workspace / "bridge.yaml").write_text(
