@@ -8,11 +8,11 @@ export DEBIAN_FRONTEND=noninteractive
 if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ] || ! command -v dockerd >/dev/null 2>&1 \
    || ! command -v debootstrap >/dev/null 2>&1 || ! command -v autossh >/dev/null 2>&1 \
    || ! command -v iptables >/dev/null 2>&1 || ! command -v rsync >/dev/null 2>&1 \
-   || ! command -v tinyproxy >/dev/null 2>&1 \
+   || ! command -v tinyproxy >/dev/null 2>&1 || ! command -v nginx >/dev/null 2>&1 \
    || ! /usr/bin/python3 -c "import ensurepip" 2>/dev/null; then
     apt-get update -qq
     apt-get install -y -qq openssh-server openssh-client git docker.io debootstrap iptables iproute2 \
-        rsync autossh sudo procps psmisc python3-venv tinyproxy >/dev/null
+        rsync autossh sudo procps psmisc python3-venv tinyproxy nginx >/dev/null
 fi
 mkdir -p /run/sshd
 
