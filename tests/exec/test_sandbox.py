@@ -235,13 +235,13 @@ print(os.strerror(ctypes.get_errno()))
 
 def test_an_init_of_ours_is_pid_1_and_cannot_be_stopped_or_traced(engine) -> None:
     result = run_in_sandbox(spec(timeout=30.0), "cat /proc/1/comm; kill -STOP 1; echo still-running", engine=engine)
-    assert (result.exit_code, result.stdout) == (0, b"python3\nstill-running\n"), result
+    assert (result.exit_code, result.stdout_bytes) == (0, b"python3\nstill-running\n"), result
     traced = run_in_sandbox(spec(timeout=30.0), ["python3", "-c", PTRACE_PID1], engine=engine)
-    assert (traced.exit_code, traced.timed_out, traced.stdout) == (0, False, b"Operation not permitted\n"), traced
+    assert (traced.exit_code, traced.timed_out, traced.stdout_bytes) == (0, False, b"Operation not permitted\n"), traced
 
 
 def test_signals_and_exit_codes_pass_through_the_init(engine) -> None:
     killed = run_in_sandbox(spec(), "kill -TERM $$", engine=engine)
     piped = run_in_sandbox(spec(), "yes | head -n 2; echo \"${PIPESTATUS:-done}\"", engine=engine)
     assert killed.exit_code == 143, killed
-    assert (piped.exit_code, piped.stdout) == (0, b"y\ny\ndone\n"), piped  # SIGPIPE is default again in the command
+    assert (piped.exit_code, piped.stdout_bytes) == (0, b"y\ny\ndone\n"), piped  # SIGPIPE is default again in the command
