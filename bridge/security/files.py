@@ -61,7 +61,9 @@ def check(grant: Grant | None) -> tuple[Decision, list[str] | None]:
     decision = check_permission(grant, "files")
     if not decision.allowed:
         return decision, None
-    roots = workspace_roots(grant.workspaces)
+    if grant.role.may("sudo"):
+        return decision, None  # a role that may become root is not confined by a folder list
+    roots = workspace_roots(grant.key_workspaces or grant.workspaces)  # the key's grant narrows the policy's
     if roots == []:
         return Decision(False, f"{grant.role.name}.files-workspaces",
                         f"none of the workspaces {list(grant.workspaces)} exists here"), None
