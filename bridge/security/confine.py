@@ -17,8 +17,10 @@ import fnmatch
 import os
 import pwd
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 PR_SET_NO_NEW_PRIVS = 38  # <linux/prctl.h>
 # Client variables any command may see: a terminal, a locale, a time zone, where the client is.
@@ -126,3 +128,34 @@ def _passes(name: str, value: str, allowed: tuple[str, ...]) -> bool:
     if any(fnmatch.fnmatchcase(name, pattern) for pattern in NEVER_ENV):
         return False
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in allowed)
+
+
+def editable_by_others(path: Path) -> tuple[Path, str] | None:
+    """The first of `path` and the folders above it that someone besides root may change, and who.
+
+    None when only root can: what a file the guard trusts (its key line, its policy) must be,
+    or the account it confines could rewrite its own limits. Raises OSError when unreadable.
+    """
+    for chain in dict.fromkeys((path.absolute(), path.absolute().resolve())):
+        for part in (chain, *chain.parents):
+            who = _writer(part)
+            if who:
+                return part, who
+    return None
+
+
+def _writer(path: Path) -> str:
+    """Who besides root may change `path` (empty: nobody, or it does not exist yet); raises OSError."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return ""
+    if st.st_uid != 0:
+        return f"its owner (uid {st.st_uid})"
+    if stat.S_ISLNK(st.st_mode) or (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX):
+        return ""  # a root symlink cannot be changed; in a sticky folder only an entry's owner may replace it
+    if st.st_mode & stat.S_IWOTH:
+        return "everyone"
+    if st.st_mode & stat.S_IWGRP and st.st_gid != 0:
+        return f"group {st.st_gid}"
+    return ""

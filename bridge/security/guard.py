@@ -28,9 +28,9 @@ from pathlib import Path
 
 from bridge.errors import ConfigError, ExitCode
 from bridge.security import audit, files, heads
-from bridge.security.confine import Confinement, account_by_name, child_env, current_account
-from bridge.security.policy import GIT_ACTIONS, Decision, Grant, check_command, check_permission, check_repo, \
-    load_policy, resolve_repo
+from bridge.security.confine import Confinement, account_by_name, child_env, current_account, editable_by_others
+from bridge.security.policy import GIT_ACTIONS, SYSTEM_POLICY, Decision, Grant, check_command, check_permission, \
+    check_repo, load_policy, resolve_repo
 from bridge.security.recording import Recorder, new_recording_path
 from bridge.security.secrets import secret_values
 from bridge.security.session import run_in_pty, run_plain, window_size
@@ -181,7 +181,7 @@ def run_guard(settings: GuardSettings, stdin_fd: int = 0) -> int:
     """Decide the SSH request, audit it, and run it confined only when allowed; returns the exit code."""
     req = request_from_env(settings, stdin_fd)
     try:
-        grant = load_policy(settings.policy).grant(settings.user, settings.key_role, settings.workspaces)
+        grant = _load_grant(settings)
     except ConfigError as e:
         return refuse(req, Plan("exec" if req.command else "shell", Decision(False, "policy-error", str(e))))
     confinement = confinement_for(grant)
@@ -193,10 +193,22 @@ def run_guard(settings: GuardSettings, stdin_fd: int = 0) -> int:
     return execute(req, chosen, confinement, stdin_fd)
 
 
+def _load_grant(settings: GuardSettings) -> Grant | None:
+    """The key's grant under its policy, which only root may edit; raises ConfigError."""
+    path = Path(settings.policy) if settings.policy else SYSTEM_POLICY
+    try:
+        found = editable_by_others(path)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot check the policy: {e.strerror or e}") from e
+    if found:
+        raise ConfigError(f"{path}: not trusted, {found[0]} is writable by {found[1]}")
+    return load_policy(settings.policy).grant(settings.user, settings.key_role, settings.workspaces)
+
+
 def audit_connection(settings: GuardSettings) -> None:
     """The audit line of a connection that opens no session (`ssh -N`): sshd lets its key forward ports."""
     try:
-        grant = load_policy(settings.policy).grant(settings.user, settings.key_role, settings.workspaces)
+        grant = _load_grant(settings)
     except ConfigError:
         grant = None
     role = grant.role.name if grant is not None else settings.key_role or "unknown"

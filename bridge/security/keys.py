@@ -27,14 +27,13 @@ import pwd
 import re
 import shlex
 import shutil
-import stat
 import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.errors import UsageError
-from bridge.security.confine import Account, account_by_name, current_account
+from bridge.security.confine import Account, account_by_name, current_account, editable_by_others
 from bridge.security.guard import GuardSettings
 from bridge.security.policy import Role
 
@@ -216,6 +215,9 @@ def add_key(path: Path, settings: GuardSettings, role: Role, key: PublicKey, run
     if not _USER.match(settings.user):
         raise UsageError(f"invalid user name {settings.user!r}", hint="letters, digits, . _ @ - (up to 64)")
     check_guarded(path)
+    if settings.policy:
+        check_guarded(Path(settings.policy), "the policy that limits it",
+                      "make the policy and the folders above it root-owned and not group/world-writable")
     login = login_account(path)
     check_run_as(login, role, run_as)
     options = key_options(settings, role, bridge or bridge_command())
@@ -256,41 +258,21 @@ def check_run_as(login: Account, role: Role, run_as: str | None) -> None:
         raise UsageError(f"run_as account {run_as!r} is missing or is root", hint=hint)
 
 
-def check_guarded(path: Path) -> None:
+ROOT_OWNED_KEYS_HINT = ("keep keys in a root-owned AuthorizedKeysFile: `AuthorizedKeysFile "
+                        "/etc/bridge/authorized_keys/%u` in sshd_config, then --file /etc/bridge/authorized_keys/USER")
+
+
+def check_guarded(path: Path, what: str = "its own key line", hint: str = ROOT_OWNED_KEYS_HINT) -> None:
     """Refuse a file that anyone but root could edit (it or a folder above it); raises UsageError.
 
-    A forced command binds only while its account cannot rewrite its own authorized_keys.
+    A forced command binds only while its account cannot rewrite its own authorized_keys (or policy).
     """
-    chains = {path.absolute(), path.absolute().resolve()}
-    for chain in chains:
-        for part in (chain, *chain.parents):
-            who = _writer(part)
-            if who:
-                raise UsageError(
-                    f"{part} is writable by {who}, so the account could edit its own key line",
-                    hint="keep keys in a root-owned AuthorizedKeysFile: `AuthorizedKeysFile "
-                         "/etc/bridge/authorized_keys/%u` in sshd_config, then --file /etc/bridge/authorized_keys/USER")
-
-
-def _writer(path: Path) -> str:
-    """Who besides root may change `path` (empty: nobody, or it does not exist yet)."""
     try:
-        st = path.lstat()
-    except FileNotFoundError:
-        return ""
+        found = editable_by_others(path)
     except OSError as e:
-        raise UsageError(f"cannot check {path}: {e.strerror}") from e
-    if st.st_uid != 0:
-        return f"its owner (uid {st.st_uid})"
-    sticky = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
-    if stat.S_ISLNK(st.st_mode) or sticky:
-        return ""
-    if st.st_mode & stat.S_IWOTH:
-        return "everyone"
-    if st.st_mode & stat.S_IWGRP and st.st_gid != 0:
-        return f"group {st.st_gid}"
-    return ""
-
+        raise UsageError(f"cannot check {path}: {e.strerror or e}") from e
+    if found:
+        raise UsageError(f"{found[0]} is writable by {found[1]}, so the account could edit {what}", hint=hint)
 
 
 def remove_key(path: Path, user: str, fingerprint: str | None = None) -> list[KeyEntry]:

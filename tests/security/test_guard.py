@@ -1,6 +1,7 @@
 """`bridge guard` run exactly as sshd runs it: the request in SSH_ORIGINAL_COMMAND."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -120,3 +121,34 @@ def test_secret_in_env_reaches_no_file_bridge_wrote(guard: Callable[..., Result]
     assert any(p.suffix == ".cast" for p in written) and audit_log in written
     assert not [p for p in written if secret.encode() in p.read_bytes()]
     assert "API_TOKEN=***" in audit_log.read_text()
+
+
+def test_a_policy_others_may_write_is_not_trusted(guard: Callable[..., Result], runner: Account,
+                                                  tmp_path: Path) -> None:
+    policy = run_as_policy(tmp_path, runner)
+    os.chown(policy, runner.uid, runner.gid)
+    result = guard("alice", "id -u", policy=policy)
+    assert result.code == 126 and "rule policy-error" in result.err and "not trusted" in result.err
+
+
+def test_the_command_gets_only_allow_listed_variables(guard: Callable[..., Result], runner: Account) -> None:
+    client = {"LANG": "C.UTF-8", "LC_ALL": "C", "TERM": "xterm", "GIT_PROTOCOL": "version=2",
+              "LD_PRELOAD": "/x.so", "BASH_ENV": "/x", "ENV": "/x", "PYTHONPATH": "/x", "PERL5OPT": "-d",
+              "GIT_CONFIG_COUNT": "1", "BRIDGE_POLICY": "/x", "FOO": "bar", "PATH": "/evil", "HOME": "/evil"}
+    result = guard("alice", "env", env=client)
+    seen = dict(line.split("=", 1) for line in result.out.splitlines())
+    assert {k: seen[k] for k in ("LANG", "LC_ALL", "TERM", "GIT_PROTOCOL")} == {
+        "LANG": "C.UTF-8", "LC_ALL": "C", "TERM": "xterm", "GIT_PROTOCOL": "version=2"}
+    assert not {"LD_PRELOAD", "BASH_ENV", "ENV", "PYTHONPATH", "PERL5OPT", "GIT_CONFIG_COUNT", "BRIDGE_POLICY",
+                "FOO"} & set(seen)
+    assert (seen["HOME"], seen["USER"], seen["PATH"]) == (str(runner.home), runner.name, "/usr/local/bin:/usr/bin:/bin")
+
+
+def test_recording_input_is_set_by_the_key_line_not_the_environment(guard: Callable[..., Result],
+                                                                    audit_log: Path) -> None:
+    typed = b"echo typed-$((2*21))\nexit\n"
+    guard("alice", None, input=typed, env={"BRIDGE_RECORD_INPUT": "1"})
+    guard("alice", None, input=typed, args=("--record-input",))
+    (_h1, first), (_h2, second) = (read_cast(Path(e["recording"])) for e in audit_lines(audit_log))
+    assert not [e for e in first if e[1] == "i"], "BRIDGE_RECORD_INPUT in the session must not turn it on"
+    assert [e for e in second if e[1] == "i"]

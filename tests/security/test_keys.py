@@ -148,3 +148,13 @@ def test_the_line_s_settings_read_back_as_the_guard_gets_them(sec: Callable[...,
     [entry] = list_keys(ak)
     assert guard_settings(entry) == GuardSettings("rt", "admin", None, "/var/log/x.jsonl", ("/srv/a b",), True)
     assert GuardSettings.from_argv(guard_settings(entry).argv()) == guard_settings(entry)
+
+
+def test_a_policy_the_account_could_edit_is_refused(sec: Callable[..., Result], home: Home, tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("users: {}\n")
+    policy.chmod(0o666)
+    result = sec("keys", "add", "p", "--role", "viewer", "--key", str(pub(home, "p")), "--file", str(ak_file(home)),
+                 "--policy", str(policy))
+    assert result.code == 2 and "could edit the policy that limits it" in result.err
+    assert not ak_file(home).exists()
