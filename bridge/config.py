@@ -53,6 +53,7 @@ class DeployConfig:
     branch: str | None = None
     processes: dict[str, str] = field(default_factory=dict)  # overrides the workspace's Procfile
     web_port: int = 8000
+    front: str = "auto"  # web behind an nginx front for zero-downtime switches: auto (if installed), nginx, none
     shared: tuple[str, ...] = ()  # paths kept under <root>/shared/ and linked into every release
     timeout: float = 1800  # seconds for the whole deploy, 0 = none
     step_timeout: float = 600  # seconds for one step (an install, a command), 0 = none

@@ -7,6 +7,7 @@ known_hosts can trust it; the container is removed by its id, never by a name pa
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import subprocess
@@ -18,10 +19,12 @@ from tests.sshd import keygen
 
 REPO = Path(__file__).resolve().parent.parent
 BASE_IMAGE = "bridge-systemd:bookworm"
-IMAGE = "bridge-systemd-node:bookworm"
+# Layered packages: node/npm/yarn/pnpm for the dependency tests, nginx for the zero-downtime `web` front;
+# the tag names the list, so a changed list builds a new image once.
+LAYERED = ("nodejs", "npm", "nginx-light")  # npm fails to configure inside debootstrap: apt installs them in a container
+IMAGE = "bridge-systemd-apps-%s:bookworm" % hashlib.sha256(" ".join(LAYERED).encode()).hexdigest()[:8]
 PACKAGES = ("systemd,systemd-sysv,dbus,dbus-user-session,libpam-systemd,openssh-server,git,python3,python3-venv,"
             "procps,ca-certificates,curl,sudo")
-LAYERED = ("nodejs", "npm")  # npm fails to configure inside debootstrap: apt installs them in a container
 APP_USER = "app"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 

@@ -45,8 +45,8 @@ def app_name(server: SystemdServer, login: str) -> Iterator[str]:
     name = "t" + secrets.token_hex(4)
     yield name
     flag = "" if login == "root" else "--user"
-    server.sh(f'systemctl {flag} stop "bridge-$1-*" 2>/dev/null; rm -f /etc/systemd/system/bridge-"$1"-* '
-              f'"$HOME"/.config/systemd/user/bridge-"$1"-*; systemctl {flag} daemon-reload', name, user=login,
+    server.sh(f'systemctl {flag} stop "bridge-$1[-.]*" 2>/dev/null; rm -f /etc/systemd/system/bridge-"$1"[-.]* '
+              f'"$HOME"/.config/systemd/user/bridge-"$1"[-.]*; systemctl {flag} daemon-reload', name, user=login,
               check=False)
 
 

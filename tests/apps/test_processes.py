@@ -8,9 +8,12 @@ from tests.apps.conftest import AppWorkspace
 
 
 def main_pid(ws: AppWorkspace, process: str = "web") -> int:
+    """The pid of the process's running unit: its own, or (web behind the nginx front) the serving slot's."""
     flag = "" if ws.login == "root" else "--user"
-    out = ws.on_server(f'systemctl {flag} show -p MainPID --value "$1"', f"bridge-{ws.name}-{process}.service")
-    return int(out.strip() or 0)
+    out = ws.on_server(f'for unit in $(systemctl {flag} list-units --plain --no-legend --state=active "$1" "$2" '
+                       f'| cut -d" " -f1); do systemctl {flag} show -p MainPID --value "$unit"; done',
+                       f"bridge-{ws.name}-{process}.service", f"bridge-{ws.name}-{process}@*.service")
+    return max([int(pid) for pid in out.split()] or [0])
 
 
 def wait_new_pid(ws: AppWorkspace, old: int, timeout: float = 30) -> int:

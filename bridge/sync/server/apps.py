@@ -25,21 +25,20 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
-try:  # installed on the server: layout.py sits beside this file
+try:  # installed on the server: layout.py, units.py and front.py sit beside this file
+    import front
     from layout import Layout, ServerError
+    from units import AppError, Systemd, unit_name, unit_quote, safe_name
 except ImportError:  # imported from the bridge package
+    from . import front
     from .layout import Layout, ServerError
+    from .units import AppError, Systemd, unit_name, unit_quote, safe_name
 
 PROCESS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 CONFIG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ONE_OFF = "release"  # Procfile's `release:` runs once per deploy, before the switch
 WEB = "web"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-START_WAIT = 30.0  # seconds for a user's service manager to come up after enable-linger
-
-
-class AppError(ServerError):
-    """An app operation cannot go on; the message says why and what to do, in one line."""
 
 
 # ---------------------------------------------------------------- processes
@@ -143,109 +142,33 @@ def app_env(layout: Layout, release: Path, settings: dict, base: dict, process: 
     return env
 
 
-def run_process(layout: Layout, settings: dict, name: str) -> None:
-    """A unit's ExecStart: exec the process's command in `current`, with the app's environment."""
-    current = layout.current_release()
-    if current is None:
+def run_process(layout: Layout, settings: dict, name: str, slot: str | None = None) -> None:
+    """A unit's ExecStart: exec the process's command in `current` (web in a front slot: the slot's
+    release, on the slot's port), with the app's environment."""
+    entry = front.slot_of(layout, slot) if slot is not None else {"release": layout.current_release()}
+    if entry["release"] is None:
         raise AppError("no release is deployed under %s yet" % layout.root)
-    release = layout.release(current)
+    release = layout.release(entry["release"])
     command = services(release_processes(release, settings)).get(name)
     if command is None:
-        raise AppError("release %s has no process %r" % (current, name))
+        raise AppError("release %s has no process %r" % (entry["release"], name))
     os.chdir(str(release))
     env = app_env(layout, release, settings, dict(os.environ), name)
+    if slot is not None:
+        env["PORT"] = str(entry["port"])
     os.execve("/bin/sh", ["sh", "-c", command], env)
 
 
 # ---------------------------------------------------------------- systemd
 
 
-class Systemd:
-    """systemctl/journalctl for this account: the system manager for root, the user's manager otherwise."""
-
-    def __init__(self, user_mode: bool) -> None:
-        self.user_mode = user_mode
-
-    @classmethod
-    def here(cls) -> "Systemd":
-        return cls(os.geteuid() != 0)
-
-    @property
-    def unit_dir(self) -> Path:
-        if self.user_mode:
-            return Path(os.path.expanduser("~/.config/systemd/user"))
-        return Path("/etc/systemd/system")
-
-    @property
-    def target(self) -> str:
-        return "default.target" if self.user_mode else "multi-user.target"
-
-    def env(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-        if self.user_mode:
-            env.setdefault("XDG_RUNTIME_DIR", "/run/user/%d" % os.geteuid())
-        return env
-
-    def argv(self, program: str, *args: str) -> list:
-        return [program, *(["--user"] if self.user_mode else []), *args]
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        """systemctl ARGS; output captured."""
-        return subprocess.run(self.argv("systemctl", *args), env=self.env(), stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-
-    def check(self, *args: str) -> str:
-        proc = self.run(*args)
-        if proc.returncode != 0:
-            raise AppError("systemctl %s failed: %s" % (" ".join(args), (proc.stderr or proc.stdout).strip()))
-        return proc.stdout
-
-    def ensure_available(self) -> None:
-        """Raise AppError unless systemd runs here (and, for a user, the user's manager with lingering)."""
-        if not os.path.isdir("/run/systemd/system"):
-            raise AppError("processes need systemd on the server, and this host does not run it "
-                           "(/run/systemd/system is missing); deploy to a systemd host or remove the "
-                           "Procfile / deploy.processes")
-        if self.user_mode:
-            self.ensure_lingering()
-
-    def ensure_lingering(self) -> None:
-        import pwd
-
-        user = pwd.getpwuid(os.geteuid()).pw_name
-        if not os.path.exists("/var/lib/systemd/linger/" + user):
-            proc = subprocess.run(["loginctl", "enable-linger", user], stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
-            if proc.returncode != 0:
-                raise AppError("user units of %r stop when its last session ends; lingering is off and "
-                               "`loginctl enable-linger` was refused (%s): as root run `loginctl enable-linger %s`"
-                               % (user, proc.stdout.strip(), user))
-        socket = Path(self.env()["XDG_RUNTIME_DIR"]) / "systemd" / "private"
-        deadline = time.monotonic() + START_WAIT
-        while not socket.exists():
-            if time.monotonic() > deadline:
-                raise AppError("the user service manager of %r is not running (%s missing)" % (user, socket))
-            time.sleep(0.1)
-
-
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "-", text).strip("-") or "app"
-
-
-def unit_name(settings: dict, process: str) -> str:
-    """`bridge-<workspace>-<process>.service`: ps and logs find an app's units by its name."""
-    return "bridge-%s-%s.service" % (safe_name(settings.get("workspace") or "app"), process)
-
-
-def unit_quote(word: str) -> str:
-    """One word of a unit's ExecStart, quoted for systemd (it splits, unescapes and expands % and $)."""
-    escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
-    return '"%s"' % escaped.replace("\n", "\\n")
+def launcher_argv(layout: Layout, process: str) -> list:
+    """The ExecStart of a process's unit: apps.py builds its environment from the release, then execs it."""
+    return [sys.executable, "-E", "-S", str(layout.apps), "--root", str(layout.root), "run", process]
 
 
 def unit_text(layout: Layout, settings: dict, process: str, systemd: Systemd) -> str:
     """The unit of one process: the launcher runs it in `current`; restarted when it fails."""
-    argv = [sys.executable, "-E", "-S", str(layout.apps), "--root", str(layout.root), "run", process]
     description = "bridge app %s: %s (%s)" % (settings.get("workspace") or "app", process, layout.root)
     return "\n".join([
         "[Unit]",
@@ -254,7 +177,7 @@ def unit_text(layout: Layout, settings: dict, process: str, systemd: Systemd) ->
         "",
         "[Service]",
         "Type=simple",
-        "ExecStart=" + " ".join(unit_quote(a) for a in argv),
+        "ExecStart=" + " ".join(unit_quote(a) for a in launcher_argv(layout, process)),
         "Restart=on-failure",
         "RestartSec=1",
         "TimeoutStopSec=15",
@@ -274,17 +197,27 @@ def installed_processes(layout: Layout) -> list:
         return []
 
 
-def install_units(layout: Layout, settings: dict, processes: dict, systemd: Systemd) -> str:
-    """Write (and enable) a unit per process, remove those of processes gone; reload systemd on change."""
+def check_supervisor(settings: dict) -> None:
+    """Before the switch: systemd runs here, and deploy.front can be honoured (AppError otherwise)."""
+    Systemd.here().ensure_available()
+    front.wanted(settings)
+
+
+def install_units(layout: Layout, settings: dict, processes: dict, systemd: Systemd, behind_front: bool = False) -> str:
+    """Write (and enable) a unit per process, remove those of processes gone; reload systemd on change.
+
+    Web behind the front has no unit of its own here: front.py runs it in its slots."""
     systemd.ensure_available()
     systemd.unit_dir.mkdir(parents=True, exist_ok=True)
-    gone = [p for p in installed_processes(layout) if p not in processes]
+    plain = [p for p in processes if not (behind_front and p == WEB)]
+    gone = [p for p in installed_processes(layout)
+            if p not in plain and (systemd.unit_dir / unit_name(settings, p)).is_file()]
     if gone:
         systemd.run("disable", "--now", *[unit_name(settings, p) for p in gone])
     changed = bool(gone)
     for process in gone:
         (systemd.unit_dir / unit_name(settings, process)).unlink(missing_ok=True)
-    for process in processes:
+    for process in plain:
         path, text = systemd.unit_dir / unit_name(settings, process), unit_text(layout, settings, process, systemd)
         if not path.is_file() or path.read_text() != text:
             path.write_text(text)
@@ -292,49 +225,96 @@ def install_units(layout: Layout, settings: dict, processes: dict, systemd: Syst
     layout.units_file.write_text(json.dumps(sorted(processes)))
     if changed:
         systemd.check("daemon-reload")
-        if processes:
-            systemd.check("enable", *[unit_name(settings, p) for p in processes])
-    return "units: " + ", ".join(unit_name(settings, p) for p in sorted(processes))
+        if plain:
+            systemd.check("enable", *[unit_name(settings, p) for p in plain])
+    return "units: " + ", ".join(unit_name(settings, p) for p in sorted(plain))
+
+
+def units_of(layout: Layout, settings: dict, process: str) -> list:
+    """The units that run one process: web behind the front is its serving slot and the front."""
+    if process == WEB and front.in_use(layout):
+        return front.active_units(layout, settings) or [unit_name(settings, process)]
+    return [unit_name(settings, process)]
+
+
+def selected(layout: Layout, process: str | None) -> list:
+    names = installed_processes(layout)
+    if process is not None and process not in names:
+        raise AppError("no process %r here; this app runs: %s" % (process, ", ".join(names) or "none"))
+    return [p for p in names if process in (None, p)]
 
 
 def restart(layout: Layout, settings: dict, systemd: Systemd, process: str | None = None,
             action: str = "restart") -> str:
-    """systemctl restart|start|stop the app's units (one, or all of them)."""
-    units = selected_units(layout, settings, process)
+    """systemctl restart|start|stop the app's units (one, or all of them); a restart of web behind the
+    front starts it beside the serving one and switches (no request refused)."""
+    names = selected(layout, process)
+    swap = action == "restart" and WEB in names and front.in_use(layout)
+    units = [u for p in names if not (swap and p == WEB) for u in units_of(layout, settings, p)]
     if units and action != "stop":
         systemd.run("reset-failed", *units)  # a unit that crash-looped past systemd's start limit starts again
     if units:
         systemd.check(action, *units)
-    return "%s: %s" % (action, ", ".join(units) or "no processes")
+    notes = ["%s: %s" % (action, ", ".join(units))] if units or not swap else []
+    if swap:
+        notes.append(front.start_slot(layout, settings, layout.current_release() or "", launcher_argv(layout, WEB),
+                                      systemd))
+        notes.append(checked_switch(layout, settings, systemd))
+    return "; ".join(notes)
 
 
-def selected_units(layout: Layout, settings: dict, process: str | None) -> list:
-    names = installed_processes(layout)
-    if process is not None and process not in names:
-        raise AppError("no process %r here; this app runs: %s" % (process, ", ".join(names) or "none"))
-    return [unit_name(settings, p) for p in names if process in (None, p)]
+def checked_switch(layout: Layout, settings: dict, systemd: Systemd) -> str:
+    """Switch the front to the started slot once an HTTP healthcheck passes there; else stop that slot."""
+    check = settings.get("healthcheck") or ""
+    try:
+        if check.startswith("/"):
+            healthcheck(check, settings, lambda: False, front.pending_port(layout))
+        return front.switch(layout, settings, systemd)
+    except AppError:
+        front.abandon(layout, settings, systemd)
+        raise
 
 
-def activate(layout: Layout, settings: dict, release: str) -> str:
-    """Make the processes of `release` (just made current) run: units for its Procfile, then a restart."""
+def activate(layout: Layout, settings: dict, release: str, web: str = "switch") -> str:
+    """Make the processes of `release` (just made current) run: units for its Procfile, then a restart.
+
+    Behind the front, web starts in a slot beside the serving one; `web` says how far to go:
+    "switch" (the front to it, rollback), "start" (a deploy's healthcheck and switch follow), "keep"
+    (the serving slot stays: a failed deploy going back)."""
     processes = services(release_processes(layout.release(release), settings))
     if not processes and not installed_processes(layout):
         return ""
     systemd = Systemd.here()
-    install_units(layout, settings, processes, systemd)
-    return restart(layout, settings, systemd)
+    behind = WEB in processes and front.wanted(settings)
+    if not behind:
+        front.teardown(layout, settings, systemd)
+    install_units(layout, settings, processes, systemd, behind)
+    units = [unit_name(settings, p) for p in processes if not (behind and p == WEB)]
+    notes = []
+    if units:
+        systemd.run("reset-failed", *units)
+        systemd.check("restart", *units)
+        notes.append("restart: " + ", ".join(units))
+    if behind and web != "keep":
+        notes.append(front.start_slot(layout, settings, release, launcher_argv(layout, WEB), systemd))
+        if web == "switch":
+            notes.append(checked_switch(layout, settings, systemd))
+    elif WEB in processes and not behind and (settings.get("front") or "auto") == "auto":
+        notes.append(front.NO_NGINX_NOTE)
+    return "; ".join(notes)
 
 
 # ---------------------------------------------------------------- healthcheck
 
 
-def healthcheck(check: str, settings: dict, run_command: Callable[[], bool]) -> None:
-    """Poll the running release until it answers: an HTTP path on 127.0.0.1:web_port, or a command.
+def healthcheck(check: str, settings: dict, run_command: Callable[[], bool], port: int | None = None) -> None:
+    """Poll the running release until it answers: an HTTP path on 127.0.0.1:port (web_port unless
+    web's new slot listens elsewhere), or a command.
 
     Gives it `deploy.healthcheck_timeout` seconds (the app needs time to boot); raises AppError.
     """
     deadline = time.monotonic() + float(settings.get("healthcheck_timeout") or 30)
-    probe = http_probe(check, int(settings.get("web_port") or 8000)) if check.startswith("/") else None
+    probe = http_probe(check, port or int(settings.get("web_port") or 8000)) if check.startswith("/") else None
     last = ""
     while True:
         if probe is not None:
@@ -376,13 +356,12 @@ def ps(layout: Layout, settings: dict) -> list:
     names = installed_processes(layout)
     if not names:
         return []
-    systemd = Systemd.here()
-    out = systemd.check("show", "--timestamp=unix", "--property=Id,ActiveState,SubState,MainPID,"
-                        "ExecMainStartTimestamp,NRestarts", *[unit_name(settings, n) for n in names])
+    unit = {name: units_of(layout, settings, name)[0] for name in names}
+    out = Systemd.here().check("show", "--timestamp=unix", "--property=Id,ActiveState,SubState,MainPID,"
+                               "ExecMainStartTimestamp,NRestarts", *unit.values())
     blocks = [dict(line.split("=", 1) for line in block.splitlines() if "=" in line) for block in out.split("\n\n")]
     by_unit = {b.get("Id"): b for b in blocks}
-    return [process_row(name, by_unit.get(unit_name(settings, name), {}), unit_name(settings, name))
-            for name in names]
+    return [process_row(name, by_unit.get(unit[name], {}), unit[name]) for name in names]
 
 
 def process_row(name: str, props: dict, unit: str) -> dict:
@@ -410,7 +389,8 @@ def iso_time(seconds: float) -> str:
 
 
 def logs_argv(layout: Layout, settings: dict, process: str | None, lines: int, follow: bool) -> list:
-    units = selected_units(layout, settings, process)
+    units = [u for p in selected(layout, process)
+             for u in (front.journal_units(settings) if p == WEB and front.in_use(layout) else [unit_name(settings, p)])]
     if not units:
         raise AppError("this app runs no processes here (no Procfile or deploy.processes deployed)")
     systemd = Systemd.here()
@@ -447,7 +427,7 @@ def main(argv: list | None = None) -> int:
     settings = load_settings(layout)
     try:
         return dispatch(layout, settings, args)
-    except AppError as e:
+    except ServerError as e:
         print(json.dumps({"error": str(e)}))
         return 1
 
@@ -455,7 +435,7 @@ def main(argv: list | None = None) -> int:
 def dispatch(layout: Layout, settings: dict, args: argparse.Namespace) -> int:
     process = args.names[0] if args.names else None
     if args.command == "run":
-        run_process(layout, settings, process or WEB)
+        run_process(layout, settings, process or WEB, args.names[1] if len(args.names) > 1 else None)
     if args.command == "logs":
         argv = logs_argv(layout, settings, process, args.n, args.f)
         os.execvpe(argv[0], argv, Systemd.here().env())

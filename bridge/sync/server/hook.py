@@ -32,12 +32,13 @@ TYPE_CHECKING = False  # every push starts this program: typing, hashlib and shu
 if TYPE_CHECKING:
     from typing import IO, Callable, Iterator
 
-try:  # installed on the server: layout.py, apps.py and deps.py sit beside this file
+try:  # installed on the server: layout.py, apps.py, front.py, units.py and deps.py sit beside this file
     import apps
     import deps
+    import front
     from layout import RELEASE_TMP_PREFIX, Layout, ServerError, release_name, remove_tree
 except ImportError:  # imported from the bridge package
-    from . import apps, deps
+    from . import apps, deps, front
     from .layout import RELEASE_TMP_PREFIX, Layout, ServerError, release_name, remove_tree
 
 ZERO_SHA = "0" * 40
@@ -47,8 +48,8 @@ DEPLOYABLE_PREFIXES = ("refs/heads/", "refs/bridge/wip/")
 TRASH = "trash"  # under .bridge/: what prune removes goes here in one rename, then `rm -rf` in the background
 # What a deploy.json without a key means; config.DeployConfig is the schema (a test keeps the two equal).
 DEFAULT_SETTINGS = {"install": "auto", "commands": [], "healthcheck": None, "healthcheck_timeout": 30,
-                    "keep_releases": 5, "branch": None, "processes": {}, "web_port": 8000, "shared": [],
-                    "timeout": 1800, "step_timeout": 600, "python": {"extras": [], "install": None},
+                    "keep_releases": 5, "branch": None, "processes": {}, "web_port": 8000, "front": "auto",
+                    "shared": [], "timeout": 1800, "step_timeout": 600, "python": {"extras": [], "install": None},
                     "workspace": ""}
 
 
@@ -603,14 +604,16 @@ def deploy_steps(ctx: Deploy, name: str, summary: dict) -> None:
         ctx.step("release", lambda: ctx.check(["sh", "-c", processes[apps.ONE_OFF]], release, cmd_env))
     running = apps.services(processes)
     if running:
-        ctx.step("systemd", lambda: apps.Systemd.here().ensure_available())
+        ctx.step("systemd", lambda: apps.check_supervisor(ctx.settings))
     elif ctx.settings.get("healthcheck"):
         ctx.step("healthcheck", lambda: ctx.check(["sh", "-c", ctx.settings["healthcheck"]], release, cmd_env))
     ctx.step("switch", lambda: finish(layout, name, ctx))
     if running or apps.installed_processes(layout):
-        ctx.step("restart", lambda: apps.activate(layout, ctx.settings, name))
+        ctx.step("restart", lambda: apps.activate(layout, ctx.settings, name, web="start"))
     if running and ctx.settings.get("healthcheck"):
         ctx.step("healthcheck", lambda: running_healthcheck(ctx, release))
+    if front.pending_port(layout):
+        ctx.step("front", lambda: front.switch(layout, ctx.settings, apps.Systemd.here()))
     ctx.step("prune", lambda: prune_quietly(layout, int(ctx.settings["keep_releases"])))
 
 
@@ -660,9 +663,13 @@ def read_processes(ctx: Deploy, release: Path) -> dict:
 
 
 def running_healthcheck(ctx: Deploy, release: Path) -> str:
-    """Ask the restarted processes: the HTTP path on web_port, or the command, until it passes."""
+    """Ask the restarted processes: the HTTP path on web_port (or web's new slot, before the front
+    switches to it), or the command with that $PORT, until it passes."""
     check = ctx.settings["healthcheck"]
     env = command_env(ctx, release, apps.WEB)
+    port = front.pending_port(ctx.layout)
+    if port:
+        env["PORT"] = str(port)
 
     def run_command() -> bool:
         proc = subprocess.run(["sh", "-c", check], cwd=str(release), env=env, stdin=subprocess.DEVNULL,
@@ -671,21 +678,27 @@ def running_healthcheck(ctx: Deploy, release: Path) -> str:
         ctx.tail.extend(proc.stdout.decode(errors="replace").splitlines())
         return proc.returncode == 0
 
-    apps.healthcheck(check, ctx.settings, run_command)
+    apps.healthcheck(check, ctx.settings, run_command, port)
     return "healthcheck passed: " + check
 
 
 def revert(ctx: Deploy, name: str) -> str | None:
-    """After a failure past the switch: `current` back to the previous release, its processes restarted."""
+    """After a failure past the switch: `current` back to the previous release, its processes restarted.
+
+    Web behind the front never stopped serving the previous release: only the new slot stops."""
     layout, previous = ctx.layout, ctx.previous
     try:
+        systemd = apps.Systemd.here()
+        front.abandon(layout, ctx.settings, systemd)
+        serving = front.read_state(layout)["active"] is not None
         if previous and layout.release(previous).is_dir():
             switch_current(layout, previous)
-            apps.activate(layout, ctx.settings, previous)
+            apps.activate(layout, ctx.settings, previous, web="keep" if serving else "switch")
             return previous
         layout.current.unlink()
-        apps.install_units(layout, ctx.settings, {}, apps.Systemd.here())
-    except (OSError, apps.AppError) as e:
+        front.teardown(layout, ctx.settings, systemd)
+        apps.install_units(layout, ctx.settings, {}, systemd)
+    except (OSError, ServerError) as e:
         emit("bridge: could not switch back: %s" % e)
     return None
 
@@ -927,7 +940,7 @@ def restart_after_rollback(layout: Layout, target: str, entry: dict) -> None:
         note = apps.activate(layout, load_settings(layout), target)
         if note:
             emit("bridge: " + note)
-    except (StepFailed, apps.AppError) as e:
+    except ServerError as e:
         entry.update(result="failed", error="current -> %s, but the processes did not restart: %s" % (target, e))
 
 

@@ -17,7 +17,7 @@ from bridge.errors import RemoteError
 from bridge.sync.server.layout import Layout
 
 HERE = Path(__file__).resolve().parent
-SERVER_FILES = ("hook.py", "layout.py", "apps.py", "deps.py")
+SERVER_FILES = ("hook.py", "layout.py", "units.py", "apps.py", "front.py", "deps.py")
 
 # One line, no newline: survives any login shell once shlex-joined for SSH.
 BOOTSTRAP = ("import json,sys;p=json.loads(sys.stdin.read());g={'__name__':'bridge_install'};"
