@@ -6,10 +6,12 @@ lingering non-root account (user units, a user-owned nginx).
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
 import threading
 import time
 from collections import Counter
+from typing import Iterator
 
 from tests.apps.conftest import AppWorkspace
 
@@ -117,3 +119,46 @@ def test_bridge_restart_switches_slots_without_refusing(app_ws: AppWorkspace) ->
             assert result.code == 0, result
     assert load.failures == [], (len(load.failures), load.total, load.failures[:5])
     assert set(load.bodies) == {"v1"}, load.bodies
+
+
+@contextlib.contextmanager
+def nginx_removed(ws: AppWorkspace) -> Iterator[None]:
+    """The server without nginx for a moment (its binary renamed; the session's container is ours)."""
+    ws.server.sh("mv /usr/sbin/nginx /usr/sbin/nginx.hidden")
+    try:
+        yield
+    finally:
+        ws.server.sh("mv /usr/sbin/nginx.hidden /usr/sbin/nginx")
+
+
+def test_without_nginx_web_restarts_in_place_and_says_so_then_moves_behind_the_front(app_ws: AppWorkspace) -> None:
+    with nginx_removed(app_ws):
+        result = app_ws.run("push")
+        assert result.code == 0, result
+        assert "web restarted in place" in result.out and "apt-get install nginx-light" in result.out
+        assert app_ws.serving("v1")
+        flag = "" if app_ws.login == "root" else "--user"
+        assert app_ws.on_server(f'systemctl {flag} is-active "$1"', f"bridge-{app_ws.name}-web.service").strip() \
+            == "active"
+    app_ws.commit({"version.txt": "v2\n"})
+    moved = app_ws.run("push")
+    assert moved.code == 0, moved
+    assert "nginx on :%d now sends to slot a" % app_ws.port in moved.out, moved
+    assert app_ws.serving("v2")
+    assert not app_ws.on_server(f'ls "$1" | grep -x "bridge-{app_ws.name}-web.service" || true',
+                                "/etc/systemd/system" if app_ws.login == "root" else
+                                f"/home/{app_ws.login}/.config/systemd/user").strip()
+
+
+def test_front_nginx_without_nginx_fails_before_the_switch(app_ws: AppWorkspace) -> None:
+    assert app_ws.run("push").code == 0
+    good = app_ws.current()
+    app_ws.commit({"bridge.yaml": (app_ws.folder / "bridge.yaml").read_text() + "  front: nginx\n",
+                   "version.txt": "v2\n"})
+    with nginx_removed(app_ws):
+        result = app_ws.run("push")
+    assert result.code != 0, result
+    assert "deploy.front is nginx, but nginx is not installed on the server" in result.out + result.err
+    assert "Traceback" not in result.out + result.err
+    assert app_ws.current() == good
+    assert app_ws.serving("v1")

@@ -248,8 +248,8 @@ def switch(layout: Layout, settings: dict, systemd: Systemd) -> str:
         systemd.run("disable", "--now", slot_unit(settings, old))
     state.update(active=slot, pending=None)
     write_state(layout, state)
-    return "web: nginx on :%d now sends to slot %s (:%d), the old slot stopped%s" % (web_port(settings), slot,
-                                                                                   port, note)
+    stopped = ", the old slot stopped" if old and old != slot else ""
+    return "web: nginx on :%d now sends to slot %s (:%d)%s%s" % (web_port(settings), slot, port, stopped, note)
 
 
 def abandon(layout: Layout, settings: dict, systemd: Systemd) -> None:
