@@ -42,6 +42,13 @@ class PythonDeps:
 
 
 @dataclass(frozen=True)
+class NodeDeps:
+    """How a deploy installs Node dependencies (`deploy.node`)."""
+
+    install: str | None = None  # a command that replaces bridge's own install, run where node_modules is built
+
+
+@dataclass(frozen=True)
 class DeployConfig:
     """What the server does with each push (DESIGN §5); the one schema of the hook's deploy.json."""
 
@@ -58,6 +65,7 @@ class DeployConfig:
     timeout: float = 1800  # seconds for the whole deploy, 0 = none
     step_timeout: float = 600  # seconds for one step (an install, a command), 0 = none
     python: PythonDeps = field(default_factory=PythonDeps)
+    node: NodeDeps = field(default_factory=NodeDeps)
 
 
 @dataclass(frozen=True)

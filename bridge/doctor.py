@@ -163,6 +163,8 @@ _NEEDS = {
     "pnpm": (("pnpm-lock.yaml",), "pnpm --version 2>/dev/null", "install pnpm on the server (pnpm-lock.yaml)"),
     "systemd": (("Procfile",), "test -d /run/systemd/system && systemctl --version 2>/dev/null | head -n 1",
                 "the app's processes run under systemd, which this server does not run"),
+    "nginx": ((), 'PATH="$PATH:/usr/sbin:/sbin" command -v nginx',
+              "deploy.front is nginx: apt-get install nginx-light on the server (or set deploy.front: auto)"),
 }
 
 
@@ -173,6 +175,8 @@ def deploy_needs(config: Config) -> list[str]:
     needs = [name for name, (files, _, _) in _NEEDS.items() if any((config.root / f).is_file() for f in files)]
     if config.deploy.processes and "systemd" not in needs:
         needs.append("systemd")
+    if config.deploy.front == "nginx" and "systemd" in needs:
+        needs.append("nginx")
     return needs
 
 

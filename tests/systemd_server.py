@@ -22,7 +22,11 @@ BASE_IMAGE = "bridge-systemd:bookworm"
 # Layered packages: node/npm/yarn/pnpm for the dependency tests, nginx for the zero-downtime `web` front;
 # the tag names the list, so a changed list builds a new image once.
 LAYERED = ("nodejs", "npm", "nginx-light")  # npm fails to configure inside debootstrap: apt installs them in a container
-IMAGE = "bridge-systemd-apps-%s:bookworm" % hashlib.sha256(" ".join(LAYERED).encode()).hexdigest()[:8]
+# The dependency tools a deploy may need beyond Debian's: yarn and pnpm from npm, uv from PyPI (in a venv:
+# Debian's pip refuses the system site). Fetched through this machine's CA bundle, mounted read-only.
+TOOLS = ("npm install -g --no-audit --no-fund yarn@1 pnpm@9 && python3 -m venv /opt/uv && "
+         "PIP_CERT=/etc/ssl/certs/ca-certificates.crt /opt/uv/bin/pip install -q uv && ln -s /opt/uv/bin/uv /usr/local/bin/uv")
+IMAGE = "bridge-systemd-apps-%s:bookworm" % hashlib.sha256(" ".join((*LAYERED, TOOLS)).encode()).hexdigest()[:8]
 PACKAGES = ("systemd,systemd-sysv,dbus,dbus-user-session,libpam-systemd,openssh-server,git,python3,python3-venv,"
             "procps,ca-certificates,curl,sudo")
 APP_USER = "app"
@@ -35,11 +39,12 @@ def build_image(tag: str = IMAGE) -> str:
                    stdout=subprocess.DEVNULL)
     if docker("image", "inspect", tag, check=False).returncode == 0:
         return tag
-    cid = docker("run", "-d", BASE_IMAGE, "sleep", "900").stdout.decode().strip()
+    cid = docker("run", "-d", "-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro", BASE_IMAGE, "sleep", "900").stdout.decode().strip()
     try:
         docker("exec", "-e", "DEBIAN_FRONTEND=noninteractive", cid, "sh", "-c",
                'apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@" && rm -rf /var/lib/apt/lists/*',
                "sh", *LAYERED)
+        docker("exec", cid, "sh", "-c", TOOLS + " && rm -rf /root/.npm /root/.cache")
         docker("commit", cid, tag)
     finally:
         docker("rm", "-f", cid, check=False)
@@ -124,6 +129,7 @@ def _configure(server: SystemdServer) -> None:
     server.sh("chmod 600 /etc/ssh/ssh_host_ed25519_key && chown root:root /etc/ssh/ssh_host_ed25519_key* && "
               "rm -f /etc/ssh/ssh_host_rsa_key* /etc/ssh/ssh_host_ecdsa_key* && systemctl restart ssh")
     server.sh('printf "[global]\\ncert = %s\\n" "$1" > /etc/pip.conf', CA_BUNDLE)
+    server.sh("mkdir -p /etc/uv && echo 'native-tls = true' > /etc/uv/uv.toml")  # uv: the system's CA store
     server.sh('useradd -m -s /bin/sh "$1" && loginctl enable-linger "$1"', APP_USER)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -2,9 +2,10 @@
 its registry, through this machine's CA bundle), each cached by its manifest's hash."""
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -13,8 +14,11 @@ from tests.conftest import Result, write_config
 from tests.sync.test_push import commit, git
 from tests.systemd_server import SystemdServer
 
-LOCK = (Path(__file__).parent / "layouts" / "package-lock.json").read_text()
+LAYOUTS = {path.name: path.read_text() for path in (Path(__file__).parent / "layouts").iterdir()}
+LOCK = LAYOUTS["package-lock.json"]
 PACKAGE = json.dumps({"name": "t", "version": "1.0.0", "dependencies": {"left-pad": "1.3.0"}})
+PYPROJECT = '[project]\nname = "t"\nversion = "1"\nrequires-python = ">=3.9"\ndependencies = ["six==1.16.0"]\n'
+LEFT_PAD_APP = "console.log(require('left-pad')('x', 3, '.'))\n"
 VERSION_OF = "import importlib.metadata as m, sys; print(' '.join(m.version(n) for n in sys.argv[1:]))"
 
 
@@ -43,6 +47,18 @@ class Project:
         result = self.bridge("exec", "--", "python", "-c", VERSION_OF, *names, cwd=self.folder)
         assert result.code == 0, result
         return result.out.strip()
+
+
+@contextlib.contextmanager
+def tool_hidden(server: SystemdServer, tool: str | None) -> Iterator[None]:
+    """The server without `tool` on PATH for a moment (its link renamed; the session's container is ours)."""
+    if tool:
+        server.sh('mv "/usr/local/bin/$1" "/usr/local/bin/$1.hidden"', tool)
+    try:
+        yield
+    finally:
+        if tool:
+            server.sh('mv "/usr/local/bin/$1.hidden" "/usr/local/bin/$1"', tool)
 
 
 @pytest.fixture
@@ -99,18 +115,21 @@ def test_an_install_command_replaces_bridges_own(project: Project) -> None:
     assert project.versions("six") == "1.16.0"
 
 
-@pytest.mark.parametrize("files, message", [
-    ({"uv.lock": "version = 1\n", "pyproject.toml": '[project]\nname = "t"\nversion = "1"\n'},
+@pytest.mark.parametrize("files, hidden, message", [
+    ({"uv.lock": LAYOUTS["uv.lock"], "pyproject.toml": PYPROJECT}, "uv",
      "uv.lock found but uv is not installed on the server"),
-    ({"pyproject.toml": '[project]\nname = "t"\nversion = "1"\ndynamic = ["dependencies"]\n'},
+    ({"pyproject.toml": '[project]\nname = "t"\nversion = "1"\ndynamic = ["dependencies"]\n'}, None,
      "declares its dependencies `dynamic`"),
-    ({"package.json": PACKAGE, "yarn.lock": "# yarn lockfile v1\n"}, "yarn.lock found but yarn is not installed"),
-    ({"package.json": PACKAGE, "pnpm-lock.yaml": "lockfileVersion: '9.0'\n"},
+    ({"package.json": PACKAGE, "yarn.lock": LAYOUTS["yarn.lock"]}, "yarn", "yarn.lock found but yarn is not installed"),
+    ({"package.json": PACKAGE, "pnpm-lock.yaml": LAYOUTS["pnpm-lock.yaml"]}, "pnpm",
      "pnpm-lock.yaml found but pnpm is not installed"),
 ])
-def test_what_cannot_be_installed_is_a_clear_error(project: Project, files: dict, message: str) -> None:
+def test_what_cannot_be_installed_is_a_clear_error(project: Project, files: dict, hidden: str | None,
+                                                   message: str) -> None:
+    """The server image has uv, yarn and pnpm: each is hidden (renamed) for the push that needs it."""
     project.setup(files)
-    result = project.push()
+    with tool_hidden(project.server, hidden):
+        result = project.push()
     assert result.code == 1, result
     assert message in result.out + result.err
     assert "current` is unchanged" in result.out + result.err
@@ -128,6 +147,41 @@ def test_npm_ci_with_a_lockfile_and_install_with_a_warning_without(project: Proj
     second = project.push()
     assert second.code == 0 and "no lockfile" in second.out and "npm install" in second.out, second
     assert project.bridge("exec", "--", "node", "app.js", cwd=project.folder).out.strip() == "..x"
+
+
+def test_uv_lock_is_installed_with_uv_sync(project: Project) -> None:
+    project.setup({"pyproject.toml": PYPROJECT, "uv.lock": LAYOUTS["uv.lock"]})
+    result = project.push()
+    assert result.code == 0 and "uv.lock (uv sync)" in result.out, result
+    assert project.versions("six") == "1.16.0"
+
+
+@pytest.mark.parametrize("lock, tool", [("yarn.lock", "yarn install"), ("pnpm-lock.yaml", "pnpm install")])
+def test_yarn_and_pnpm_lockfiles_install_with_their_tool(project: Project, lock: str, tool: str) -> None:
+    project.setup({"package.json": PACKAGE, lock: LAYOUTS[lock], "app.js": LEFT_PAD_APP})
+    result = project.push()
+    assert result.code == 0 and f"node deps: {tool} --frozen-lockfile" in result.out, result
+    ran = project.bridge("exec", "--", "node", "app.js", cwd=project.folder)
+    assert ran.code == 0 and ran.out.strip() == "..x", ran
+
+
+def test_a_node_install_command_replaces_bridges_own(project: Project) -> None:
+    project.setup({"package.json": PACKAGE, "package-lock.json": LOCK, "app.js": LEFT_PAD_APP},
+                  '  node: {install: "npm ci --omit=dev --no-audit --no-fund"}\n')
+    result = project.push()
+    assert result.code == 0 and "node deps: deploy.node.install" in result.out, result
+    assert project.bridge("exec", "--", "node", "app.js", cwd=project.folder).out.strip() == "..x"
+    commit(project.folder, {"app.js": LEFT_PAD_APP + "// unchanged deps\n"})
+    again = project.push()
+    assert again.code == 0 and "deps reused" in again.out, again
+
+
+def test_a_node_install_command_that_makes_no_node_modules_fails_the_deploy(project: Project) -> None:
+    project.setup({"package.json": PACKAGE}, '  node: {install: "true"}\n')
+    result = project.push()
+    assert result.code == 1, result
+    assert "deploy.node.install made no node_modules" in result.out + result.err
+    assert "current` is unchanged" in result.out + result.err
 
 
 @pytest.mark.parametrize("poetry, pep440", [

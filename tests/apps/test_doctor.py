@@ -34,3 +34,19 @@ def test_a_server_without_systemd_fails_the_processes_check(bridge, sshd: SSHSer
     found = checks(result)
     assert found["systemd"]["ok"] is False and "does not run" in found["systemd"]["detail"]
     assert "npm" not in found
+
+
+def test_front_nginx_makes_nginx_a_need(bridge, server: SystemdServer, workspace: Path) -> None:
+    write_config(workspace, f"workspace: t\nremotes:\n  box: {server.url('root', '/srv/t')}\n"
+                            "deploy:\n  front: nginx\n")
+    (workspace / "Procfile").write_text("web: python3 app.py\n")
+    result = bridge("test", "box", "--json", cwd=workspace)
+    assert result.code == 0, result
+    assert checks(result)["nginx"]["detail"].endswith("/nginx")
+    server.sh("mv /usr/sbin/nginx /usr/sbin/nginx.hidden")
+    try:
+        missing = bridge("test", "box", "--json", cwd=workspace)
+    finally:
+        server.sh("mv /usr/sbin/nginx.hidden /usr/sbin/nginx")
+    assert missing.code == 1, missing
+    assert "apt-get install nginx-light" in checks(missing)["nginx"]["detail"]

@@ -8,8 +8,8 @@ cannot install from is an error naming it and the fix, never a silently empty en
 Python, first match wins: `deploy.python.install` (your command, in the venv), uv.lock (uv sync),
 poetry.lock (its main-group pins), Pipfile.lock (its default pins), requirements.txt, then
 pyproject.toml's PEP 621 `[project]` or `[tool.poetry]` dependencies; `deploy.python.extras`
-adds optional dependencies. Node: pnpm-lock.yaml, yarn.lock, package-lock.json (npm ci), or
-npm install with a warning when there is no lockfile.
+adds optional dependencies. Node: `deploy.node.install` (your command), pnpm-lock.yaml, yarn.lock,
+package-lock.json (npm ci), or npm install with a warning when there is no lockfile.
 """
 from __future__ import annotations
 
@@ -309,28 +309,43 @@ def normal_name(name: str) -> str:
 # ---------------------------------------------------------------- node
 
 
+NODE_FILES = ("package.json", *(name for name, _ in NODE_LOCKS), ".npmrc", ".yarnrc", ".yarnrc.yml")
+
+
+def has_node_manifest(release: Path, settings: dict) -> bool:
+    return bool((settings.get("node") or {}).get("install")) or (release / "package.json").is_file()
+
+
 def install_node(ctx: Context, release: Path, env: Env) -> str:
-    """node_modules from the lockfile's own tool, in a cached environment linked into the release."""
+    """node_modules from the lockfile's own tool (or deploy.node.install), in a cached environment
+    holding copies of package.json, the lockfiles and .npmrc, linked into the release."""
+    command = (ctx.settings.get("node") or {}).get("install")
     lock, tool = next(((name, tool) for name, tool in NODE_LOCKS if (release / name).is_file()), (None, "npm"))
-    path = require_tool(tool, lock or "package.json")
-    manifest = (release / "package.json").read_bytes() + ((release / lock).read_bytes() if lock else b"")
-    key = env_key("node", manifest)
-    env_dir = ctx.layout.envs / key
-    if lock is None:
-        ctx.say("warning: package.json has no lockfile; `npm install` resolves versions afresh "
-                "(commit package-lock.json for repeatable deploys)")
+    found = [name for name in NODE_FILES if (release / name).is_file()]
+    manifest = (command or "").encode() + b"".join((release / name).read_bytes() for name in found)
+    if command:
+        argv, label = ["sh", "-c", command], "deploy.node.install"
+    else:
+        argv = [require_tool(tool, lock or "package.json"), *node_install_args(tool, lock)]
+        label = " ".join([tool, *node_install_args(tool, lock)])
+        if lock is None:
+            ctx.say("warning: package.json has no lockfile; `npm install` resolves versions afresh "
+                    "(commit package-lock.json for repeatable deploys)")
+    env_dir = ctx.layout.envs / env_key("node", manifest)
 
     def build(where: Path) -> None:
         import shutil
 
-        for name in ("package.json", lock, ".npmrc", ".yarnrc", ".yarnrc.yml"):
-            if name and (release / name).is_file():
-                shutil.copy2(str(release / name), str(where / name))
-        ctx.check([path, *node_install_args(tool, lock)], where)
+        for name in found:
+            shutil.copy2(str(release / name), str(where / name))
+        ctx.check(argv, where)
+        if not (where / "node_modules").is_dir():
+            raise DepsError("%s made no node_modules in the folder it ran in; it must install there "
+                            "(it holds copies of package.json and the lockfiles)" % label)
 
-    (env.installed if ensure_env(env_dir, build) else env.reused).append(key)
+    (env.installed if ensure_env(env_dir, build) else env.reused).append(env_dir.name)
     os.symlink(str(env_dir / "node_modules"), str(release / "node_modules"))
-    return "node deps: %s" % " ".join([tool, *node_install_args(tool, lock)])
+    return "node deps: " + label
 
 
 def node_install_args(tool: str, lock: str | None) -> list:

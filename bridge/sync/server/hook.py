@@ -50,6 +50,7 @@ TRASH = "trash"  # under .bridge/: what prune removes goes here in one rename, t
 DEFAULT_SETTINGS = {"install": "auto", "commands": [], "healthcheck": None, "healthcheck_timeout": 30,
                     "keep_releases": 5, "branch": None, "processes": {}, "web_port": 8000, "front": "auto",
                     "shared": [], "timeout": 1800, "step_timeout": 600, "python": {"extras": [], "install": None},
+                    "node": {"install": None},
                     "workspace": ""}
 
 
@@ -717,7 +718,7 @@ def dependency_steps(ctx: Deploy, release: Path, env: deps.Env) -> None:
         raise_in_step(ctx, "deps", "deploy.install is %r; use auto, none, pip or npm" % mode)
     if mode in ("auto", "pip") and deps.has_python_manifest(release, ctx.settings):
         ctx.step("deps:python", lambda: deps.install_python(ctx, release, env))
-    if mode in ("auto", "npm") and (release / "package.json").is_file():
+    if mode in ("auto", "npm") and deps.has_node_manifest(release, ctx.settings):
         ctx.step("deps:node", lambda: deps.install_node(ctx, release, env))
 
 
