@@ -243,9 +243,11 @@ def switch(layout: Layout, settings: dict, systemd: Systemd) -> str:
         wait_listening(web_port(settings), 10, "the nginx front did not listen on :%d; see `bridge logs`"
                        % web_port(settings))
         note = ""
-    systemd.check("enable", slot_unit(settings, slot), unit)
     if old and old != slot:
-        systemd.run("disable", "--now", slot_unit(settings, old))
+        systemd.run("stop", slot_unit(settings, old))
+        systemd.run("--no-reload", "disable", slot_unit(settings, old))
+    # What starts at boot: symlinks only, read at boot; --no-reload spares each deploy a daemon-reload.
+    systemd.check("--no-reload", "enable", slot_unit(settings, slot), unit)
     state.update(active=slot, pending=None)
     write_state(layout, state)
     stopped = ", the old slot stopped" if old and old != slot else ""
