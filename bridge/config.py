@@ -16,6 +16,7 @@ from typing import Any
 
 from bridge import limits, paths
 from bridge.errors import ConfigError
+from bridge.sync.server.schema import DeployConfig, NodeDeps, PythonDeps  # noqa: F401 - the one deploy schema
 from bridge.yamlfile import Located, load_yaml, parse_yaml
 
 CONFIG_NAME = "bridge.yaml"
@@ -31,41 +32,6 @@ class Remote:
     via: str | None = None
     kind: str = "server"  # "server" deploys; "git" is a plain git remote (push only)
     connect_timeout: float = 10.0
-
-
-@dataclass(frozen=True)
-class PythonDeps:
-    """How a deploy installs Python dependencies (`deploy.python`)."""
-
-    extras: tuple[str, ...] = ()  # optional-dependency groups to install too
-    install: str | None = None  # a command that replaces bridge's own install, run in the venv
-
-
-@dataclass(frozen=True)
-class NodeDeps:
-    """How a deploy installs Node dependencies (`deploy.node`)."""
-
-    install: str | None = None  # a command that replaces bridge's own install, run where node_modules is built
-
-
-@dataclass(frozen=True)
-class DeployConfig:
-    """What the server does with each push (DESIGN §5); the one schema of the hook's deploy.json."""
-
-    install: str = "auto"
-    commands: tuple[str, ...] = ()
-    healthcheck: str | None = None  # a command, or an HTTP path ("/health") on web_port once processes run
-    healthcheck_timeout: float = 30
-    keep_releases: int = 5
-    branch: str | None = None
-    processes: dict[str, str] = field(default_factory=dict)  # overrides the workspace's Procfile
-    web_port: int = 8000
-    front: str = "auto"  # web behind an nginx front for zero-downtime switches: auto (if installed), nginx, none
-    shared: tuple[str, ...] = ()  # paths kept under <root>/shared/ and linked into every release
-    timeout: float = 1800  # seconds for the whole deploy, 0 = none
-    step_timeout: float = 600  # seconds for one step (an install, a command), 0 = none
-    python: PythonDeps = field(default_factory=PythonDeps)
-    node: NodeDeps = field(default_factory=NodeDeps)
 
 
 @dataclass(frozen=True)

@@ -26,5 +26,8 @@ def test_processes_on_a_host_without_systemd_fail_clearly_and_keep_current(bridg
     assert (root / "current").resolve() == before
 
 
-def test_the_hook_defaults_are_the_config_schema_defaults() -> None:
-    assert hook.DEFAULT_SETTINGS == DeploySettings().as_json()
+def test_a_root_without_deploy_json_gets_the_one_schemas_defaults(tmp_path: Path) -> None:
+    from bridge.sync.server.layout import Layout
+
+    assert hook.load_settings(Layout(tmp_path)) == DeploySettings().as_json()
+    assert hook.load_settings(Layout(tmp_path))["front"] == "auto"

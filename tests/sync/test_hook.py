@@ -291,9 +291,25 @@ def test_branch_pin_and_no_deploy_push_option(server: Server, ws: Workspace) -> 
 
 def test_server_files_parse_as_python_39() -> None:
     import ast
+
+    from bridge.sync.server.prepare import SERVER_FILES
     here = Path(__file__).resolve().parents[2] / "bridge" / "sync" / "server"
-    for name in ("hook.py", "layout.py", "install.py"):
+    for name in (*SERVER_FILES, "install.py"):
         ast.parse((here / name).read_text(), feature_version=(3, 9))
+
+
+def test_the_one_schema_gives_the_same_defaults_on_the_servers_python_39(tmp_path: Path) -> None:
+    """schema.py is what config.py parses bridge.yaml into and what the hook falls back on, stdlib-only."""
+    py39 = Path("/root/.pyenv/versions/3.9.18/bin/python3")
+    if not py39.exists():
+        pytest.skip("no Python 3.9 on this machine")
+    here = Path(__file__).resolve().parents[2] / "bridge" / "sync" / "server"
+    (tmp_path / "schema.py").write_text((here / "schema.py").read_text())  # alone, as on a server
+    proc = subprocess.run([str(py39), "-I", "-S", "-c", "import json, sys; sys.path.insert(0, sys.argv[1]); "
+                           "import schema; print(json.dumps(schema.defaults()))", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == DeploySettings(DeployConfig()).as_json()
 
 
 def test_hook_runs_under_python_39_when_available(server: Server, ws: Workspace) -> None:

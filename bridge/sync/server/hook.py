@@ -46,12 +46,6 @@ TAIL_LINES = 20
 LOW_DISK_BYTES = 1 << 20
 DEPLOYABLE_PREFIXES = ("refs/heads/", "refs/bridge/wip/")
 TRASH = "trash"  # under .bridge/: what prune removes goes here in one rename, then `rm -rf` in the background
-# What a deploy.json without a key means; config.DeployConfig is the schema (a test keeps the two equal).
-DEFAULT_SETTINGS = {"install": "auto", "commands": [], "healthcheck": None, "healthcheck_timeout": 30,
-                    "keep_releases": 5, "branch": None, "processes": {}, "web_port": 8000, "front": "auto",
-                    "shared": [], "timeout": 1800, "step_timeout": 600, "python": {"extras": [], "install": None},
-                    "node": {"install": None},
-                    "workspace": ""}
 
 
 class StepFailed(ServerError):
@@ -196,15 +190,18 @@ def kill_session(proc: subprocess.Popen) -> None:
 
 
 def load_settings(layout: Layout) -> dict:
-    """deploy.json written by prepare, over the defaults; a broken file is a failed deploy, not a crash."""
-    settings = dict(DEFAULT_SETTINGS)
+    """deploy.json, which prepare writes whole from schema.py beside this hook; without one, that
+    schema's defaults. A broken file is a failed deploy, not a crash."""
     try:
-        settings.update(json.loads(layout.settings.read_text()))
+        return json.loads(layout.settings.read_text())
     except FileNotFoundError:
-        pass
+        try:
+            import schema
+        except ImportError:  # imported from the bridge package
+            from . import schema
+        return schema.defaults()
     except ValueError as e:
         raise StepFailed("%s is not valid JSON: %s" % (layout.settings, e))
-    return settings
 
 
 class Lock:

@@ -5,19 +5,18 @@ with no input in it (everything travels as JSON on stdin), so nothing needs shel
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence, Tuple
 
-from bridge.config import DeployConfig
 from bridge.errors import RemoteError
 from bridge.sync.server.layout import Layout
+from bridge.sync.server.schema import DeploySettings
 
 HERE = Path(__file__).resolve().parent
-SERVER_FILES = ("hook.py", "layout.py", "units.py", "apps.py", "front.py", "deps.py")
+SERVER_FILES = ("hook.py", "layout.py", "schema.py", "units.py", "apps.py", "front.py", "deps.py")
 
 # One line, no newline: survives any login shell once shlex-joined for SSH.
 BOOTSTRAP = ("import json,sys;p=json.loads(sys.stdin.read());g={'__name__':'bridge_install'};"
@@ -25,20 +24,6 @@ BOOTSTRAP = ("import json,sys;p=json.loads(sys.stdin.read());g={'__name__':'brid
 
 Run = Callable[[Sequence[str], bytes], Tuple[int, str]]
 """Run argv on the target with these stdin bytes; return (exit code, combined output)."""
-
-
-@dataclass(frozen=True)
-class DeploySettings:
-    """What the hook reads from `<root>/.bridge/deploy.json`: bridge.yaml's `deploy:` section (its one
-    schema is config.DeployConfig) and the workspace's name, which names the app's systemd units."""
-
-    deploy: DeployConfig = field(default_factory=DeployConfig)
-    workspace: str = ""
-
-    def as_json(self) -> dict:
-        data = dataclasses.asdict(self.deploy)
-        data["workspace"] = self.workspace
-        return json.loads(json.dumps(data))  # tuples as JSON lists, as the hook will read them
 
 
 @dataclass(frozen=True)
