@@ -2,7 +2,9 @@
 """The server-side deploy program: git's post-receive hook, and the client's one-exec entry point.
 
 Runs on the server with only git, sh and python3 (stdlib, 3.9+); prepare.py copies it to
-`<root>/.bridge/hook.py` beside layout.py. Modes:
+`<root>/.bridge/hook.py` beside the other server modules (prepare.SERVER_FILES): procs.py runs
+programs, releases.py builds and prunes releases, deps.py installs, apps.py and front.py run the
+app. This file is the deploy's steps and the entry points. Modes:
 
   hook.py [--post-receive]     read `old new ref` lines from git and deploy each deployable ref
   hook.py --deploy SHA [--ref REF]   deploy a commit again (a push of an unchanged ref fires no hook)
@@ -32,158 +34,25 @@ TYPE_CHECKING = False  # every push starts this program: typing, hashlib and shu
 if TYPE_CHECKING:
     from typing import IO, Callable, Iterator
 
-try:  # installed on the server: layout.py, apps.py, front.py, units.py and deps.py sit beside this file
+try:  # installed on the server: the modules of prepare.SERVER_FILES sit beside this file
     import apps
     import deps
     import front
     from layout import RELEASE_TMP_PREFIX, Layout, ServerError, release_name, remove_tree
+    from procs import Cancelled, StepFailed, clean_env, detach, emit, git, marker, stream, utc_now
+    from releases import (build_tree, clear_unfinished, complete_releases, prune, read_meta, switch_current,
+                          write_json_atomic)
 except ImportError:  # imported from the bridge package
     from . import apps, deps, front
     from .layout import RELEASE_TMP_PREFIX, Layout, ServerError, release_name, remove_tree
+    from .procs import Cancelled, StepFailed, clean_env, detach, emit, git, marker, stream, utc_now
+    from .releases import (build_tree, clear_unfinished, complete_releases, prune, read_meta, switch_current,
+                           write_json_atomic)
 
 ZERO_SHA = "0" * 40
 TAIL_LINES = 20
 LOW_DISK_BYTES = 1 << 20
 DEPLOYABLE_PREFIXES = ("refs/heads/", "refs/bridge/wip/")
-TRASH = "trash"  # under .bridge/: what prune removes goes here in one rename, then `rm -rf` in the background
-
-
-class StepFailed(ServerError):
-    """A deploy step failed; the message says why in one line."""
-
-
-class Cancelled(StepFailed):
-    """`bridge deploy cancel` (SIGTERM) stopped the deploy."""
-
-
-# ---------------------------------------------------------------- output
-
-
-def emit(line: str) -> None:
-    """Print one line now: git relays hook output live only if we flush each line.
-
-    A client that went away (Ctrl-C, a dropped connection) breaks the pipe: the deploy goes on to
-    its verdict in deploys.jsonl, as the client told its user, with output to /dev/null.
-    """
-    try:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-    except (BrokenPipeError, ValueError):
-        sys.stdout = open(os.devnull, "w")
-
-
-def marker(kind: str, payload: dict) -> None:
-    """A machine-readable line for the client: `bridge:<kind> <json>`."""
-    emit("bridge:%s %s" % (kind, json.dumps(payload, sort_keys=True)))
-
-
-def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
-# ---------------------------------------------------------------- processes
-
-
-def clean_env() -> dict:
-    """The environment minus git's hook variables (GIT_DIR=. would break any git the user runs)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-
-
-def git(layout: Layout, *args: str, env: dict | None = None, stdin: bytes = b"") -> bytes:
-    """Run git on the bare repo and return stdout; raises StepFailed with git's message."""
-    return git_output(start_git(layout, *args, env=env, stdin=True), stdin)
-
-
-def start_git(layout: Layout, *args: str, env: dict | None = None, stdin: bool = False) -> subprocess.Popen:
-    """Start git on the bare repo; git_output() collects it (two can run side by side)."""
-    return subprocess.Popen(["git", "--git-dir", str(layout.repo), *args], env=env or clean_env(),
-                            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def git_output(proc: subprocess.Popen, stdin: bytes | None = None) -> bytes:
-    """stdout of a started git; raises StepFailed with git's message."""
-    out, err = proc.communicate(stdin)
-    if proc.returncode != 0:
-        raise StepFailed("git: " + err.decode(errors="replace").strip())
-    return out
-
-
-def detach(argv: list) -> None:
-    """Start argv on its own, output discarded: the push's report does not wait for it."""
-    subprocess.Popen(argv, cwd="/", env=clean_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def stream(argv: list, cwd: Path, env: dict, tail: collections.deque, timeout: float | None = None) -> int:
-    """Run argv in its own session; echo its merged output line by line, keep the last lines in `tail`.
-
-    Its output goes to a file the hook owns, not a pipe, and the step ends when argv exits: a
-    background child it leaves (`nohup worker &`) holds that file, never the push. At `timeout`
-    seconds, or on cancel, the whole session is killed; raises StepFailed for the timeout.
-    """
-    import tempfile
-
-    fd, path = tempfile.mkstemp(prefix="step-", suffix=".log")
-    try:
-        with open(path, "rb") as reader:
-            os.unlink(path)
-            proc = subprocess.Popen(argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=fd,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-            os.close(fd)
-            fd = -1
-            return follow_output(proc, reader, tail, timeout)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-
-
-def follow_output(proc: subprocess.Popen, reader: IO, tail: collections.deque, timeout: float | None) -> int:
-    """Echo what proc writes until it exits; kill its session at the timeout or on any exception."""
-    deadline = time.monotonic() + timeout if timeout else None
-    partial = b""
-    try:
-        while True:
-            try:
-                code = proc.wait(timeout=0.05)
-            except subprocess.TimeoutExpired:
-                code = None
-            partial = echo_lines(partial + reader.read(), tail, final=code is not None)
-            if code is not None:
-                return code
-            if deadline is not None and time.monotonic() > deadline:
-                raise StepFailed("timed out after %gs (deploy.step_timeout / deploy.timeout)" % timeout)
-    except BaseException:
-        kill_session(proc)
-        raise
-
-
-def echo_lines(data: bytes, tail: collections.deque, final: bool) -> bytes:
-    """Emit each whole line of data (all of it when final); return the unfinished rest."""
-    *lines, rest = data.split(b"\n")
-    if final and rest:
-        lines, rest = lines + [rest], b""
-    for raw in lines:
-        line = raw.decode(errors="replace").rstrip("\r")
-        tail.append(line)
-        emit(line)
-    return rest
-
-
-def kill_session(proc: subprocess.Popen) -> None:
-    """TERM the process's session, KILL it after 5 s: a timed-out or cancelled step leaves nothing running."""
-    import signal
-
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except OSError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 # ---------------------------------------------------------------- settings and locking
@@ -227,198 +96,6 @@ class Lock:
     def __exit__(self, *exc: object) -> None:
         assert self.fh is not None
         self.fh.close()
-
-
-# ---------------------------------------------------------------- releases
-
-
-def read_meta(layout: Layout, name: str) -> dict | None:
-    try:
-        return json.loads(layout.meta_file(name).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def complete_releases(layout: Layout) -> list:
-    """Names of finished releases (those with a meta file), oldest first.
-
-    Ordered by the deploy's start time in the meta, not by name: two deploys within one second
-    would otherwise sort by sha.
-    """
-    if not layout.releases.is_dir():
-        return []
-    metas = {n: read_meta(layout, n) for n in os.listdir(layout.releases) if not n.startswith(".")}
-    return sorted((n for n, m in metas.items() if m), key=lambda n: (metas[n].get("time", ""), n))
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def switch_current(layout: Layout, name: str) -> None:
-    """Point `current` at a release in one rename, so a reader sees the old or the new, never neither."""
-    tmp = layout.root / "current.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(os.path.join("releases", name), tmp)
-    os.replace(tmp, layout.current)
-
-
-def discard_later(layout: Layout, path: Path) -> None:
-    """Move a tree into the trash in one rename (remove it now if it cannot move); empty_trash deletes it."""
-    trash = layout.state / TRASH
-    try:
-        trash.mkdir(exist_ok=True)
-        os.rename(str(path), str(trash / ("%s.%s" % (path.name, os.urandom(4).hex()))))
-    except OSError:
-        remove_tree(path)
-
-
-def empty_trash(layout: Layout) -> None:
-    """Delete the trash in a detached `rm -rf`: thousands of unlinks need not hold up the deploy's report.
-
-    A deleter killed half way leaves its rest to the next deploy's.
-    """
-    trash = layout.state / TRASH
-    try:
-        doomed = [str(trash / name) for name in os.listdir(str(trash))]
-    except OSError:
-        return
-    if doomed:
-        detach(["rm", "-rf", "--", *doomed])
-
-
-def clear_unfinished(layout: Layout) -> None:
-    """Drop what a killed deploy left behind: temp dirs and releases that never got their meta."""
-    if not layout.releases.is_dir():
-        return
-    current = layout.current_release()
-    for name in os.listdir(layout.releases):
-        if name != current and (name.startswith(".") or not layout.meta_file(name).is_file()):
-            remove_tree(layout.release(name))
-
-
-def prune(layout: Layout, keep: int) -> list:
-    """Remove all but the newest `keep` releases, never the current one; returns what it removed."""
-    current = layout.current_release()
-    names = complete_releases(layout)
-    doomed = [n for n in names[: max(0, len(names) - max(keep, 1))] if n != current]
-    for name in doomed:
-        discard_later(layout, layout.release(name))
-        layout.meta_file(name).unlink()
-    prune_envs(layout)
-    empty_trash(layout)
-    return doomed
-
-
-def prune_envs(layout: Layout) -> None:
-    """Remove dependency environments no remaining release links to."""
-    if not layout.envs.is_dir():
-        return
-    used = set()
-    for name in os.listdir(layout.releases):
-        for link in (".venv", "node_modules"):
-            target = layout.release(name) / link
-            if target.is_symlink():
-                used.add(os.path.basename(os.readlink(target)) if link == ".venv"
-                         else os.path.basename(os.path.dirname(os.readlink(target))))
-    for env in os.listdir(layout.envs):
-        if env not in used:
-            discard_later(layout, layout.envs / env)
-
-
-# ---------------------------------------------------------------- checkout
-
-
-def ls_tree(layout: Layout, sha: str) -> dict:
-    """path -> (mode, type, object) for every entry of a commit's tree."""
-    entries = {}
-    for item in git(layout, "ls-tree", "-r", "-z", "--full-tree", sha).split(b"\0"):
-        if item:
-            info, path = item.split(b"\t", 1)
-            mode, kind, obj = info.decode().split(" ")
-            entries[os.fsdecode(path)] = (mode, kind, obj)
-    return entries
-
-
-def start_diff(layout: Layout, old: str, new: str) -> subprocess.Popen:
-    """Start listing the paths added, modified or retyped between two commits; changed_paths() reads them.
-
-    (Deletions need no listing: a path the new tree lacks is simply not linked.)
-    """
-    return start_git(layout, "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", "--name-only", old, new)
-
-
-def changed_paths(diff: subprocess.Popen) -> set:
-    return {os.fsdecode(p) for p in git_output(diff).split(b"\0") if p}
-
-
-def link_unchanged(prev: Path, dest: Path, new: dict, changed: set) -> list:
-    """Hardlink every file the commit did not change from the previous release; return paths still to write.
-
-    A link shares the inode, so a changed file must never be written through one: changed paths
-    are left out here and written fresh by git, which leaves the old release untouched.
-    """
-    todo, made = [], {""}
-    src_root, dst_root = str(prev) + os.sep, str(dest) + os.sep
-    for path, (mode, kind, _) in new.items():
-        if path in changed or kind != "blob":
-            todo.append(path)
-            continue
-        parent = os.path.dirname(path)
-        if parent not in made:
-            os.makedirs(dst_root + parent, exist_ok=True)
-            made.add(parent)
-        if not copy_entry(src_root + path, dst_root + path, mode):
-            todo.append(path)
-    return todo
-
-
-def copy_entry(src: str, dst: str, mode: str) -> bool:
-    """Link a file (or recreate a symlink) from the previous release; False if it is gone or unlinkable."""
-    try:
-        if mode == "120000":
-            os.symlink(os.readlink(src), dst)
-        else:
-            os.link(src, dst, follow_symlinks=False)
-        return True
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise
-        return False
-
-
-def checkout_paths(layout: Layout, sha: str, dest: Path, paths: list | None) -> None:
-    """Write `paths` of commit `sha` (all when None) under dest via a throwaway index."""
-    env = clean_env()
-    env["GIT_INDEX_FILE"] = str(layout.state / "index.tmp")
-    tree = ("--work-tree", str(dest))
-    try:
-        git(layout, "read-tree", sha, env=env)
-        if paths is None:
-            git(layout, *tree, "checkout-index", "-a", "-f", env=env)
-        elif paths:
-            data = b"\0".join(os.fsencode(p) for p in paths) + b"\0"
-            git(layout, *tree, "checkout-index", "-f", "-z", "--stdin", env=env, stdin=data)
-    finally:
-        Path(env["GIT_INDEX_FILE"]).unlink()
-
-
-def build_tree(layout: Layout, sha: str, dest: Path) -> str:
-    """Fill dest with commit `sha`, reusing the current release's files; returns a one-line summary."""
-    prev = layout.current_release()
-    prev_meta = read_meta(layout, prev) if prev else None
-    dest.mkdir(parents=True)
-    if not prev_meta:
-        checkout_paths(layout, sha, dest, None)
-        return "full checkout (no previous release)"
-    diff = start_diff(layout, prev_meta["sha"], sha)  # runs while ls-tree does
-    new = ls_tree(layout, sha)
-    todo = link_unchanged(layout.release(prev), dest, new, changed_paths(diff))
-    checkout_paths(layout, sha, dest, todo)
-    return "%d files reused from %s, %d written" % (len(new) - len(todo), prev, len(todo))
 
 
 # ---------------------------------------------------------------- dependencies

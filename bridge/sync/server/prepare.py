@@ -16,7 +16,8 @@ from bridge.sync.server.layout import Layout
 from bridge.sync.server.schema import DeploySettings
 
 HERE = Path(__file__).resolve().parent
-SERVER_FILES = ("hook.py", "layout.py", "schema.py", "units.py", "apps.py", "front.py", "deps.py")
+SERVER_FILES = ("hook.py", "layout.py", "schema.py", "procs.py", "releases.py", "units.py", "apps.py", "front.py",
+                "deps.py")
 
 # One line, no newline: survives any login shell once shlex-joined for SSH.
 BOOTSTRAP = ("import json,sys;p=json.loads(sys.stdin.read());g={'__name__':'bridge_install'};"
