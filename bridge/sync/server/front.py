@@ -285,7 +285,8 @@ def write_config(layout: Layout, settings: dict, port: int, nginx: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     temp_paths = "\n".join("    %s_temp_path %s;" % (kind, nginx_word(str(tmp_dir / kind)))
                            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    text = NGINX_CONF % {"root": " ".join(str(layout.root).split()),  # a comment: no newline may end it "pid": nginx_word(str(folder / "nginx.pid")),
+    comment = " ".join(str(layout.root).split())  # the root in a comment line: no newline may end it
+    text = NGINX_CONF % {"root": comment, "pid": nginx_word(str(folder / "nginx.pid")),
                          "temp_paths": temp_paths, "port": port, "web_port": web_port(settings)}
     conf, candidate = folder / "nginx.conf", folder / "nginx.conf.new"
     candidate.write_text(text)
