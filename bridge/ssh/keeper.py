@@ -214,10 +214,11 @@ def connect_or_spawn(module: str) -> Peer | None:
     return connect() or spawn(module)
 
 
-Handler = "Callable[[Peer], None]"
+if TYPE_CHECKING:
+    Handler = Callable[[Peer], None]
 
 
-def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[], None] | None = None,
+def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[], object] | None = None,
           first: "socket.socket | None" = None) -> None:
     """Serve `first` (the client that started us), then accept clients of this uid until `idle`
     seconds pass without one; each runs `handler` on a thread.
@@ -246,7 +247,7 @@ def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[],
 
 
 def _accept_loop(listener: "socket.socket", handler: Handler, idle: float, state: dict,
-                 state_lock: _thread.LockType, on_idle: Callable[[], None] | None) -> None:
+                 state_lock: _thread.LockType, on_idle: Callable[[], object] | None) -> None:
     import socket
     import threading  # the daemon's side only: the warm client never loads it
 
