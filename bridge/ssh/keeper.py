@@ -330,7 +330,12 @@ def _take_lock(path: str) -> int | None:
 
 
 def listen(path: str, mode: int = 0o600) -> "socket.socket":
-    """Bind the socket with `mode`, replacing a stale one (we hold the lock, so nobody else serves it)."""
+    """Bind the socket with `mode`, replacing a stale one (we hold the lock, so nobody else serves it).
+
+    The mode is set on the bound path before listen(): until then a connect is refused whatever the
+    mode, so no client ever meets the umask's. (Not os.umask around bind: that is process-wide, and a
+    keeper's first client is already being served on another thread.)
+    """
     import socket
 
     try:
@@ -338,10 +343,11 @@ def listen(path: str, mode: int = 0o600) -> "socket.socket":
     except FileNotFoundError:
         pass
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o777 & ~mode)
     try:
         listener.bind(path)
-    finally:
-        os.umask(old)
+        os.chmod(path, mode)
+    except OSError:
+        listener.close()
+        raise
     listener.listen(64)
     return listener
