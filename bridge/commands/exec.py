@@ -8,6 +8,8 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand
 
+from bridge.commands import FORKS_HELP
+
 COMMAND_KEY = "bridge_command"
 
 
@@ -39,7 +41,7 @@ def exec_(
     tty: Annotated[bool, typer.Option("--tty", "-t", help="Allocate a PTY (window size and Ctrl-C forwarded).")] = False,
     sudo: Annotated[bool, typer.Option("--sudo", help="Run through sudo; the password is asked once (or BRIDGE_SUDO_PASSWORD).")] = False,
     python: Annotated[Optional[str], typer.Option("--python", help="Run this Python file (`-`: stdin) on the target.")] = None,
-    forks: Annotated[Optional[int], typer.Option(help="Hosts at a time (default 32).")] = None,
+    forks: Annotated[Optional[int], typer.Option(help=FORKS_HELP)] = None,
     json: Annotated[bool, typer.Option("--json", help="One JSON object per host per line.")] = False,
     no_reuse: Annotated[bool, typer.Option("--no-reuse", help="Do not use or start the connection keeper.")] = False,
     sandbox: Annotated[bool, typer.Option("--sandbox", help="Run inside a locked-down Docker container on the target.")] = False,
