@@ -16,7 +16,7 @@ from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError
 from bridge.procs import pid_alive
 from bridge.tunnel import state as st
-from bridge.tunnel.events import Event
+from bridge.tunnel.events import Event, Stopped
 from bridge.tunnel.forwards import parse_forwards
 from bridge.tunnel.pipe import Log
 from bridge.tunnel.supervisor import Plan, Supervisor
@@ -44,7 +44,7 @@ def up(config: Config, stop: threading.Event, log: Log) -> Iterator[tuple[Event,
     path = st.state_path(config.workspace)
     _refuse_second_instance(path)
     current = st.TunnelState(pid=os.getpid(), relay=plan.settings.describe(),
-                             forwards=[str(f) for f in plan.forwards])
+                             forwards=[st.ForwardState(str(f)) for f in plan.forwards])
     for event in Supervisor(plan, stop, log).run():
         changed = current.apply(event)
         st.save(path, current)
@@ -64,7 +64,9 @@ def status(config: Config) -> dict | None:
     if current is None:
         return None
     running = current.state != "stopped" and pid_alive(current.pid)
-    return {**current.to_dict(), "running": running, "state": current.state if running else "stopped"}
+    if not running and current.state != "stopped":  # killed: its forwards died with it
+        current.apply(Stopped())
+    return {**current.to_dict(), "running": running}
 
 
 @dataclass(frozen=True)

@@ -52,14 +52,21 @@ def test_wrong_key_at_the_relay_is_retried_until_fixed(tunnel_env: TunnelEnv) ->
 
 def test_forwarded_port_taken_on_the_relay_is_retried_until_free(tunnel_env: TunnelEnv) -> None:
     env = tunnel_env
-    squatters = [_listen(family, address, env.relay_port)
-                 for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1"))]
+    squatters = squat(env.relay_port)
     env.start()
-    wait_for(lambda: env.output().count(f"refused to forward localhost:{env.relay_port}") >= 2, 20, every=0.2)
+    wait_for(lambda: f"refused to forward localhost:{env.relay_port}" in env.output(), 20, every=0.2)
     assert "the port is in use there" in env.output() and env.proc.poll() is None
+    time.sleep(2 * KEEPALIVE + 0.5)  # asked again at each heartbeat over the same login
+    assert env.output().count("connected to") == 1
     for sock in squatters:
         sock.close()
-    wait_for(env.usable, BACKOFF_CAP + 2)
+    wait_for(env.usable, KEEPALIVE + 2)
+
+
+def squat(port: int) -> list[socket.socket]:
+    """Listen on the relay's loopback `port` (both families, as sshd binds `localhost`): the port is taken."""
+    return [_listen(family, address, port) for family, address in ((socket.AF_INET, "127.0.0.1"),
+                                                                   (socket.AF_INET6, "::1"))]
 
 
 def _listen(family: int, address: str, port: int) -> socket.socket:
