@@ -71,8 +71,9 @@ class TunnelState:
         if isinstance(event, ForwardUp):
             return self._forward(event.forward, "up")
         if isinstance(event, ForwardRefused):
+            changed = self._forward(event.forward, "refused", event.reason, event.hint)
             self._error(event.reason, event.hint)
-            return self._forward(event.forward, "refused", event.reason, event.hint)
+            return changed
         if isinstance(event, Connected):
             self.connects += 1
             self.reconnects = self.connects - 1
