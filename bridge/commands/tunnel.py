@@ -108,14 +108,16 @@ def install(
     user: Annotated[Optional[str], typer.Option("--user", help="Run the tunnel as this user (default: you).")] = None,
     print_only: Annotated[bool, typer.Option("--print", help="Only print the unit.")] = False,
     path: Annotated[Optional[Path], typer.Option("--path", help="Write here instead of /etc/systemd/system/.")] = None,
+    python: Annotated[Optional[Path], typer.Option("--python", help="The interpreter the unit runs bridge with "
+                                                   "(default: this one); --user must be able to run it.")] = None,
 ) -> int:
-    """Write a systemd unit that runs `bridge tunnel up` at boot (no login needed) and restarts it always."""
+    """Write a sandboxed systemd unit that runs `bridge tunnel up` at boot (no login needed), restarting always."""
     from bridge import config as cfg
     from bridge.tunnel import service
 
     config = cfg.load(required=True)
     if print_only:
-        ui.say(service.unit_for(config, user)[1].rstrip("\n"))
+        ui.say(service.unit_for(config, user, python)[1].rstrip("\n"))
         return 0
-    ui.unit_written(service.install(config, user, path))
+    ui.unit_written(service.install(config, user, path, python))
     return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import pwd
 import signal
 import sys
 import threading
@@ -97,15 +98,25 @@ def _reaped_state(config: Config) -> str | None:
     return current.state if current else None
 
 
-def unit_for(config: Config, user: str | None = None) -> tuple[str, str]:
-    """(unit name, unit text) for this workspace; checks the tunnel config first."""
+def unit_for(config: Config, user: str | None = None, python: Path | None = None) -> tuple[str, str]:
+    """(unit name, unit text) for this workspace, sandboxed, run by `python` (default: this interpreter).
+
+    Checks the tunnel config first, then that `user` can run `python` with bridge (BridgeError if not).
+    """
     plan_for(config)
     if config.root is None:
         raise ConfigError("no bridge.yaml here", hint="run `bridge tunnel install` inside the workspace")
+    account, interpreter = user or getpass.getuser(), python or Path(sys.executable)
+    systemd.check_runnable(account, interpreter, "bridge tunnel install")
     text = systemd.render_unit(description=f"bridge reverse tunnel for {config.workspace}",
-                               argv=[sys.executable, "-m", "bridge", "tunnel", "up"],
-                               user=user or getpass.getuser(), workdir=config.root)
+                               argv=[str(interpreter), "-m", "bridge", "tunnel", "up"], user=account,
+                               workdir=config.root, sandbox=systemd.hardening([unit_state_dir(account)]))
     return unit_name(config.workspace), text
+
+
+def unit_state_dir(user: str) -> Path:
+    """Where the unit's tunnel keeps its state (systemd sets HOME, not XDG_STATE_HOME): the one folder it writes."""
+    return Path(pwd.getpwnam(user).pw_dir) / ".local" / "state" / "bridge"
 
 
 def unit_name(workspace: str) -> str:
@@ -113,7 +124,18 @@ def unit_name(workspace: str) -> str:
     return f"bridge-tunnel-{workspace or 'default'}.service"
 
 
-def install(config: Config, user: str | None, path: Path | None) -> Path:
-    """Write the unit (default /etc/systemd/system/NAME); raises BridgeError when the folder is not writable."""
-    name, text = unit_for(config, user)
+def install(config: Config, user: str | None, path: Path | None, python: Path | None = None) -> Path:
+    """Write the unit (default /etc/systemd/system/NAME) and make the state folder it may write, owned by `user`;
+    raises BridgeError when the folder is not writable or `user` cannot run `python`."""
+    name, text = unit_for(config, user, python)
+    _make_owned(unit_state_dir(user or getpass.getuser()), user or getpass.getuser())
     return systemd.install(text, name, path, "bridge tunnel install")
+
+
+def _make_owned(folder: Path, user: str) -> None:
+    """mkdir -p `folder`, giving every folder made here to `user` (a sandboxed unit cannot make it itself)."""
+    account = pwd.getpwnam(user)
+    missing = [p for p in [folder, *folder.parents] if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for made in missing:
+        os.chown(made, account.pw_uid, account.pw_gid)
