@@ -77,18 +77,19 @@ def check_runnable(user: str, python: Path, command: str) -> None:
     try:
         account = pwd.getpwnam(user)
     except KeyError:
-        raise BridgeError(f"no account `{user}` on this machine", hint=f"create it, or `{command} --user NAME`")
+        raise BridgeError(f"no account `{user}` on this machine",
+                          hint=f"create it, or `{command} --user NAME`") from None
     if os.geteuid() != 0 and account.pw_uid != os.geteuid():
         return
-    as_user = {} if account.pw_uid == os.geteuid() else {
-        "user": account.pw_uid, "group": account.pw_gid,
-        "extra_groups": os.getgrouplist(user, account.pw_gid)}
+    other = account.pw_uid != os.geteuid()
     try:
         proc = subprocess.run([str(python), "-c", "import bridge.cli"], capture_output=True, text=True, cwd="/",
-                              env={"PATH": "/usr/bin:/bin", "HOME": account.pw_dir}, timeout=60, **as_user)
+                              env={"PATH": "/usr/bin:/bin", "HOME": account.pw_dir}, timeout=60,
+                              user=account.pw_uid if other else None, group=account.pw_gid if other else None,
+                              extra_groups=os.getgrouplist(user, account.pw_gid) if other else None)
         why = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1] if proc.returncode else ""
-    except OSError as e:
-        why = e.strerror or str(e)
+    except (OSError, subprocess.SubprocessError) as e:  # not executable, or hung past the timeout
+        why = getattr(e, "strerror", None) or str(e)
     if why:
         raise BridgeError(f"{user} cannot run bridge with {python}: {why}", hint=hint)
 

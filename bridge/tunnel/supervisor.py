@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Generator, Iterator
 
 from bridge.errors import BridgeError
 from bridge.backoff import Backoff
@@ -85,7 +85,7 @@ class Supervisor:
                 self._pause(wait, probe=True)
         yield Stopped()
 
-    def _watch(self, session: Session) -> Iterator[Event]:
+    def _watch(self, session: Session) -> Generator[Event, None, bool]:
         """Heartbeat until the session dies (yield Disconnected) or stop (cancel forwards); True if it was healthy.
 
         Forwards the relay refused are asked for again after each heartbeat, over this same session:
@@ -112,7 +112,7 @@ class Supervisor:
         return healthy
 
     def _ask(self, session: Session, forwards: tuple[Forward, ...],
-             refused: dict[Forward, str]) -> Iterator[Event]:
+             refused: dict[Forward, str]) -> Generator[Event, None, str | None]:
         """Ask for each of `forwards`: yields ForwardUp when granted, ForwardRefused when refused for a new reason;
         `refused` keeps the ones still to ask for. Returns why the link died while asking, else None."""
         for forward in forwards:
