@@ -111,7 +111,9 @@ class Keeper:
         output = None
         try:
             with open_runner(config, remote, pool=self.pool) as runner:
-                stdin = _stdin_frames(peer, runner.cancel) if request.get("stdin") else _watch(peer, runner.cancel)
+                stdin = _stdin_frames(peer, runner.cancel) if request.get("stdin") else None
+                if stdin is None:
+                    _watch(peer, runner.cancel)
                 if len(fds) == 2:
                     output = ClientOutput(fds[0], fds[1], on_closed=runner.cancel)
                     sinks = {"on_stdout": output.stdout, "on_stderr": output.stderr}

@@ -214,10 +214,11 @@ def connect_or_spawn(module: str) -> Peer | None:
     return connect() or spawn(module)
 
 
-Handler = "Callable[[Peer], None]"
+if TYPE_CHECKING:
+    Handler = Callable[[Peer], None]
 
 
-def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[], None] | None = None,
+def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[], object] | None = None,
           first: "socket.socket | None" = None) -> None:
     """Serve `first` (the client that started us), then accept clients of this uid until `idle`
     seconds pass without one; each runs `handler` on a thread.
@@ -246,7 +247,7 @@ def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[],
 
 
 def _accept_loop(listener: "socket.socket", handler: Handler, idle: float, state: dict,
-                 state_lock: _thread.LockType, on_idle: Callable[[], None] | None) -> None:
+                 state_lock: _thread.LockType, on_idle: Callable[[], object] | None) -> None:
     import socket
     import threading  # the daemon's side only: the warm client never loads it
 
@@ -329,7 +330,12 @@ def _take_lock(path: str) -> int | None:
 
 
 def listen(path: str, mode: int = 0o600) -> "socket.socket":
-    """Bind the socket with `mode`, replacing a stale one (we hold the lock, so nobody else serves it)."""
+    """Bind the socket with `mode`, replacing a stale one (we hold the lock, so nobody else serves it).
+
+    The mode is set on the bound path before listen(): until then a connect is refused whatever the
+    mode, so no client ever meets the umask's. (Not os.umask around bind: that is process-wide, and a
+    keeper's first client is already being served on another thread.)
+    """
     import socket
 
     try:
@@ -337,10 +343,11 @@ def listen(path: str, mode: int = 0o600) -> "socket.socket":
     except FileNotFoundError:
         pass
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o777 & ~mode)
     try:
         listener.bind(path)
-    finally:
-        os.umask(old)
+        os.chmod(path, mode)
+    except OSError:
+        listener.close()
+        raise
     listener.listen(64)
     return listener
