@@ -67,7 +67,7 @@ class Keeper:
             raise  # the client went away (keeper.serve expects it); the SSH layer translates its own
         except Exception as e:
             code, line = internal_error(e)
-            record_operation(list(request.argv), code, time.monotonic() - started, request.cwd)
+            record_operation(list(request.argv), code, time.monotonic() - started, request.cwd, request.options.env)
             peer.send(b"X", requests.encode(Exit(code=code, message=line)))
 
     def _handle(self, peer: keeper.Peer, request: Request, fds: list[int]) -> None:
@@ -87,7 +87,7 @@ class Keeper:
             code, message = self._run(peer, request, config, run, fds)
         # The warm client skips its own audit line: this process already has the writer loaded. It is
         # written before the exit frame, so the line is on disk once the client has returned.
-        record_operation(list(request.argv), code, time.monotonic() - started, request.cwd)
+        record_operation(list(request.argv), code, time.monotonic() - started, request.cwd, request.options.env)
         peer.send(b"X", requests.encode(Exit(code=code, message=message)))
 
     def _plan(self, request: Request) -> tuple[cfg.Config, Plan] | Declined:

@@ -69,3 +69,12 @@ def parse(args: list[str]) -> ExecOptions | None:
         return None  # a second TARGET: Typer's "unexpected extra argument"
     command = args[args.index("--") + 1:] if "--" in args else []
     return options_from(fields, tuple(command))
+
+
+def env_given(argv: list[str]) -> dict[str, str]:
+    """The --env pairs of a `bridge …` command line (those of `exec`; malformed ones skipped), so the
+    audit line can mask their values whatever path ran the command."""
+    if argv[:1] != ["exec"]:
+        return {}
+    pairs = (text.partition("=") for text in EXEC.values(argv[1:], "env"))
+    return {name: value for name, sep, value in pairs if sep}

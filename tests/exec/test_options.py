@@ -81,8 +81,9 @@ def test_the_typer_command_has_exactly_the_declared_flags() -> None:
 
 
 def test_the_audit_line_finds_env_values_as_the_parser_does() -> None:
-    from bridge.security.client import env_flags
+    from bridge.exec.options import env_given
 
-    args = ["exec", "-e", "A=1", "--env", "B=2", "--env=C=3", "--", "x", "--env", "D=4"]
-    assert env_flags(args) == ["A=1", "B=2", "C=3"]
-    assert parse(args[1:]).env == {"A": "1", "B": "2", "C": "3"}
+    args = ["exec", "-e", "A=1", "--env", "B=2", "--env=C=3", "--env", "NOEQ", "--", "x", "--env", "D=4"]
+    assert env_given(args) == {"A": "1", "B": "2", "C": "3"}
+    assert parse([*args[1:6], *args[8:]]).env == env_given(args)
+    assert env_given(["push", "--env", "A=1"]) == {}
