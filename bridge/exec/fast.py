@@ -19,6 +19,7 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~9 ms 
 if TYPE_CHECKING:
     from typing import Any
 
+from bridge import frames
 from bridge.exec import requests
 from bridge.exec.options import ExecOptions, parse
 from bridge.ssh import keeper
@@ -58,7 +59,7 @@ def _direct(options: ExecOptions) -> int:
     return execute(options)
 
 
-def _run(peer: keeper.Peer, options: ExecOptions, argv: list[str]) -> int | None:
+def _run(peer: frames.Peer, options: ExecOptions, argv: list[str]) -> int | None:
     """Send the request; stdin (or `--python -`) is read only once the keeper has accepted it (a --python FILE
     the keeper reads itself, as the plan does)."""
     stdin = options.python == "-" or (not options.python and has_input())
@@ -83,7 +84,7 @@ def _run(peer: keeper.Peer, options: ExecOptions, argv: list[str]) -> int | None
     return _stream_fleet(peer, list(hosts), options.json)
 
 
-def _start_stdin(peer: keeper.Peer, code: bytes | None) -> None:
+def _start_stdin(peer: frames.Peer, code: bytes | None) -> None:
     """Forward our stdin (or the `--python -` code) as I frames, then E."""
 
     def run() -> None:
@@ -110,7 +111,7 @@ def _keeper_gone(where: str) -> int:
     return 255
 
 
-def _stream(peer: keeper.Peer, target: str) -> int:
+def _stream(peer: frames.Peer, target: str) -> int:
     """Copy stdout/stderr frames to our fds until the exit frame; a vanished keeper is exit 255."""
     from bridge.exec.output import write_all
 
@@ -134,7 +135,7 @@ def _exit_frame(payload: bytes) -> int:
     return done.code
 
 
-def _stream_fleet(peer: keeper.Peer, hosts: list[str], as_json: bool) -> int:
+def _stream_fleet(peer: frames.Peer, hosts: list[str], as_json: bool) -> int:
     """Fleet frames: o/e (2-byte host index + data), d (a host's result line), X (the overall code)."""
     from bridge.exec.output import Prefixed, summary
 

@@ -20,7 +20,7 @@ from typing import Any
 from pathlib import Path
 
 from bridge import config as cfg
-from bridge import targets
+from bridge import frames, targets
 from bridge.errors import BridgeError, ExitCode, internal_error
 from bridge.exec import requests
 from bridge.exec.output import write_all
@@ -43,7 +43,7 @@ class Keeper:
         self.identity = requests.identity()
         self.configs = ConfigCache()
 
-    def handle(self, peer: keeper.Peer) -> None:
+    def handle(self, peer: frames.Peer) -> None:
         """One client: plan, accept or decline, run with live output, send the exit frame."""
         _, payload, fds = peer.recv_with_fds()
         try:
@@ -57,7 +57,7 @@ class Keeper:
             for fd in fds:
                 os.close(fd)
 
-    def _isolated(self, peer: keeper.Peer, request: Request, fds: list[int]) -> None:
+    def _isolated(self, peer: frames.Peer, request: Request, fds: list[int]) -> None:
         """Each request is on its own thread and fails alone: an exception nothing translated becomes
         this client's exit frame (the line cli.main would print), and the keeper serves on."""
         started = time.monotonic()
@@ -70,7 +70,7 @@ class Keeper:
             record_operation(list(request.argv), code, time.monotonic() - started, request.cwd, request.options.env)
             peer.send(b"X", requests.encode(Exit(code=code, message=line)))
 
-    def _handle(self, peer: keeper.Peer, request: Request, fds: list[int]) -> None:
+    def _handle(self, peer: frames.Peer, request: Request, fds: list[int]) -> None:
         planned = self._plan(request)
         if isinstance(planned, Declined):
             peer.send(b"F", requests.encode(planned))
@@ -104,7 +104,7 @@ class Keeper:
             return Declined(reason="a local target runs in the client")
         return config, run
 
-    def _run(self, peer: keeper.Peer, request: Request, config: cfg.Config, run: Plan,
+    def _run(self, peer: frames.Peer, request: Request, config: cfg.Config, run: Plan,
              fds: list[int]) -> tuple[int, str]:
         """(exit code, text for the client's stderr), as the normal path would print it.
 
@@ -129,7 +129,7 @@ class Keeper:
         timed_out = f"bridge: {remote.name}: timed out after {exec_request.timeout:g}s\n" if result.timed_out else ""
         return result.exit_code, timed_out
 
-    def _run_sandbox(self, peer: keeper.Peer, request: Request, config: cfg.Config, run: Plan) -> tuple[int, str]:
+    def _run_sandbox(self, peer: frames.Peer, request: Request, config: cfg.Config, run: Plan) -> tuple[int, str]:
         """--sandbox with the CLI's code; the client hanging up removes the container at once."""
         from bridge.exec.sandbox import Cancel
 
@@ -144,7 +144,7 @@ class Keeper:
             return _error(e)
         return code, ""
 
-    def _run_fleet(self, peer: keeper.Peer, request: Request, config: cfg.Config, run: Plan) -> tuple[int, str]:
+    def _run_fleet(self, peer: frames.Peer, request: Request, config: cfg.Config, run: Plan) -> tuple[int, str]:
         """Fan out on pooled connections; host-tagged output frames, one result frame per host."""
         index = {remote.name: i for i, remote in enumerate(run.remotes)}
         peer.send(b"A", requests.encode(Accepted(hosts=tuple(index))))
@@ -226,7 +226,7 @@ def _is_local(config: cfg.Config, remote: cfg.Remote) -> bool:
     return targets.parse_url(remote.url, where=f"remotes.{remote.name}.url").is_local
 
 
-def _stdin(peer: keeper.Peer, request: Request, run: Plan, cancel: Callable[[], None]) -> Any:
+def _stdin(peer: frames.Peer, request: Request, run: Plan, cancel: Callable[[], None]) -> Any:
     """A single host's stdin: the client's I frames, else the --python FILE's code (the client still
     watched for hanging up), else EOF at once."""
     if request.stdin:
@@ -235,7 +235,7 @@ def _stdin(peer: keeper.Peer, request: Request, run: Plan, cancel: Callable[[], 
     return run.code
 
 
-def _stdin_frames(peer: keeper.Peer, on_gone: Callable[[], None]) -> Iterator[bytes]:
+def _stdin_frames(peer: frames.Peer, on_gone: Callable[[], None]) -> Iterator[bytes]:
     """The client's stdin, from its I frames until E; `on_gone` when the client vanishes instead (Ctrl-C)."""
     while True:
         try:
@@ -248,7 +248,7 @@ def _stdin_frames(peer: keeper.Peer, on_gone: Callable[[], None]) -> Iterator[by
         yield payload
 
 
-def _watch(peer: keeper.Peer, on_gone: Callable[[], None]) -> None:
+def _watch(peer: frames.Peer, on_gone: Callable[[], None]) -> None:
     """No stdin to forward: a thread waits for the client to hang up, so a Ctrl-C frees the run at once.
 
     Returns None (the run's stdin: EOF at once). After a normal end the socket closes and
