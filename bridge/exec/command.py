@@ -15,9 +15,6 @@ from bridge.exec.service import ExecRequest, fleet_exit_code, run_fleet, run_one
 from bridge.runners import Stdin
 from bridge.ssh.pool import ConnectionPool
 
-__all__ = ["ExecOptions", "execute", "stdin_source"]  # ExecOptions is declared in bridge.exec.options
-
-
 def execute(options: ExecOptions) -> int:
     """Run `options` on its targets and return bridge's exit code. Raises BridgeError (single host)."""
     config = cfg.load()
