@@ -15,9 +15,9 @@ from collections.abc import Callable
 def listen(path: str, mode: int = 0o600, backlog: int = 64) -> socket.socket:
     """Bind `path` with `mode`, replacing a stale socket file (callers hold the lock or own the folder).
 
-    chmod after bind, not umask around it: umask is process-wide, and other threads may be creating
-    files. The folder is the guard in the window between: 0700 (keeper, git relay) or root's 0755
-    (the audit writer, whose socket is meant to be open to all).
+    The mode is set on the bound path before listen(): until then a connect is refused whatever the
+    mode, so no client ever meets the umask's. (Not os.umask around bind: that is process-wide, and a
+    keeper's first client is already being served on another thread.)
     """
     try:
         os.unlink(path)

@@ -16,8 +16,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from bridge import config as cfg
 from bridge import frames, targets
@@ -33,6 +33,7 @@ from bridge.security.client import record_operation
 from bridge.result import ExecResult
 from bridge.ssh import keeper
 from bridge.ssh.pool import ConnectionPool
+
 
 class Keeper:
     """The request handler: one shared pool (and sandbox engines on it), this process's identity."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.exec.options import EXEC, parse
-from tests.exec.exec_fixtures import Target, keeper_pid, target  # noqa: F401 - fixtures
+from tests.exec.exec_fixtures import Target, target  # noqa: F401 - fixtures
 
 
 def test_a_missing_python_file_is_one_usage_line_on_every_path(target: Target, home) -> None:
