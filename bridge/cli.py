@@ -13,6 +13,8 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~9 ms 
 if TYPE_CHECKING:
     from typing import Callable, NoReturn
 
+    import typer
+
 from bridge.errors import BridgeError, ExitCode, internal_error
 
 # Which module registers which top-level command: a run builds only the module it needs, since
@@ -95,7 +97,7 @@ def _run(args: list[str]) -> tuple[int, bool]:
     return (result if isinstance(result, int) else 0), False
 
 
-def build_app(modules: tuple[str, ...] = COMMAND_MODULES) -> "typer.Typer":  # noqa: F821 - lazy import
+def build_app(modules: tuple[str, ...] = COMMAND_MODULES) -> typer.Typer:
     """The Typer app with the commands of `modules` registered (all of them by default)."""
     import importlib
 

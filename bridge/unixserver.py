@@ -59,7 +59,7 @@ def accept_loop(listener: socket.socket, handle: Callable[[socket.socket], None]
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     """(pid, uid, gid) of the process at the other end, as the kernel saw it connect (SO_PEERCRED)."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)  # type: ignore[return-value]
+    return struct.unpack("3i", creds)
 
 
 def same_user(sock: socket.socket) -> bool:

@@ -121,7 +121,7 @@ def decode(cls: type[R], payload: bytes) -> R:
         data = marshal.loads(payload)
         if cls is Request:
             return _request(data)  # type: ignore[return-value]
-        return cls.from_wire(data)  # type: ignore[no-any-return]
+        return cls.from_wire(data)
     except (ValueError, EOFError, TypeError) as e:
         raise BadRecord(f"malformed {cls.__name__} frame: {e}") from None
 

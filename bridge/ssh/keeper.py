@@ -114,10 +114,11 @@ def connect_or_spawn(module: str) -> Peer | None:
     return connect() or spawn(module)
 
 
-Handler = "Callable[[Peer], None]"
+if TYPE_CHECKING:
+    Handler = Callable[[Peer], None]
 
 
-def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[], None] | None = None,
+def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[], object] | None = None,
           first: "socket.socket | None" = None) -> None:
     """Serve `first` (the client that started us), then accept clients of this uid until `idle`
     seconds pass without one; each runs `handler` on a thread.

@@ -16,6 +16,8 @@ from bridge.tunnel.forwards import Forward
 from bridge.tunnel.pipe import Log, Router
 
 if TYPE_CHECKING:
+    import paramiko
+
     from bridge.ssh.connection import Connection
     from bridge.ssh.settings import SSHSettings
 
@@ -110,7 +112,7 @@ class Session:
 
 
 @contextmanager
-def _deadline(transport: "paramiko.Transport", seconds: float) -> Iterator[None]:  # noqa: F821
+def _deadline(transport: paramiko.Transport, seconds: float) -> Iterator[None]:
     """Close `transport` if the block has not finished after `seconds`: the relay is gone."""
     timer = threading.Timer(seconds, transport.close)
     timer.daemon = True

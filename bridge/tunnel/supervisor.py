@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Generator, Iterator
 
 from bridge.errors import BridgeError
 from bridge.backoff import Backoff
@@ -84,7 +84,7 @@ class Supervisor:
                 self._pause(wait, probe=True)
         yield Stopped()
 
-    def _watch(self, session: Session) -> Iterator[Event]:
+    def _watch(self, session: Session) -> Generator[Event, None, bool]:
         """Heartbeat until the session dies (yield Disconnected) or stop (cancel forwards); True if it was healthy."""
         healthy, reason = False, "the relay closed the connection"
         while self._sleep_unless_dead(session, self.plan.keepalive):
