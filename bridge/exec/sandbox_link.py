@@ -64,7 +64,7 @@ def run_sandboxed(config: Config, remote: Remote, request: ExecRequest, stdin: b
             return run(engine=kept.engine(runner), later=kept.later)
         if runner.is_local:
             return run(engine=Engine())
-        with forward_docker_socket(runner.connection.transport) as forward:
+        with forward_docker_socket(runner.connection.transport) as forward:  # type: ignore[attr-defined]  # not is_local: an SSHRunner (#14 replaces these checks)
             return run(engine=_server_engine(forward, runner.name))
 
 
@@ -84,7 +84,7 @@ class KeptEngines:
 
         if runner.is_local:
             return Engine()
-        transport = runner.connection.transport
+        transport = runner.connection.transport  # type: ignore[attr-defined]  # not is_local: an SSHRunner (#14 replaces these checks)
         with self._lock:
             forward = self._forwards.get(runner.name)
             if forward is None or forward.transport is not transport:  # first run, or a reopened connection

@@ -128,7 +128,7 @@ class Session:
 
 
 @contextmanager
-def _deadline(transport: "paramiko.Transport", seconds: float) -> Iterator[None]:
+def _deadline(transport: paramiko.Transport, seconds: float) -> Iterator[None]:
     """Close `transport` if the block has not finished after `seconds`: the relay is gone."""
     timer = threading.Timer(seconds, transport.close)
     timer.daemon = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from bridge.errors import SandboxError
@@ -36,7 +37,7 @@ class Response:
     status: int
     body: bytes
 
-    def json(self) -> object:
+    def json(self) -> Any:  # the Engine API's JSON: shapes vary per endpoint
         """The body decoded as JSON (None when empty)."""
         return json.loads(self.body) if self.body else None
 
@@ -169,7 +170,8 @@ def _read_to_eof(sock: socket.socket, buf: bytes) -> bytes:
 
 
 def _dechunk(data: bytes) -> bytes:
-    out, pos = [], 0
+    out: list[bytes] = []
+    pos = 0
     while True:
         end = data.index(b"\r\n", pos)
         size = int(data[pos:end].split(b";")[0], 16)

@@ -87,7 +87,8 @@ def forward_docker_socket(transport: "paramiko.Transport", remote_path: str = RE
     return DockerForward(transport, remote_path)
 
 
-def _open_streamlocal(transport: "paramiko.Transport", path: str, timeout: float = 10.0) -> "paramiko.Channel":
+# Any: these two reach paramiko's private channel tables, which its stubs (rightly) do not declare
+def _open_streamlocal(transport: Any, path: str, timeout: float = 10.0) -> "paramiko.Channel":
     """Open a direct-streamlocal@openssh.com channel: socket path, reserved string, reserved uint32."""
     from paramiko.channel import Channel
     from paramiko.common import cMSG_CHANNEL_OPEN
@@ -104,7 +105,7 @@ def _open_streamlocal(transport: "paramiko.Transport", path: str, timeout: float
         msg.add_string(path)
         msg.add_string("")
         msg.add_int(0)
-        channel = Channel(chanid)
+        channel: Any = Channel(chanid)
         transport._channels.put(chanid, channel)
         transport.channel_events[chanid] = event = threading.Event()
         transport.channels_seen[chanid] = True
@@ -114,7 +115,7 @@ def _open_streamlocal(transport: "paramiko.Transport", path: str, timeout: float
     return _await_open(transport, chanid, event, timeout, path)
 
 
-def _await_open(transport: "paramiko.Transport", chanid: int, event: threading.Event, timeout: float,
+def _await_open(transport: Any, chanid: int, event: threading.Event, timeout: float,
                 path: str) -> "paramiko.Channel":
     end = time.monotonic() + timeout
     while not event.wait(0.1):
