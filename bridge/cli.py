@@ -148,10 +148,11 @@ def _modules_for(args: list[str]) -> tuple[str, ...]:
 
 def _audit(args: list[str], code: int, duration: float) -> None:
     """One client audit line per operation, allowed or refused (bridge.security.client decides which)."""
+    from bridge.exec.options import env_given
     from bridge.security import client
 
     if client.is_audited(args):
-        client.record_operation(args, code, duration, os.getcwd())
+        client.record_operation(args, code, duration, os.getcwd(), env_given(args))
 
 
 def _sanitise_stdio() -> None:

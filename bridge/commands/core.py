@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from bridge import ui
-from bridge.commands import FORKS_HELP
+from bridge.exec.options import FORKS
 
 
 def register(app: typer.Typer) -> None:
@@ -114,7 +114,7 @@ def test(
     target: Annotated[Optional[str], typer.Argument(help="Remote, group, a,b list or `all` (default: all).")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     trust: Annotated[bool, typer.Option("--trust", help="Add an UNKNOWN host key to known_hosts (never a changed one).")] = False,
-    forks: Annotated[Optional[int], typer.Option(help=FORKS_HELP)] = None,
+    forks: Annotated[Optional[int], typer.Option(help=FORKS.help)] = None,
 ) -> int:
     """Check each remote: reachable, host key, auth, git, python3, disk, docker, latency. Exit 0 only if all pass."""
     from bridge import config as cfg

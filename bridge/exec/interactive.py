@@ -31,7 +31,7 @@ from bridge.runners import TIMED_OUT, open_runner
 if TYPE_CHECKING:
     import paramiko
 
-    from bridge.exec.command import ExecOptions
+    from bridge.exec.options import ExecOptions
 
 SUDO_PROMPT = "[bridge-sudo] password:"
 LOGIN_SHELL = 'exec "${SHELL:-/bin/sh}" -l'
