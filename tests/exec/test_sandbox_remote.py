@@ -1,10 +1,18 @@
-"""A sandboxed run on an ssh target: the server's engine reached through bridge's own SSH connection."""
+"""A sandboxed run on an ssh target: the server's engine reached with `docker system dial-stdio` over
+bridge's own SSH connection (real sshd, real dockerd): the public paramiko API it relies on is exercised."""
 from __future__ import annotations
 
+import stat
+from functools import partial
 from pathlib import Path
 
+import pytest
+
 from bridge import config as bridge_config
+from bridge.errors import SandboxError
 from bridge.exec.sandbox import Engine, forward_docker_socket, run_in_sandbox
+from bridge.exec.sandbox.forward import DIAL_STDIO
+from bridge.paths import runtime_dir
 from bridge.ssh import connect
 from tests.conftest import write_config
 from tests.exec.sandbox_env import engine, spec  # noqa: F401 - fixture
@@ -13,11 +21,29 @@ from tests.exec.sandbox_env import engine, spec  # noqa: F401 - fixture
 def test_sandbox_on_an_ssh_target(engine, home, sshd, workspace: Path) -> None:
     write_config(workspace, f"workspace: w\nremotes:\n  prod: {{url: \"{sshd.url('/tmp')}\"}}\n")
     cfg = bridge_config.load(workspace)
-    with connect(cfg, cfg.remotes["prod"]) as conn, forward_docker_socket(conn.transport) as forward:
-        assert oct(Path(forward.path).parent.stat().st_mode & 0o777) == "0o700"
-        remote = Engine(forward.base_url)
+    with connect(cfg, cfg.remotes["prod"]) as conn, forward_docker_socket(partial(conn.exec_channel, DIAL_STDIO)) as fw:
+        socket_mode, dir_mode = (stat.S_IMODE(Path(p).stat().st_mode) for p in (fw.path, Path(fw.path).parent))
+        assert (socket_mode, dir_mode, Path(fw.path).parent.parent) == (0o600, 0o700, runtime_dir())
+        remote = Engine(fw.base_url)
         result = run_in_sandbox(spec(), "id -u; cat; echo err >&2", stdin=b"over ssh\n", engine=remote, host="prod")
         timed = run_in_sandbox(spec(), ["sleep", "100"], timeout=1, engine=remote, host="prod")
+        remote.close()
     assert (result.exit_code, result.stdout_bytes, result.stderr_bytes) == (0, b"65534\nover ssh\n", b"err\n"), result
     assert (result.host, timed.status) == ("prod", "timeout")
-    assert not Path(forward.path).exists()
+    assert not Path(fw.path).exists()
+
+
+def test_what_the_server_said_is_the_error(home, sshd, workspace: Path) -> None:
+    """A server whose docker CLI is missing: the channel's stderr line becomes the one-line error."""
+    write_config(workspace, f"workspace: w\nremotes:\n  prod: {{url: \"{sshd.url('/tmp')}\"}}\n")
+    cfg = bridge_config.load(workspace)
+    missing = "exec no-such-docker-cli system dial-stdio"
+    with connect(cfg, cfg.remotes["prod"]) as conn, forward_docker_socket(partial(conn.exec_channel, missing)) as fw:
+        remote = fw.engine("install docker on prod")
+        with pytest.raises(SandboxError) as caught:
+            run_in_sandbox(spec(), ["true"], engine=remote, host="prod")
+        remote.close()
+    message = str(caught.value)
+    assert message.startswith(f"cannot list containers on the docker engine at {fw.base_url}: "), message
+    assert "no-such-docker-cli" in message and "not found" in message and "\n" not in message, message
+    assert (caught.value.exit_code, caught.value.hint) == (125, "install docker on prod")

@@ -1,7 +1,7 @@
 """Run untrusted code in a locked-down Docker container, on this machine or a server's engine.
 
-Nothing here imports the Docker SDK: a stdlib client (engine.py) talks to the engine's socket,
-local or forwarded over SSH (forward.py).
+The docker SDK (engine.py, imported on first use) talks to the engine's socket: this machine's,
+or a server's forwarded over bridge's SSH connection (forward.py).
 """
 from __future__ import annotations
 
