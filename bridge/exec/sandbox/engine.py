@@ -9,11 +9,12 @@ Reference: https://docker-py.readthedocs.io/en/stable/api.html
 """
 from __future__ import annotations
 
-import os
+import json
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from bridge.errors import SandboxError
 
@@ -24,10 +25,13 @@ API_VERSION = "1.41"  # Docker 20.10+; given, so making a client costs no versio
 DEFAULT_URL = "unix:///var/run/docker.sock"
 START_HINT = "start the Docker engine: run scripts/start-dockerd.sh (or `systemctl start docker`)"
 ATTACH = {"stream": 1, "stdin": 1, "stdout": 1, "stderr": 1}
+UPGRADE = {"Connection": "Upgrade", "Upgrade": "tcp"}  # the engine answers 101 and the connection is a raw stream
 
 
 class EngineError(SandboxError):
     """The engine answered a request with an error status."""
+
+    default_hint = "run it again; if it recurs, see the engine's log (journalctl -u docker)"
 
     def __init__(self, status: int, message: str, hint: str | None = None) -> None:
         super().__init__(f"docker engine: {message} (HTTP {status})", hint)
@@ -46,8 +50,11 @@ class Engine:
             raise SandboxError(f"unsupported docker base_url {base_url!r}", "use unix:///path/to/docker.sock")
         import docker
 
+        from .sdkpool import mount_one_pool
+
         self.base_url, self.hint, self._detail = base_url, hint, detail
         self.api: docker.APIClient = docker.APIClient(base_url=base_url, version=API_VERSION, timeout=timeout)
+        mount_one_pool(self.api, base_url, timeout)
 
     def close(self) -> None:
         """Close the client's pooled connections."""
@@ -91,21 +98,25 @@ class Engine:
             return dict(self.api.inspect_container(ref))
 
     def attach(self, ref: str) -> socket.socket:
-        """A raw stream to the container's stdin, stdout and stderr (docker's framed attach protocol).
+        """A raw stream to the container's stdin, stdout and stderr (docker's framed attach protocol), ours to close.
 
-        The SDK hands back the connection's socket file; we keep a socket of our own on it (a dup: its
-        write side can be half-closed, which ends the command's stdin) and let the SDK's response go.
-        Nothing is lost in the SDK's read buffer: the engine sends no output until the launcher got
-        its command from us (spec.INIT), which happens after this returns.
+        The SDK's attach_socket hands back a socket *file* whose socket stays open with the reply it drops
+        (found: removing a container whose output filled that stream then waited 30 s), so the same request
+        goes through the SDK's own session here, and we keep a dup of the upgraded connection and close
+        the reply. Nothing is lost in the reply's read buffer: the engine sends no output until the
+        launcher got its command from us (spec.INIT), which happens after this returns.
         """
+        url = f"{self.api.base_url}/v{API_VERSION}/containers/{quote(ref, safe='')}/attach"
         with self._answers("attach to a container"):
-            stream = self.api.attach_socket(ref, params=dict(ATTACH))
-        try:
-            sock = socket.socket(fileno=os.dup(stream.fileno()))
-            sock.settimeout(None)  # the SDK's timeout made the shared file non-blocking; callers set their own
-            return sock
-        finally:
-            stream.close()
+            reply = self.api.post(url, params=ATTACH, headers=UPGRADE, stream=True, timeout=self.api.timeout)
+            try:
+                if reply.status_code >= 400:
+                    raise EngineError(reply.status_code, _message(reply.content))
+                sock = reply.raw.connection.sock.dup()
+            finally:
+                reply.close()
+        sock.settimeout(None)  # callers set their own
+        return sock
 
     @contextmanager
     def _answers(self, what: str) -> Iterator[None]:
@@ -135,10 +146,20 @@ def connect_engine(base_url: str = DEFAULT_URL, hint: str = START_HINT) -> Engin
     return engine
 
 
+def _message(body: bytes) -> str:
+    """The engine's error message from its JSON reply, else the reply's text."""
+    try:
+        return str(json.loads(body)["message"])
+    except (ValueError, KeyError, TypeError):
+        return body.decode("utf-8", "replace").strip() or "no message"
+
+
 def _reason(error: BaseException) -> str:
-    """The innermost OS reason (e.g. "No such file or directory"), else the error's own first line.
+    """The innermost OS reason (e.g. "No such file or directory"), else what kind of break it was.
 
     requests wraps urllib3's errors, which wrap the OSError: in causes, `reason` and args."""
+    import requests.exceptions
+
     todo: list[Any] = [error]
     hung_up = False
     while todo:
@@ -148,7 +169,10 @@ def _reason(error: BaseException) -> str:
         hung_up = hung_up or isinstance(seen, (ConnectionError, EOFError))
         todo += [e for e in (seen.__cause__, seen.__context__, getattr(seen, "reason", None), *seen.args)
                  if isinstance(e, BaseException) and e is not seen]
-    if hung_up:  # http.client's RemoteDisconnected, urllib3's IncompleteRead: no errno to show
-        return "it closed the connection mid-reply"
+    if isinstance(error, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError,
+                          requests.exceptions.InvalidJSONError)):
+        return "its reply was cut short or garbled"  # a body shorter than its length, a bad chunk, bad JSON
+    if hung_up:  # http.client's RemoteDisconnected: no errno to show
+        return "it closed the connection without a reply"
     text = str(error).splitlines()
     return text[0] if text and text[0] else type(error).__name__
