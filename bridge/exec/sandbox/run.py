@@ -140,7 +140,7 @@ class Cancel:
 def run_in_sandbox(spec: SandboxSpec, command: Sequence[str] | str, stdin: bytes | None = None,
                    env: dict[str, str] | None = None, timeout: float | None = None,
                    on_stdout: Sink | None = None, on_stderr: Sink | None = None, *,
-                   engine: Engine | None = None, host: str = "local", later: Later | None = None,
+                   engine: Engine, host: str = "local", later: Later | None = None,
                    cancel: Cancel | None = None) -> ExecResult:
     """Run an argv list (or a shell script string) in a fresh container and always remove it.
 
@@ -149,7 +149,6 @@ def run_in_sandbox(spec: SandboxSpec, command: Sequence[str] | str, stdin: bytes
     Raises SandboxError when the engine or the image is missing; the command's own failure,
     timeout, OOM kill or overlong output are reported in the ExecResult instead.
     """
-    engine = engine or Engine()
     nonce = secrets.token_hex(16)
     header = launch_header(command, env or {}, nonce)
     limit = spec.timeout if timeout is None else timeout
