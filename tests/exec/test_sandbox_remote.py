@@ -12,8 +12,11 @@ from bridge import config as bridge_config
 from bridge.errors import SandboxError
 from bridge.exec.sandbox import Engine, forward_docker_socket, run_in_sandbox
 from bridge.exec.sandbox.forward import DIAL_STDIO
+from bridge.exec.sandbox_link import KeptEngines
 from bridge.paths import runtime_dir
+from bridge.runners import open_runner
 from bridge.ssh import connect
+from bridge.ssh.pool import ConnectionPool
 from tests.conftest import write_config
 from tests.exec.sandbox_env import engine, spec  # noqa: F401 - fixture
 
@@ -47,3 +50,25 @@ def test_what_the_server_said_is_the_error(home, sshd, workspace: Path) -> None:
     assert message.startswith(f"cannot list containers on the docker engine at {fw.base_url}: "), message
     assert "no-such-docker-cli" in message and "not found" in message and "\n" not in message, message
     assert (caught.value.exit_code, caught.value.hint) == (125, "install docker on prod")
+
+
+def test_the_keeper_keeps_one_engine_client_per_engine(engine, home, sshd, workspace: Path) -> None:
+    """The SDK's import and connections are paid once per keeper: runs reuse the client (and a server's
+    forward) until the pooled connection under it is replaced, then a new forward serves the new one."""
+    write_config(workspace, f"workspace: w\nremotes:\n  prod: {{url: \"{sshd.url('/tmp')}\"}}\n"
+                            f"  here: {{url: \"local://{workspace}/target\"}}\n")
+    cfg = bridge_config.load(workspace)
+    with ConnectionPool() as pool:
+        kept = KeptEngines(pool)
+        here, prod = (open_runner(cfg, cfg.remotes[name], pool=pool) for name in ("here", "prod"))
+        first = kept.engine(prod)
+        assert (kept.engine(here), kept.engine(prod)) == (kept.engine(here), first)
+        assert first.base_url != kept.engine(here).base_url
+        result = run_in_sandbox(spec(), ["echo", "kept"], engine=first, host="prod")
+        pool.close_idle(-1)  # the keeper dropped the idle connection: the next run gets a new one
+        again = kept.engine(open_runner(cfg, cfg.remotes["prod"], pool=pool))
+        assert again is not first and not Path(first.base_url[len("unix://"):]).exists()
+        again.ping()
+        kept.close()
+    assert (result.exit_code, result.stdout_bytes) == (0, b"kept\n")
+    assert not Path(again.base_url[len("unix://"):]).exists()  # close() removed the forwards
