@@ -3,6 +3,7 @@ bridge's own SSH connection (real sshd, real dockerd): the public paramiko API i
 from __future__ import annotations
 
 import stat
+import time
 from functools import partial
 from pathlib import Path
 
@@ -72,3 +73,30 @@ def test_the_keeper_keeps_one_engine_client_per_engine(engine, home, sshd, works
         kept.close()
     assert (result.exit_code, result.stdout_bytes) == (0, b"kept\n")
     assert not Path(again.base_url[len("unix://"):]).exists()  # close() removed the forwards
+
+
+def wait_for(check, within: float = 30.0) -> None:
+    end = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < end, "never happened"
+        time.sleep(0.02)
+
+
+def test_a_spare_channel_is_dialled_ahead_and_a_dead_one_skipped(engine, home, sshd, workspace: Path) -> None:
+    write_config(workspace, f"workspace: w\nremotes:\n  prod: {{url: \"{sshd.url('/tmp')}\"}}\n")
+    cfg = bridge_config.load(workspace)
+    channels = []
+    commands = iter(["true"])  # the first channel dialled (the spare) exits at once, as when the engine went away
+
+    def dial():
+        channels.append(conn.exec_channel(next(commands, DIAL_STDIO)))
+        return channels[-1]
+
+    with connect(cfg, cfg.remotes["prod"]) as conn, forward_docker_socket(dial) as fw:
+        wait_for(lambda: channels and channels[0].exit_status_ready())  # dialled before anyone connected
+        remote = fw.engine("check docker on prod")
+        remote.ping()  # not handed the dead spare: a new channel, and the next spare dialled beside it
+        remote.ping()  # the kept-alive connection: no channel more
+        wait_for(lambda: len(channels) == 3)
+        remote.close()
+    assert len(channels) == 3
