@@ -16,7 +16,7 @@ import shlex
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -74,7 +74,7 @@ class KeptEngines:
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
-        self._engines: dict[str | None, tuple[object, Engine, DockerForward | None]] = {}
+        self._engines: dict[str | None, _Client] = {}
         self._lock = threading.Lock()
         self._jobs: set[threading.Thread] = set()
 
@@ -84,11 +84,11 @@ class KeptEngines:
         key, owner, dial = (None, None, None) if runner.is_local else (runner.name, *_engine_dial(runner))
         with self._lock:
             kept = self._engines.get(key)
-            if kept is None or kept[0] is not owner:
+            if kept is None or kept.owner is not owner:
                 if kept:
-                    _close(*kept[1:])
-                kept = self._engines[key] = (owner, *_new_engine(dial, runner.name))
-        return kept[1]
+                    kept.close()
+                kept = self._engines[key] = _Client.open(dial, runner.name, owner)
+        return kept.engine
 
     def later(self, job: Callable[[], None]) -> None:
         """Run `job` (remove the used container, refill) on a thread, after the result went out."""
@@ -114,8 +114,8 @@ class KeptEngines:
         for thread in jobs:
             thread.join(wait)
         with self._lock:
-            for _, engine, forward in self._engines.values():
-                _close(engine, forward)
+            for kept in self._engines.values():
+                kept.close()
             self._engines.clear()
 
 
@@ -132,33 +132,41 @@ def _engine_dial(runner: Runner) -> tuple[object, Dial]:
 @contextmanager
 def _one_shot_engine(runner: Runner) -> Iterator[Engine]:
     """The engine for one run in the CLI's own process, closed (with its forward) afterwards."""
-    engine, forward = _new_engine(None if runner.is_local else _engine_dial(runner)[1], runner.name)
+    client = _Client.open(None if runner.is_local else _engine_dial(runner)[1], runner.name)
     try:
-        yield engine
+        yield client.engine
     finally:
-        _close(engine, forward)
+        client.close()
 
 
-def _new_engine(dial: Dial | None, name: str) -> tuple[Engine, DockerForward | None]:
-    """This machine's engine (no `dial`), or a server's through a new forward; when that one is
-    unreachable, the hint names what must hold on the server and the error says what it said."""
-    from bridge.exec.sandbox import Engine, forward_docker_socket
+@dataclass(frozen=True)
+class _Client:
+    """An engine client, the forward under it (a server's) and what that forward's connection is."""
 
-    if dial is None:
-        return Engine(), None
-    forward = forward_docker_socket(dial)
-    try:
-        return forward.engine(f"check that docker is installed and running on {name}, for this login user "
-                              f"(bridge test {name})"), forward
-    except BaseException:
-        forward.close()
-        raise
+    engine: Engine
+    forward: DockerForward | None
+    owner: object = None
 
+    @classmethod
+    def open(cls, dial: Dial | None, name: str, owner: object = None) -> _Client:
+        """This machine's engine (no `dial`), or a server's through a new forward; when that one is
+        unreachable, the hint names what must hold on the server and the error says what it said."""
+        from bridge.exec.sandbox import Engine, forward_docker_socket
 
-def _close(engine: Engine, forward: DockerForward | None) -> None:
-    engine.close()
-    if forward:
-        forward.close()
+        if dial is None:
+            return cls(Engine(), None, owner)
+        forward = forward_docker_socket(dial)
+        try:
+            return cls(forward.engine(f"check that docker is installed and running on {name}, for this "
+                                      f"login user (bridge test {name})"), forward, owner)
+        except BaseException:
+            forward.close()
+            raise
+
+    def close(self) -> None:
+        self.engine.close()
+        if self.forward:
+            self.forward.close()
 
 
 def _workspace(config: Config, runner: Runner) -> tuple[str | None, bool]:
