@@ -44,7 +44,7 @@ class Engine:
     `hint` says how to fix an unreachable engine; `detail` may say why it is (a forward's last error).
     """
 
-    def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 30.0, hint: str = START_HINT,
+    def __init__(self, base_url: str = DEFAULT_URL, timeout: int = 30, hint: str = START_HINT,
                  detail: Callable[[], str | None] = lambda: None) -> None:
         if not base_url.startswith("unix://"):
             raise SandboxError(f"unsupported docker base_url {base_url!r}", "use unix:///path/to/docker.sock")
@@ -92,7 +92,8 @@ class Engine:
     def wait(self, ref: str, timeout: float | None) -> int:
         """The exit code, once the container stopped; `timeout` None waits as long as it takes."""
         with self._answers("wait for a container"):
-            return int(self.api.wait(ref, timeout=timeout)["StatusCode"])
+            reply = self.api.wait(ref, timeout=timeout)  # type: ignore[arg-type]  # stubs say int; requests takes float
+            return int(reply["StatusCode"])
 
     def inspect(self, ref: str) -> dict:
         with self._answers("inspect a container"):
@@ -113,7 +114,11 @@ class Engine:
             try:
                 if reply.status_code >= 400:
                     raise EngineError(reply.status_code, _message(reply.content))
-                sock = reply.raw.connection.sock.dup()
+                connection = reply.raw.connection
+                if connection is None or connection.sock is None:
+                    raise SandboxError(f"the docker engine at {self.base_url} did not upgrade the attach stream",
+                                       "run it again; if it recurs, see the engine's log (journalctl -u docker)")
+                sock = connection.sock.dup()
             finally:
                 reply.close()
         sock.settimeout(None)  # callers set their own

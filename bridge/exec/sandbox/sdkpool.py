@@ -26,6 +26,6 @@ class OnePoolAdapter(docker.transport.UnixHTTPAdapter):
         return self.get_connection(POOL_KEY, proxies)
 
 
-def mount_one_pool(api: "docker.APIClient", base_url: str, timeout: float) -> None:
+def mount_one_pool(api: "docker.APIClient", base_url: str, timeout: int) -> None:
     """Make `api` (an APIClient for `unix://PATH`) send every request through one pool."""
     api.mount("http+docker://", OnePoolAdapter(base_url.replace("unix://", "http+unix://", 1), timeout))
