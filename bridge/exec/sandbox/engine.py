@@ -145,13 +145,6 @@ class Engine:
         return SandboxError(f"cannot {what} on the docker engine at {self.base_url}: {why}", self.hint)
 
 
-def connect_engine(base_url: str = DEFAULT_URL, hint: str = START_HINT) -> Engine:
-    """The engine at `base_url` (the local socket, or a server's through a forward), checked with a ping."""
-    engine = Engine(base_url, hint=hint)
-    engine.ping()
-    return engine
-
-
 def _message(body: bytes) -> str:
     """The engine's error message from its JSON reply, else the reply's text."""
     try:
