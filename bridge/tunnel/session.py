@@ -28,11 +28,14 @@ HEARTBEAT_REQUEST = "keepalive@openssh.com"
 # Why a port stays taken after a silent cut, and the fix, for the refused-forward hint and README. Nothing
 # bridge can do over its login checks these: `sshd -T` needs root and reads the default config only,
 # a tunnel key is usually restricted to forwarding, and the relay's own probes never show while our
-# heartbeats keep the session busy.
-RELAY_SETTINGS_HINT = ("if this follows a cut link, the relay still holds the port for the dead session until its "
-                       "sshd notices (16 min or more by default): set `ClientAliveInterval 15` and "
-                       "`ClientAliveCountMax 3` in the relay's sshd_config (bridge cannot check them over its "
-                       "login); otherwise free the port on the relay or allow forwarding there (AllowTcpForwarding)")
+# heartbeats keep the session busy. Measured (tests/tunnel/test_faults.py, bench_tunnel): OpenSSH 9.2
+# sends client-alive probes only while a session is otherwise idle, so clients that keep connecting to
+# the stale port hold it until the relay's TCP retransmissions give up (net.ipv4.tcp_retries2).
+RELAY_SETTINGS_HINT = ("if this follows a cut link, the relay still holds the port for the dead session: give its "
+                       "sshd `ClientAliveInterval 15` and `ClientAliveCountMax 3` (bridge cannot check them over "
+                       "its login); while clients keep connecting to that port sshd sends no probes and only the "
+                       "relay's net.ipv4.tcp_retries2 ends it (15: about 15 min; 8: about 100 s). Otherwise free "
+                       "the port on the relay or allow forwarding there (AllowTcpForwarding)")
 
 
 class Session:
