@@ -70,3 +70,24 @@ def test_install_writes_a_unit_that_serves_this_state_dir(bridge, tmp_path: Path
     text = unit.read_text()
     assert "User=hubuser" in text and "Restart=always" in text
     assert f"hub serve --host 0.0.0.0 --port 8443 --state {tmp_path / 'st'}" in text
+
+
+def test_serve_lifts_a_low_soft_fd_limit_so_hundreds_of_agents_fit(home: Home, tmp_path: Path) -> None:
+    """Started under a soft limit of 256 open files (hard 8192), the hub raises it and holds 400 connections."""
+    hub = Hub(home, tmp_path / "hubstate", free_port(), tmp_path / "hub.log",
+              prefix=("prlimit", "--nofile=256:8192", "--")).start()
+    held: list[ssl.SSLSocket] = []
+    try:
+        assert hub.proc is not None
+        limits = Path(f"/proc/{hub.proc.pid}/limits").read_text().splitlines()
+        assert next(line for line in limits if line.startswith("Max open files")).split()[3:5] == ["8192", "8192"]
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        for _ in range(400):  # each a finished TLS handshake: the hub holds a socket for it
+            held.append(context.wrap_socket(socket.create_connection((hub.host, hub.port), timeout=10)))
+        admin = hub.token("user", "adm", "--role", "admin")
+        assert hub.api("/api/v1/agents", admin) == (200, {"agents": []})
+    finally:
+        for tls in held:
+            tls.close()
+        hub.stop()
