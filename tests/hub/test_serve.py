@@ -5,6 +5,7 @@ import hashlib
 import socket
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,16 @@ def test_serve_lifts_a_low_soft_fd_limit_so_hundreds_of_agents_fit(home: Home, t
         for tls in held:
             tls.close()
         hub.stop()
+
+
+def test_the_hubs_tls_read_buffer_is_one_record_per_connection() -> None:
+    """Fails when asyncio no longer sizes each connection's TLS read buffer from SSLProtocol.max_size."""
+    probe = ("import asyncio, asyncio.sslproto, ssl\n"
+             "from bridge.hub.server import TLS_READ_BUFFER, small_tls_buffers\n"
+             "small_tls_buffers()\n"
+             "loop = asyncio.new_event_loop()\n"
+             "proto = asyncio.sslproto.SSLProtocol(loop, asyncio.Protocol(), ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER),"
+             " None, server_side=True)\n"
+             "print(len(proto.get_buffer(-1)), TLS_READ_BUFFER)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == out[1] == str(16 << 10)
