@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -301,10 +302,10 @@ def bench_swarm(env: BenchEnv) -> None:
     hub.start()
     swarm = None
     try:
-        tokens = _enrolment_tokens(hub, AGENTS)
+        keys = _enrolled_keys(hub, AGENTS)
         time.sleep(2)
         rss0, limit = hub.rss_kib(), hub.soft_fd_limit()
-        swarm = Swarm(env, hub, tokens)
+        swarm = Swarm(env, hub, keys)
         first = swarm.until_connected(AGENTS, 180)
         time.sleep(SWARM_PING + 5)  # every agent has pinged and heartbeated at least once: truly idle
         rss1, cpu0 = hub.rss_kib(), hub.cpu_s()
@@ -339,21 +340,26 @@ def bench_swarm(env: BenchEnv) -> None:
     sys.stdout.flush()
 
 
-def _enrolment_tokens(hub: HubProc, count: int) -> list[str]:
-    """`count` enrolment tokens, made in-process with the hub's own signer (the CLI would take minutes)."""
-    from bridge.hub.service import _signer
+def _enrolled_keys(hub: HubProc, count: int) -> dict[str, str]:
+    """`count` agents enrolled straight into the hub's store (name -> private key PEM): enrolment is a
+    once-per-agent event; what a restart storms the hub with is agents authenticating with their own keys."""
+    from bridge import hublink
+    from bridge.hub.store import Store
 
-    signer = _signer(hub.state, None, None)
-    return [signer.enrolment(f"sim{n:04d}") for n in range(count)]  # type: ignore[attr-defined]
+    store = Store(hub.state / "hub.db")
+    keys = {f"sim{n:04d}": hublink.new_agent_key() for n in range(count)}
+    for name, key in keys.items():
+        store.enrol(name, hublink.public_key_pem(key))
+    return {name: key.decode() for name, key in keys.items()}
 
 
 class Swarm:
     """The `--swarm` child process and the latest counts it reported (a JSON line every 0.2 s)."""
 
-    def __init__(self, env: BenchEnv, hub: HubProc, tokens: list[str]) -> None:
+    def __init__(self, env: BenchEnv, hub: HubProc, keys: dict[str, str]) -> None:
         spec = env.dir / "swarm.json"
         spec.write_text(json.dumps({"hub": f"wss://{hub.address}", "fingerprint": hub.fingerprint,
-                                    "tokens": tokens, "folder": str(env.dir / "swarm"), "ping": SWARM_PING}))
+                                    "keys": keys, "folder": str(env.dir / "swarm"), "ping": SWARM_PING}))
         self.proc = subprocess.Popen([PYTHON, __file__, "--swarm", str(spec)], env=env.env, stdout=subprocess.PIPE,
                                      text=True)
         self.latest: dict = {}
@@ -384,7 +390,7 @@ class Swarm:
 
 
 def swarm_main(spec_path: str) -> None:
-    """The child: run the agent's own reconnect loop once per token, all in one event loop, until SIGTERM."""
+    """The child: run the agent's own reconnect loop once per key, all in one event loop, until SIGTERM."""
     spec = json.loads(Path(spec_path).read_text())
     asyncio.run(_swarm(spec))
 
@@ -401,23 +407,21 @@ async def _swarm(spec: dict) -> None:
     dead_sshd = free_port()  # each hello probes the local sshd's host key: a closed port answers at once
     reasons: dict[str, int] = {}
     statuses, tasks = [], []
-    for n, token in enumerate(spec["tokens"]):
-        name = hublink.token_claims(token)["sub"]
-        folder = Path(spec["folder"]) / name
-        folder.mkdir(parents=True, exist_ok=True)
-        plan = Plan(Enrolment(name, hub, spec["fingerprint"], False), hublink.new_agent_key(), folder,
-                    ssh_port=dead_sshd, ping_interval=spec["ping"], enrol_token=token)
+    for name, key in spec["keys"].items():
+        plan = Plan(Enrolment(name, hub, spec["fingerprint"], True), key.encode(), Path(spec["folder"]) / name,
+                    ssh_port=dead_sshd, ping_interval=spec["ping"])
         status = AgentStatus(pid=os.getpid(), agent=name, hub=hub.display())
         statuses.append(status)
-        log = lambda message: reasons.__setitem__(_kind(message), reasons.get(_kind(message), 0) + 1)  # noqa: E731
-        tasks.append(asyncio.create_task(_reconnect_forever(plan, status, lambda: None, log, stop)))
+        tasks.append(asyncio.create_task(_reconnect_forever(plan, status, lambda: None, partial(_count, reasons), stop)))
     await _report(statuses, reasons, stop)
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _kind(message: str) -> str:
-    """A reconnect log line without its agent-specific delay, so the counts group by cause."""
-    return message.split("; retrying in")[0][:80]
+def _count(reasons: dict[str, int], message: str) -> None:
+    """Count a failed attempt by its cause (the agent's log line without its delay); ignore connects."""
+    if "; retrying in" in message:
+        kind = message.split("; retrying in")[0][:80]
+        reasons[kind] = reasons.get(kind, 0) + 1
 
 
 async def _report(statuses: list, reasons: dict[str, int], stop: asyncio.Event) -> None:

@@ -66,8 +66,6 @@ def refusal(user: UserClaims, request: RunRequest) -> str | None:
         return f"workspace `{request.workspace}` is not one of {', '.join(user.workspaces)}"
     if role.may("sandbox_only") and not request.sandbox:
         return f"role `{role.name}` may run commands only in the sandbox"
-    if request.sandbox:
-        return "sandbox runs are not offered by the API yet: use `bridge exec --sandbox` on a hub:// remote"
     decision = check_command(Grant(user.name, role, user.workspaces or role.workspaces), request.command)
     return None if decision.allowed else decision.reason or decision.rule
 
@@ -114,9 +112,25 @@ def run(hub: "Hub", loop: asyncio.AbstractEventLoop, agent: str, request: RunReq
     opener = lambda: asyncio.run_coroutine_threadsafe(open_stream(hub, agent), loop).result(STREAM_OPEN_TIMEOUT + 5)  # noqa: E731
     connection = Connection(settings, trust_hint="re-enrol the agent (its host key is pinned at enrolment)",
                             opener=opener)
+    if request.sandbox:
+        return _sandboxed(connection, agent, request, on_stdout, on_stderr)
     with SSHRunner(Remote(name=agent, url=f"ssh://{agent}/"), "", connection) as runner:
         return runner.run_stream(script(request), on_stdout=on_stdout, on_stderr=on_stderr,
                                  timeout=request.timeout or None, capture=False)
+
+
+def _sandboxed(connection: Any, agent: str, request: RunRequest, on_stdout: Callable[[bytes], None],
+               on_stderr: Callable[[bytes], None]) -> ExecResult:
+    """As `bridge exec --sandbox` does: the server's dockerd through its socket forwarded over this connection.
+
+    Raises SandboxError when the server refuses the forward (a `restrict`ed key: grant the hub a role
+    with `forward`) or has no engine or image.
+    """
+    from bridge.exec.sandbox import Engine, SandboxSpec, forward_docker_socket, run_in_sandbox
+
+    with connection, forward_docker_socket(connection.transport) as forward:
+        return run_in_sandbox(SandboxSpec(), request.command, env=request.env, timeout=request.timeout or None,
+                              on_stdout=on_stdout, on_stderr=on_stderr, engine=Engine(forward.base_url), host=agent)
 
 
 async def open_stream(hub: "Hub", agent: str) -> socket.socket:

@@ -34,6 +34,7 @@ class Store:
         self.path = path
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._db() as db:
+            db.execute("PRAGMA journal_mode=WAL")  # one fsync per write, readers never wait: 1,000 agents enrolling at once
             db.executescript(SCHEMA)
 
     @contextmanager

@@ -70,7 +70,7 @@ class Signer:
         claims = _verify(token, self._key, "enrol")
         _refuse_revoked(self.store, claims)
         if not self.store.use_token(str(claims.get("jti", ""))):
-            raise TokenRefused("this enrolment token was used already",
+            raise TokenSpent("this enrolment token was used already",
                                hint="make a new one on the hub: `bridge hub token agent NAME`")
         return str(claims["sub"])
 
@@ -90,6 +90,10 @@ class Signer:
         if float(claims["exp"]) - float(claims.get("iat", 0)) > AGENT_TTL_MAX:
             raise TokenRefused("agent token lives too long", hint="upgrade the agent")
         return name
+
+
+class TokenSpent(TokenRefused):
+    """An enrolment token that was used already (by this very agent, if it also proves its key)."""
 
 
 def _verify(token: str, key: object, kind: str) -> dict:

@@ -138,7 +138,10 @@ def _splice(client: socket.socket, channel: "paramiko.Channel") -> None:
     except OSError:
         pass
     upstream.join()
-    channel.close()
+    try:
+        channel.close()
+    except EOFError:  # the SSH connection ended first (a hub:// stream closes as soon as the run is done)
+        pass
     client.close()
 
 
