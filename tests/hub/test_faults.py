@@ -192,3 +192,45 @@ def test_agent_and_client_through_a_connect_proxy(scene: Scene, proxy: tuple[int
         assert log.read_text().count(f"CONNECT 127.0.0.1:{scene.hub.port}") >= 2  # the agent's and the client's
     finally:
         again.stop()
+
+
+@pytest.fixture
+def silent_hub(tmp_path: Path) -> Iterator[int]:
+    """A TLS 1.3 server that finishes the handshake (so its session tickets arrive) and then never answers."""
+    import socket
+    import ssl
+    import threading
+
+    from bridge.hub.cert import ensure_self_signed
+
+    files = ensure_self_signed(tmp_path / "silent", ["localhost"])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.cert, files.key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+                held.append(context.wrap_socket(raw, server_side=True))
+            except OSError:
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
+    for sock in held:
+        sock.close()
+
+
+def test_a_hub_that_never_answers_the_upgrade_is_one_line_not_a_hang(silent_hub: int, bridge, tmp_path: Path) -> None:
+    import base64
+
+    claims = base64.urlsafe_b64encode(json.dumps({"typ": "user", "fp": "sha256:00"}).encode()).decode().rstrip("=")
+    (tmp_path / "bridge.yaml").write_text(f"workspace: app\nremotes:\n  edge: {{url: \"hub://127.0.0.1:{silent_hub}"
+                                          f"/web1/tmp\"}}\n")
+    result = bridge("exec", "--on", "edge", "--", "true", cwd=tmp_path, env={"BRIDGE_HUB_TOKEN": f"e30.{claims}.x"},
+                    timeout=60)  # websockets' own open_timeout alone left this waiting forever
+    assert result.code == 255, result
+    assert "cannot connect to hub" in result.err and "Traceback" not in result.err
