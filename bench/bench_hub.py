@@ -336,7 +336,8 @@ def bench_swarm(env: BenchEnv) -> None:
     print(f"| hub RSS after the storm | {rss2 / 1024:.1f} MiB | |")
     print(f"| failed attempts not explained by the hub being down (timeouts, 5xx) | "
           f"{overload_signs(after.get('reasons', {}))} | 0 |")
-    print(f"| why attempts failed (whole run) | {json.dumps(after.get('reasons', {}))[:300]} | |")
+    for reason, count in sorted(after.get("reasons", {}).items(), key=lambda item: -item[1]):
+        print(f"| failed attempts: {reason.replace('|', '/')} | {count} | |")
     sys.stdout.flush()
 
 

@@ -124,12 +124,13 @@ def _authenticate_agent(hub: Hub, hello: dict) -> str:
             raise BadMessage("the agent's key is not an Ed25519 key") from e
         try:
             name = hub.signer.check_enrolment(str(hello["enrol"]))
-        except TokenSpent:
-            if "auth" not in hello:
-                raise
-            # the agent enrolled but never saw our welcome (it timed out while the hub was busy): its key,
-            # proven by the token it signed, is the one on file, so this is that agent coming back
-            return hub.signer.check_agent(str(hello["auth"]))
+        except TokenSpent as spent:
+            # the agent enrolled but never saw our welcome (it timed out while the hub was busy): if its key,
+            # proven by the token it signed, is the one on file, this is that agent coming back
+            try:
+                return hub.signer.check_agent(str(hello.get("auth", "")))
+            except TokenRefused:
+                raise spent from None
         hub.store.enrol(name, public)
         return name
     return hub.signer.check_agent(str(hello.get("auth", "")))
