@@ -18,7 +18,7 @@ from bridge.hublink import (CLOSE_FORBIDDEN, CLOSE_REPLACED, CLOSE_UNAUTHORIZED,
                             check_pin, client_context, public_key_pem, sign_agent_token)
 
 CAPABILITIES = ("ssh",)
-OPEN_TIMEOUT = 10.0
+OPEN_TIMEOUT = 30.0  # a hub busy with a storm of returning agents answers late: waiting wastes less than retrying
 
 
 class Plan(NamedTuple):
