@@ -22,6 +22,8 @@ from bridge.hub.tokens import UserClaims
 from bridge.result import ExecResult
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.serialization.ssh import SSHPrivateKeyTypes
+
     from bridge.hub.app import Hub
 
 OUTPUT_CAP = 1 << 20  # bytes of stdout and of stderr kept for a JSON answer; the rest is counted as truncated
@@ -85,7 +87,7 @@ def ssh_key(state: Path) -> tuple[Path, str]:
 
     path = state / "ssh.key"
     if not path.is_file():
-        private = ed25519.Ed25519PrivateKey.generate()
+        private: SSHPrivateKeyTypes = ed25519.Ed25519PrivateKey.generate()
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
@@ -121,16 +123,20 @@ def run(hub: "Hub", loop: asyncio.AbstractEventLoop, agent: str, request: RunReq
 
 def _sandboxed(connection: Any, agent: str, request: RunRequest, on_stdout: Callable[[bytes], None],
                on_stderr: Callable[[bytes], None]) -> ExecResult:
-    """As `bridge exec --sandbox` does: the server's dockerd through its socket forwarded over this connection.
+    """As `bridge exec --sandbox` does: the server's dockerd through `docker system dial-stdio` channels on
+    this connection. Raises SandboxError when the server has no engine or image (or refuses the command)."""
+    from functools import partial
 
-    Raises SandboxError when the server refuses the forward (a `restrict`ed key: grant the hub a role
-    with `forward`) or has no engine or image.
-    """
-    from bridge.exec.sandbox import Engine, SandboxSpec, forward_docker_socket, run_in_sandbox
+    from bridge.exec.sandbox import SandboxSpec, forward_docker_socket, run_in_sandbox
+    from bridge.exec.sandbox.forward import DIAL_STDIO
 
-    with connection, forward_docker_socket(connection.transport) as forward:
-        return run_in_sandbox(SandboxSpec(), request.command, env=request.env, timeout=request.timeout or None,
-                              on_stdout=on_stdout, on_stderr=on_stderr, engine=Engine(forward.base_url), host=agent)
+    with connection, forward_docker_socket(partial(connection.exec_channel, DIAL_STDIO)) as forward:
+        engine = forward.engine(f"check that docker is installed and running on agent `{agent}`'s server")
+        try:
+            return run_in_sandbox(SandboxSpec(), request.command, env=request.env, timeout=request.timeout or None,
+                                  on_stdout=on_stdout, on_stderr=on_stderr, engine=engine, host=agent)
+        finally:
+            engine.close()
 
 
 async def open_stream(hub: "Hub", agent: str) -> socket.socket:
