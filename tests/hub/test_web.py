@@ -58,11 +58,13 @@ def _type(page, text: str) -> None:
 
 
 def _stty_size(page) -> tuple[int, int]:
-    marker = f"size-{time.monotonic_ns()}"
-    _type(page, f"echo {marker} $(stty size)")
-    wait_screen(page, f"{marker} ")
-    line = next(line for line in screen(page).splitlines() if line.startswith(marker))
-    rows, cols = line.split()[1:3]
+    """What the PTY says its size is (`stty size`: rows cols)."""
+    _type(page, "echo SZ:$(stty size):ZS")
+    page.wait_for_function(r"""() => /SZ:\d+ \d+:ZS/.test(window.bridgeView.term.buffer.active.getLine(
+        window.bridgeView.term.buffer.active.cursorY + window.bridgeView.term.buffer.active.baseY - 1)
+        .translateToString(true))""", timeout=WAIT_MS)
+    last = [line for line in screen(page).splitlines() if line.startswith("SZ:")][-1]
+    rows, cols = last[3:-3].split()
     return int(rows), int(cols)
 
 
@@ -180,8 +182,8 @@ def test_a_forged_origin_is_refused_even_with_a_valid_cookie(api: ApiScene, page
 
 def test_sessions_are_audited_recorded_and_replayed(api: ApiScene, page, home: Home) -> None:  # noqa: F811
     sign_in(page, url(api), api.operator)
-    page.fill("#command", "echo recorded-$((20+3))")
-    open_shell(page)
+    page.fill("#command", "printf 'recorded-%s\\n' 23")
+    page.click("#agents tr:has-text('web1') button")
     wait_screen(page, "recorded-23")
     page.wait_for_function("() => document.getElementById('term-state').textContent === 'exited 0'",
                            timeout=WAIT_MS)
