@@ -276,6 +276,7 @@ async def _read_browser(ws: Any, session: Any, pump: asyncio.Task) -> None:
         done, _ = await asyncio.wait({receive, pump}, return_when=asyncio.FIRST_COMPLETED)
         if pump in done:
             receive.cancel()
+            pump.exception()  # a send to a socket that went: nothing more to do (retrieved, not logged)
             return
         message = receive.result()
         if message["type"] == "websocket.disconnect":
@@ -309,14 +310,9 @@ def _visible(user: UserClaims, header: dict) -> bool:
 
 
 def _headers(folder: Path) -> list[tuple[Path, dict]]:
-    rows = []
-    for path in sorted(folder.glob("*.cast"), reverse=True):
-        try:
-            with path.open(encoding="utf-8") as f:
-                rows.append((path, json.loads(f.readline())))
-        except (OSError, ValueError):
-            continue  # being written, or not ours
-    return rows
+    """Every recording with its asciicast header, newest first (one being written or unreadable is left out)."""
+    rows = [(path, _header_of(path)) for path in sorted(folder.glob("*.cast"), reverse=True)]
+    return [(path, header) for path, header in rows if header is not None]
 
 
 async def list_recordings(web: Web, request: Any) -> Any:
@@ -343,13 +339,14 @@ async def recording(web: Web, request: Any) -> Any:
     path = web.recordings / name
     if "/" in name or not name.endswith(".cast") or not path.is_file():
         return JSONResponse({"error": "no such recording"}, status_code=404)
-    header = (await asyncio.to_thread(_headers_of, path)) or {}
+    header = (await asyncio.to_thread(_header_of, path)) or {}
     if not _visible(user, header):
         return JSONResponse({"error": "no such recording"}, status_code=404)
     return FileResponse(path, media_type="application/x-asciicast")
 
 
-def _headers_of(path: Path) -> dict | None:
+def _header_of(path: Path) -> dict | None:
+    """A recording's first line, the asciicast header, or None."""
     try:
         with path.open(encoding="utf-8") as f:
             return json.loads(f.readline())

@@ -102,6 +102,7 @@ function closeTerminal() {
   current.closed = true;
   if (current.ws) current.ws.close();
   if (current.timer) clearTimeout(current.timer);
+  if (current.onWindowResize) window.removeEventListener("resize", current.onWindowResize);
   current.term.dispose();
   current = null;
 }
@@ -177,6 +178,11 @@ function wire(t) {
   t.term.onBinary((data) => send(t, Uint8Array.from(data, (c) => c.charCodeAt(0))));
   t.term.onResize(({ cols, rows }) => {
     if (t.ws && t.ws.readyState === WebSocket.OPEN) t.ws.send(JSON.stringify({ type: "resize", cols, rows }));
+  });
+  // Shift+F6 leaves the terminal for the page (every other key goes to the shell): keyboard alone suffices
+  t.term.attachCustomKeyEventHandler((e) => {
+    if (e.type === "keydown" && e.shiftKey && e.key === "F6") { $("term-back").focus(); return false; }
+    return true;
   });
   t.onWindowResize = () => t.fit.fit();
   window.addEventListener("resize", t.onWindowResize);
