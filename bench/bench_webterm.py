@@ -16,6 +16,7 @@ import select
 import statistics
 import subprocess
 import time
+
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +24,7 @@ from common import BRIDGE, BenchEnv, print_table
 
 from tests.sshd import free_port, wait_port  # noqa: E402 - common puts the repo on sys.path
 
-KEYS = 200
+KEYS = int(os.environ.get('BENCH_KEYS', 200))
 WAIT_MS = 60000
 
 
@@ -37,6 +38,7 @@ class PtyClient:
 
     def __init__(self, argv: list[str], env: dict, cwd: Path | None = None) -> None:
         self.master, slave = pty.openpty()
+
         self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
                                      start_new_session=True)
         os.close(slave)
@@ -91,16 +93,27 @@ def browser_echo_ms(url: str, state: Path, token: str, keys: int) -> list[float]
             page.keyboard.press("Enter")
             wait_screen(page, "READY", WAIT_MS)
             page.wait_for_timeout(300)
-            page.evaluate("""() => { window.__lat = []; let t0 = 0;
-                document.addEventListener('keydown', () => { t0 = performance.now(); }, true);
+            # keydown -> xterm.js has parsed the echo (xterm parses a write right after user input at once,
+            # inside the socket's message event); the send time splits the page's part from the round trip
+            page.evaluate("""() => { window.__lat = []; window.__send = []; let t0 = 0, sent = 0;
+                const ws = window.bridgeView.ws, send = ws.send.bind(ws);
+                const onmessage = ws.onmessage; window.__msg = [];
+                ws.onmessage = (e) => { if (t0 && sent && typeof e.data !== 'string') window.__msg.push(performance.now() - t0); onmessage(e); };
+                ws.send = (data) => { if (t0 && !sent && typeof data !== 'string') sent = performance.now(); send(data); };
+                document.addEventListener('keydown', () => { t0 = performance.now(); sent = 0; }, true);
                 window.bridgeTerm.onWriteParsed(() => {
-                    if (t0) { window.__lat.push(performance.now() - t0); t0 = 0; } }); }""")
+                    if (t0 && sent) { window.__lat.push(performance.now() - t0); window.__send.push(sent - t0); t0 = 0; } });
+            }""")
             for i in range(keys):
                 page.keyboard.press("a")
                 page.wait_for_function(f"() => window.__lat.length > {i}", timeout=WAIT_MS)
                 if i % 50 == 49:
                     page.evaluate("() => window.bridgeTerm.input('\\x15')")  # Ctrl-U, not timed (no keydown)
                     page.wait_for_timeout(50)
+            print("msg", sorted(page.evaluate("() => window.__msg"))[::3])
+            to_send = page.evaluate("() => window.__send")
+            print(f"web terminal, keydown to the key's WebSocket send: p50 {statistics.median(to_send):.2f} ms "
+                  f"p99 {percentile(to_send, 99):.2f} ms")
             return page.evaluate("() => window.__lat")
         finally:
             browser.close()
@@ -201,6 +214,7 @@ def main() -> int:
         shell = pty_echo([*BRIDGE, "shell", "edge"], env, scene.workspace)
         web = browser_echo_ms(f"https://127.0.0.1:{scene.port}/", scene.state, scene.token, KEYS)
     finally:
+        import shutil; shutil.copy(scene.env.dir / "hub.log", "/tmp/hub-bench.log")
         scene.close()
     for name, values in (("web terminal", web), ("bridge shell hub://", shell), ("ssh -tt", ssh)):
         print(f"{name}: n={len(values)} p50 {statistics.median(values):.2f} ms p99 {percentile(values, 99):.2f} ms")

@@ -270,7 +270,7 @@ async def _serve(web: Web, ws: Any, session: Any, offset: int) -> None:
 
 
 async def _read_browser(ws: Any, session: Any, pump: asyncio.Task) -> None:
-    """Binary frames are keys; text frames are `resize` and `ack`; ends when either side does."""
+    """Binary frames are keys; text frames are `resize`, `ack` and `hangup`; ends when either side does."""
     receive = asyncio.create_task(ws.receive())
     while True:
         done, _ = await asyncio.wait({receive, pump}, return_when=asyncio.FIRST_COMPLETED)
@@ -299,6 +299,8 @@ async def _control(session: Any, text: str) -> None:
         session.ack(_int(message.get("offset"), 0))
     elif message.get("type") == "resize":
         await session.resize(*_size(message))
+    elif message.get("type") == "hangup":  # the person left the terminal: no reattach wanted
+        session.close()
 
 
 # -- recordings -----------------------------------------------------------------------------------

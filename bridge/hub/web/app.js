@@ -1,5 +1,5 @@
 // The hub's web terminal page: sign in, list agents and past sessions, drive one xterm.js terminal.
-// Protocol on /ws/term: text frames are JSON control messages (open, attach, resize, ack | ready, exit);
+// Protocol on /ws/term: text frames are JSON control messages (open, attach, resize, ack, hangup | ready, exit);
 // binary frames are raw bytes (keys up, output down). The page acks what xterm has drawn, so the hub
 // never runs far ahead of the screen; after a blip or a reload it reattaches from the offset it holds.
 "use strict";
@@ -100,6 +100,7 @@ function makeTerminal(title) {
 function closeTerminal() {
   if (!current) return;
   current.closed = true;
+  if (current.ws && current.ws.readyState === WebSocket.OPEN) current.ws.send(JSON.stringify({ type: "hangup" }));
   if (current.ws) current.ws.close();
   if (current.timer) clearTimeout(current.timer);
   if (current.onWindowResize) window.removeEventListener("resize", current.onWindowResize);
