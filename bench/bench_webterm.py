@@ -97,8 +97,6 @@ def browser_echo_ms(url: str, state: Path, token: str, keys: int) -> list[float]
             # inside the socket's message event); the send time splits the page's part from the round trip
             page.evaluate("""() => { window.__lat = []; window.__send = []; let t0 = 0, sent = 0;
                 const ws = window.bridgeView.ws, send = ws.send.bind(ws);
-                const onmessage = ws.onmessage; window.__msg = [];
-                ws.onmessage = (e) => { if (t0 && sent && typeof e.data !== 'string') window.__msg.push(performance.now() - t0); onmessage(e); };
                 ws.send = (data) => { if (t0 && !sent && typeof data !== 'string') sent = performance.now(); send(data); };
                 document.addEventListener('keydown', () => { t0 = performance.now(); sent = 0; }, true);
                 window.bridgeTerm.onWriteParsed(() => {
@@ -110,7 +108,6 @@ def browser_echo_ms(url: str, state: Path, token: str, keys: int) -> list[float]
                 if i % 50 == 49:
                     page.evaluate("() => window.bridgeTerm.input('\\x15')")  # Ctrl-U, not timed (no keydown)
                     page.wait_for_timeout(50)
-            print("msg", sorted(page.evaluate("() => window.__msg"))[::3])
             to_send = page.evaluate("() => window.__send")
             print(f"web terminal, keydown to the key's WebSocket send: p50 {statistics.median(to_send):.2f} ms "
                   f"p99 {percentile(to_send, 99):.2f} ms")
@@ -214,7 +211,6 @@ def main() -> int:
         shell = pty_echo([*BRIDGE, "shell", "edge"], env, scene.workspace)
         web = browser_echo_ms(f"https://127.0.0.1:{scene.port}/", scene.state, scene.token, KEYS)
     finally:
-        import shutil; shutil.copy(scene.env.dir / "hub.log", "/tmp/hub-bench.log")
         scene.close()
     for name, values in (("web terminal", web), ("bridge shell hub://", shell), ("ssh -tt", ssh)):
         print(f"{name}: n={len(values)} p50 {statistics.median(values):.2f} ms p99 {percentile(values, 99):.2f} ms")

@@ -2,15 +2,17 @@
 
 Output lands in a byte-offset ring; a browser (re)attaches with the offset it has drawn and gets the
 rest, so a reload or a network blip loses nothing and repeats nothing. The browser acks what xterm.js
-has drawn: the hub sends at most WINDOW bytes past the ack, and the reader stops pulling from SSH
-while more than HIGH_WATER is unacked (ttyd's flow control), so a flood keeps memory bounded, the
-page responsive, and Ctrl-C reaches a shell that is not miles of output behind.
+has drawn: the hub sends at most WINDOW bytes past the ack, and stops reading SSH while more than
+HIGH_WATER is unacked (ttyd's flow control), so a flood keeps memory bounded, the page responsive,
+and Ctrl-C reaches a shell that is not miles of output behind. The channel is read on the event
+loop (paramiko's channel fileno is a pipe that turns readable with data): no reader thread, and no
+GIL hand-off between threads on each keystroke's echo.
 """
 from __future__ import annotations
 
 import asyncio
 import secrets
-import threading
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,38 +28,36 @@ if TYPE_CHECKING:
 
 REATTACH_WINDOW = 120.0  # seconds a session outlives its socket, for a reload or a network blip
 RING_SIZE = 8 << 20  # output kept for reattaching
-HIGH_WATER = 4 << 20  # unacked bytes at which the reader stops reading SSH (must stay below RING_SIZE)
+HIGH_WATER = 4 << 20  # unacked bytes at which reading SSH stops (below RING_SIZE: unacked output is never dropped)
 WINDOW = 256 << 10  # bytes sent to the browser past its last ack
 CHUNK = 64 << 10
+INPUT_RETRY = 0.01  # seconds between tries while the server's SSH window is full (a huge paste)
 
 
 class Ring:
-    """The last RING_SIZE bytes of a stream, addressed by their offset in the whole stream; thread-safe."""
+    """The last RING_SIZE bytes of a stream, addressed by their offset in the whole stream."""
 
     def __init__(self, size: int = RING_SIZE) -> None:
         self.size = size
         self.data = bytearray()
         self.start = 0  # offset of data[0]
-        self.lock = threading.Lock()
 
     @property
     def end(self) -> int:
         return self.start + len(self.data)
 
     def append(self, chunk: bytes) -> None:
-        with self.lock:
-            self.data += chunk
-            over = len(self.data) - self.size
-            if over > 0:
-                del self.data[:over]
-                self.start += over
+        self.data += chunk
+        over = len(self.data) - self.size
+        if over > 0:
+            del self.data[:over]
+            self.start += over
 
     def read(self, offset: int, limit: int) -> tuple[int, bytes]:
         """Up to `limit` bytes from `offset` (or from the oldest kept byte): (where they start, bytes)."""
-        with self.lock:
-            offset = max(offset, self.start)
-            index = offset - self.start
-            return offset, bytes(self.data[index:index + limit])
+        offset = max(offset, self.start)
+        index = offset - self.start
+        return offset, bytes(self.data[index:index + limit])
 
 
 @dataclass
@@ -90,60 +90,74 @@ class TermSession:
     attached: Any = None  # the browser's WebSocket, while one is attached
     generation: int = 0  # bumps on every attach and detach: a stale expiry timer sees it changed
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    flow: threading.Condition = field(default_factory=threading.Condition)
-    record_lock: threading.Lock = field(default_factory=threading.Lock)
+    reading: bool = False
+    finishing: bool = False
 
     @property
     def ended(self) -> bool:
         return self.exit_code is not None
 
     def start(self) -> None:
-        threading.Thread(target=self._read, name=f"webterm-{self.id[:6]}", daemon=True).start()
+        self.channel.settimeout(0.0)
+        self._resume()
 
-    def _read(self) -> None:
-        """Reader thread: SSH output into the ring (and the recording) until the shell ends."""
-        while True:
-            with self.flow:
-                self.flow.wait_for(lambda: self.ring.end - self.acked < HIGH_WATER or self.channel.closed)
-            try:
-                data = self.channel.recv(CHUNK)
-            except OSError:
-                data = b""
-            if not data:
-                break
-            self.ring.append(data)
-            with self.record_lock:
-                self.recorder.output(data)
-            self.loop.call_soon_threadsafe(self.wake.set)
-        self._finish(self.channel.recv_exit_status())  # -1 when the PTY was hung up by the hub
+    def _resume(self) -> None:
+        if not self.reading and not self.finishing:
+            self.loop.add_reader(self.channel.fileno(), self._readable)
+            self.reading = True
 
-    def _finish(self, code: int) -> None:
-        with self.record_lock:
-            self.recorder.__exit__(None, None, None)
-        self.connection.close()
-        self.loop.call_soon_threadsafe(self._ended, code)
+    def _pause(self) -> None:
+        if self.reading:
+            self.loop.remove_reader(self.channel.fileno())
+            self.reading = False
 
-    def _ended(self, code: int) -> None:
+    def _readable(self) -> None:
+        """SSH output into the ring and the recording; at EOF the session finishes."""
+        try:
+            data = self.channel.recv(CHUNK)
+        except socket.timeout:
+            return  # the pipe woke us for nothing left to read
+        except OSError:
+            data = b""
+        if not data:
+            self._pause()
+            self.finishing = True
+            asyncio.ensure_future(self._finish())
+            return
+        self.ring.append(data)
+        self.recorder.output(data)
+        self.wake.set()
+        if self.ring.end - self.acked >= HIGH_WATER:
+            self._pause()
+
+    async def _finish(self) -> None:
+        code = await asyncio.to_thread(self.channel.recv_exit_status)  # -1 when the hub hung up the PTY
+        self.recorder.__exit__(None, None, None)
+        await asyncio.to_thread(self.connection.close)
         self.exit_code = code
         self.wake.set()
         self.on_end(self)
 
-    # -- called on the event loop -----------------------------------------------------------------
-
     def ack(self, offset: int) -> None:
         """The browser has drawn everything before `offset`."""
         self.acked = max(self.acked, min(offset, self.ring.end))
-        with self.flow:
-            self.flow.notify_all()
+        if self.ring.end - self.acked < HIGH_WATER:
+            self._resume()
         self.wake.set()
 
     async def send_input(self, data: bytes) -> None:
-        await asyncio.to_thread(self.channel.sendall, data)
+        """Keys to the PTY; sent at once unless the server's SSH window is full, then as it opens."""
+        while data:
+            try:
+                data = data[self.channel.send(data):]
+            except socket.timeout:
+                await asyncio.sleep(INPUT_RETRY)
+            except OSError:
+                return  # the channel closed: the session is finishing
 
     async def resize(self, cols: int, rows: int) -> None:
-        await asyncio.to_thread(self.channel.resize_pty, width=cols, height=rows)
-        with self.record_lock:
-            self.recorder.resize(cols, rows)
+        self.channel.resize_pty(width=cols, height=rows)
+        self.recorder.resize(cols, rows)
 
     async def pump(self, ws: Any, offset: int) -> None:
         """Send output from `offset` to `ws` within the ack window; an `exit` message when the shell ends."""
@@ -161,10 +175,9 @@ class TermSession:
             await self.wake.wait()
 
     def close(self) -> None:
-        """Hang up the PTY (the server's shell gets SIGHUP); the reader thread then finishes the session."""
+        """Hang up the PTY (the server's shell gets SIGHUP); reading then sees EOF and finishes the session."""
         self.channel.close()
-        with self.flow:
-            self.flow.notify_all()
+        self._resume()
 
 
 class Terminals:
@@ -181,7 +194,7 @@ class Terminals:
         sid = secrets.token_urlsafe(18)
         channel, connection = await asyncio.to_thread(_open_channel, self.hub, loop, spec)
         recorder = _recorder(self.recordings, sid, user.name, spec)
-        session = TermSession(sid, user.name, spec, channel, connection, recorder, loop, self._ended, acked=0)
+        session = TermSession(sid, user.name, spec, channel, connection, recorder, loop, self._ended)
         self.sessions[sid] = session
         session.start()
         return session

@@ -57,12 +57,16 @@ def _type(page, text: str) -> None:
     page.keyboard.press("Enter")
 
 
+SIZE_LINES = r"""() => { const b = window.bridgeTerm.buffer.active; let n = 0;
+    for (let i = 0; i < b.length; i++) if (/^SZ:\d+ \d+:ZS/.test(b.getLine(i).translateToString(true))) n++;
+    return n; }"""
+
+
 def _stty_size(page) -> tuple[int, int]:
-    """What the PTY says its size is (`stty size`: rows cols)."""
+    """What the PTY says its size is (`stty size`: rows cols), from a new line of output."""
+    before = page.evaluate(SIZE_LINES)
     _type(page, "echo SZ:$(stty size):ZS")
-    page.wait_for_function(r"""() => /SZ:\d+ \d+:ZS/.test(window.bridgeView.term.buffer.active.getLine(
-        window.bridgeView.term.buffer.active.cursorY + window.bridgeView.term.buffer.active.baseY - 1)
-        .translateToString(true))""", timeout=WAIT_MS)
+    page.wait_for_function(f"() => ({SIZE_LINES})() > {before}", timeout=WAIT_MS)
     last = [line for line in screen(page).splitlines() if line.startswith("SZ:")][-1]
     rows, cols = last[3:-3].split()
     return int(rows), int(cols)

@@ -69,6 +69,14 @@ def open_shell(page: Any, agent: str = "web1") -> None:
     page.wait_for_function("() => document.getElementById('term-state').textContent === 'connected'",
                            timeout=WAIT_MS)
     page.wait_for_function("() => sessionStorage.getItem('bridge.term') !== null", timeout=WAIT_MS)
+    wait_prompt(page)
+
+
+def wait_prompt(page: Any) -> None:
+    """Wait for the shell's `$ ` prompt at the cursor: keys typed earlier reach the server's guard while it
+    still starts, on a terminal not yet raw (its cooked echo, and a Ctrl-C that ends the guard)."""
+    page.wait_for_function("""() => { const b = window.bridgeTerm.buffer.active;
+        return b.getLine(b.baseY + b.cursorY).translateToString(true).startsWith('$'); }""", timeout=WAIT_MS)
 
 
 def kept_session(page: Any) -> dict:
