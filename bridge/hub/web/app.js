@@ -86,7 +86,7 @@ function makeTerminal(title) {
   show("term-view");
   $("term-title").textContent = title;
   const term = new Terminal({ fontFamily: "ui-monospace, DejaVu Sans Mono, monospace", fontSize: 14,
-                              scrollback: 5000, cursorBlink: true });
+                              scrollback: 5000, cursorBlink: false });
   const fit = new FitAddon.FitAddon();
   term.loadAddon(fit);
   term.open($("terminal"));
