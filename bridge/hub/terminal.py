@@ -176,6 +176,7 @@ class TermSession:
 
     def close(self) -> None:
         """Hang up the PTY (the server's shell gets SIGHUP); reading then sees EOF and finishes the session."""
+        self._pause()  # paramiko closes the fileno pipe we watch; a closed channel's new one is readable at once
         self.channel.close()
         self._resume()
 

@@ -117,6 +117,15 @@ def test_ctrl_c_stops_a_flood(api: ApiScene, page) -> None:  # noqa: F811
     wait_screen(page, "after-42", timeout=60000)
     assert page.evaluate("() => document.getElementById('term-state').textContent") == "connected"
 
+    # Back hangs the session up: it cannot be reattached, and the hub audits its end
+    session = kept_session(page)["session"]
+    page.click("#term-back")
+    page.wait_for_selector("#home:not([hidden])", timeout=WAIT_MS)
+    page.wait_for_function("""(sid) => new Promise((done) => {
+        const ws = new WebSocket(`wss://${location.host}/ws/term`);
+        ws.onopen = () => ws.send(JSON.stringify({type: 'attach', session: sid, offset: 0}));
+        ws.onclose = (e) => done(e.code === 4404); })""", arg=session, timeout=WAIT_MS)
+
 
 def test_reload_reattaches_to_the_same_session_without_loss_or_duplicates(api: ApiScene, page) -> None:  # noqa: F811
     sign_in(page, url(api), api.operator)

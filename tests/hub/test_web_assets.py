@@ -40,3 +40,21 @@ def test_a_hub_without_the_files_serves_a_clear_message(monkeypatch: pytest.Monk
     response = asyncio.run(web.page(None, None))  # type: ignore[arg-type]
     assert response.status_code == 503
     assert b"scripts/vendor-xterm.py" in response.body
+
+
+@pytest.mark.slow
+def test_a_build_from_a_clean_checkout_vendors_xterm_into_the_wheel(tmp_path: Path) -> None:
+    import zipfile
+
+    source = tmp_path / "src"
+    source.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    assert not (source / "bridge" / "hub" / "web" / "vendor").exists()  # not in git
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"),
+                            str(source)], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel = next((tmp_path / "dist").glob("bridge-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"bridge/hub/web/vendor/{n}" for n in ("xterm.js", "xterm.css", "addon-fit.js")} <= names
+    assert {"bridge/hub/web/index.html", "bridge/hub/web/app.js", "bridge/hub/web/style.css"} <= names
