@@ -139,6 +139,8 @@ def feed_stdin(stdin: Stdin, write: Callable[[bytes], Any], close: Callable[[], 
 class Runner:
     """Where commands run: `name` for display, `path` the remote's folder, `run_capture` for short commands."""
 
+    is_local: bool
+
     def __init__(self, remote: Remote, path: str) -> None:
         self.remote = remote
         self.name = remote.name
@@ -199,7 +201,7 @@ class LocalRunner(Runner):
         argv = timeout_argv(script, timeout, sys.executable) if wrapped else ["/bin/sh", "-c", script]  # type: ignore[arg-type]
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True, cwd=os.path.expanduser("~"))
-        readers = [_drain(proc.stdout, out), _drain(proc.stderr, err)]  # type: ignore[arg-type]
+        readers = [_drain(proc.stdout, out), _drain(proc.stderr, err)]
         feed_stdin(stdin, proc.stdin.write, proc.stdin.close)  # type: ignore[union-attr]
         try:
             code = _wait_or_kill(proc, timeout)

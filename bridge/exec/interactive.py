@@ -31,7 +31,7 @@ from bridge.runners import TIMED_OUT, open_runner
 if TYPE_CHECKING:
     import paramiko
 
-    from bridge.exec.command import ExecOptions
+    from bridge.exec.options import ExecOptions
 
 SUDO_PROMPT = "[bridge-sudo] password:"
 LOGIN_SHELL = 'exec "${SHELL:-/bin/sh}" -l'
@@ -159,7 +159,7 @@ def session(config: Config, remote: Remote, request: ExecRequest, *, password: S
         command = sudo_command(script) if password else script
         if runner.is_local:
             return subprocess.call(["/bin/sh", "-c", command], cwd=os.path.expanduser("~"))
-        channel = runner.connection.exec_channel(command, pty=True, term_size=terminal_size())
+        channel = runner.connection.exec_channel(command, pty=True, term_size=terminal_size())  # type: ignore[attr-defined]  # not is_local: an SSHRunner (#14 replaces these checks)
         try:
             return _drive(channel, password, interactive, on_output, request.timeout)
         finally:
