@@ -47,12 +47,13 @@ def build_app(hub: Hub) -> Any:
     from starlette.applications import Starlette
     from starlette.routing import WebSocketRoute
 
-    from bridge.hub import api
+    from bridge.hub import api, web
 
     routes = [WebSocketRoute("/ws/agent", partial(agent_control, hub)),
               WebSocketRoute("/ws/stream", partial(agent_stream, hub)),
               WebSocketRoute("/ws/connect", partial(client_stream, hub)),
-              *api.routes(hub)]
+              *api.routes(hub),
+              *web.routes(hub)]
     app = Starlette(routes=routes, lifespan=lambda app: _lifespan(hub))
     app.state.hub = hub
     return app

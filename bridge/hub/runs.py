@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.serialization.ssh import SSHPrivateKeyTypes
 
     from bridge.hub.app import Hub
+    from bridge.ssh.connection import Connection
 
 OUTPUT_CAP = 1 << 20  # bytes of stdout and of stderr kept for a JSON answer; the rest is counted as truncated
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -103,6 +104,20 @@ def run(hub: "Hub", loop: asyncio.AbstractEventLoop, agent: str, request: RunReq
     """Run `request` on `agent`'s server (in a worker thread); raises ConnectError/AuthError when it cannot."""
     from bridge.config import Remote
     from bridge.runners import SSHRunner
+
+    connection = hub_connection(hub, loop, agent)
+    if request.sandbox:
+        return _sandboxed(connection, agent, request, on_stdout, on_stderr)
+    with SSHRunner(Remote(name=agent, url=f"ssh://{agent}/"), "", connection) as runner:
+        return runner.run_stream(script(request), on_stdout=on_stdout, on_stderr=on_stderr,
+                                 timeout=request.timeout or None, capture=False)
+
+
+def hub_connection(hub: "Hub", loop: asyncio.AbstractEventLoop, agent: str) -> "Connection":
+    """An unopened SSH connection to `agent`'s sshd as the hub's own key, through the agent's stream.
+
+    Used by API runs and web terminals alike; raises ConnectError when the agent is offline.
+    """
     from bridge.ssh.connection import Connection
     from bridge.ssh.settings import SSHSettings
 
@@ -112,13 +127,7 @@ def run(hub: "Hub", loop: asyncio.AbstractEventLoop, agent: str, request: RunReq
     settings = SSHSettings(host=agent, hostname=known_hosts_name(agent), port=22, user=session.ssh_user,
                            identities=(hub.ssh_key,), explicit_identity=True)
     opener = lambda: asyncio.run_coroutine_threadsafe(open_stream(hub, agent), loop).result(STREAM_OPEN_TIMEOUT + 5)  # noqa: E731
-    connection = Connection(settings, trust_hint="re-enrol the agent (its host key is pinned at enrolment)",
-                            opener=opener)
-    if request.sandbox:
-        return _sandboxed(connection, agent, request, on_stdout, on_stderr)
-    with SSHRunner(Remote(name=agent, url=f"ssh://{agent}/"), "", connection) as runner:
-        return runner.run_stream(script(request), on_stdout=on_stdout, on_stderr=on_stderr,
-                                 timeout=request.timeout or None, capture=False)
+    return Connection(settings, trust_hint="re-enrol the agent (its host key is pinned at enrolment)", opener=opener)
 
 
 def _sandboxed(connection: Any, agent: str, request: RunRequest, on_stdout: Callable[[bytes], None],

@@ -47,7 +47,9 @@ def _raise_fd_limit() -> int:
 def _listen(host: str, port: int) -> socket.socket:
     """The bound, listening socket, made here so a busy port is one clear error, not a server log line."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto says TCP, and
+    # without it Nagle held each keystroke's echo to a browser ~10 ms (bench/bench_webterm.py)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
