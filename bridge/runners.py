@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Union
 
 from bridge.config import Config, Remote
-from bridge.errors import TimeoutExpired
+from bridge.errors import ConnectError, TimeoutExpired
 from bridge.result import ExecResult
 from bridge.targets import parse_url
 
@@ -139,6 +139,8 @@ def feed_stdin(stdin: Stdin, write: Callable[[bytes], Any], close: Callable[[], 
 class Runner:
     """Where commands run: `name` for display, `path` the remote's folder, `run_capture` for short commands."""
 
+    is_local: bool
+
     def __init__(self, remote: Remote, path: str) -> None:
         self.remote = remote
         self.name = remote.name
@@ -199,7 +201,7 @@ class LocalRunner(Runner):
         argv = timeout_argv(script, timeout, sys.executable) if wrapped else ["/bin/sh", "-c", script]  # type: ignore[arg-type]
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True, cwd=os.path.expanduser("~"))
-        readers = [_drain(proc.stdout, out), _drain(proc.stderr, err)]  # type: ignore[arg-type]
+        readers = [_drain(proc.stdout, out), _drain(proc.stderr, err)]
         feed_stdin(stdin, proc.stdin.write, proc.stdin.close)  # type: ignore[union-attr]
         try:
             code = _wait_or_kill(proc, timeout)
@@ -249,7 +251,10 @@ class SSHRunner(Runner):
             channel.close()
         if status is None:
             return TIMED_OUT
-        return status if status >= 0 else 255  # -1: the server sent no status (connection lost)
+        if status < 0 and not self.connection.is_open:  # no status because the connection itself went
+            raise ConnectError(f"lost the connection to {self.remote.name} mid-run",
+                               hint="run it again; `bridge test` checks the way there")
+        return status if status >= 0 else 255  # -1 on a live connection: killed by a signal, no status
 
 
 def open_runner(config: Config, remote: Remote, *, pool: "ConnectionPool | None" = None) -> Runner:

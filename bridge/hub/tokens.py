@@ -9,11 +9,14 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from bridge.errors import AuthError, UsageError
 from bridge.hub.store import Store
 from bridge.hublink import ALGORITHM, AUDIENCE, token_claims
+
+if TYPE_CHECKING:
+    from joserfc.jwk import OKPKey
 
 ENROL_TTL = 24 * 3600.0
 AGENT_TTL_MAX = 300.0  # an agent token living longer than this is refused: they are meant to be short-lived
@@ -70,7 +73,7 @@ class Signer:
         claims = _verify(token, self._key, "enrol")
         _refuse_revoked(self.store, claims)
         if not self.store.use_token(str(claims.get("jti", ""))):
-            raise TokenRefused("this enrolment token was used already",
+            raise TokenSpent("this enrolment token was used already",
                                hint="make a new one on the hub: `bridge hub token agent NAME`")
         return str(claims["sub"])
 
@@ -86,13 +89,23 @@ class Signer:
         if agent is None:
             raise TokenRefused(f"agent `{name}` is not enrolled (or was revoked)",
                                hint="enrol it: `bridge hub token agent NAME`, then `bridge agent up --token T`")
-        claims = _verify(token, OKPKey.import_key(agent.public_key), "agent")
+        try:
+            claims = _verify(token, OKPKey.import_key(agent.public_key), "agent")
+        except TokenRefused as e:  # the agent signed it just now: only a clock running behind makes it old
+            if e.message.endswith("expired"):
+                raise TokenRefused("agent token expired: the agent's clock is behind the hub's",
+                                   hint="set the server's clock (e.g. `timedatectl set-ntp true`)") from e
+            raise
         if float(claims["exp"]) - float(claims.get("iat", 0)) > AGENT_TTL_MAX:
             raise TokenRefused("agent token lives too long", hint="upgrade the agent")
         return name
 
 
-def _verify(token: str, key: object, kind: str) -> dict:
+class TokenSpent(TokenRefused):
+    """An enrolment token that was used already (by this very agent, if it also proves its key)."""
+
+
+def _verify(token: str, key: OKPKey, kind: str) -> dict:
     """Signature (Ed25519 only), audience, expiry and kind; raises TokenRefused naming what failed."""
     from joserfc import jwt
     from joserfc.errors import JoseError
@@ -124,7 +137,7 @@ def _refuse_revoked(store: Store, claims: dict) -> None:
         raise TokenRefused(f"`{claims['sub']}` was revoked", hint="ask the hub's operator for a new token")
 
 
-def _load_or_make_key(path: Path) -> object:
+def _load_or_make_key(path: Path) -> OKPKey:
     from joserfc.jwk import OKPKey
 
     if path.is_file():

@@ -23,6 +23,7 @@ import collections
 import datetime
 import errno
 import fcntl
+import functools
 import json
 import os
 import subprocess
@@ -32,7 +33,7 @@ from pathlib import Path
 
 TYPE_CHECKING = False  # every push starts this program: typing, hashlib and shutil load only when used
 if TYPE_CHECKING:
-    from typing import IO, Callable, Iterator
+    from typing import IO, Any, Callable, Iterator
 
 try:  # installed on the server: the modules of prepare.SERVER_FILES sit beside this file
     import apps
@@ -197,7 +198,7 @@ def run_deploy(layout: Layout, sha: str, ref: str) -> int:
         start = utc_now()
         name = unique_name(layout, sha, start)
         ctx = Deploy(layout, sha, ref, start.isoformat())
-        summary = {"action": "deploy", "sha": sha, "ref": ref, "release": name,
+        summary: dict[str, Any] = {"action": "deploy", "sha": sha, "ref": ref, "release": name,
                    "start": start.isoformat(), "deps": "none", "result": "ok"}
         try:
             ctx.settings = load_settings(layout)
@@ -274,7 +275,7 @@ def deploy_steps(ctx: Deploy, name: str, summary: dict) -> None:
     summary["deps"] = env.status()
     cmd_env = command_env(ctx, release)
     for command in ctx.settings.get("commands") or []:
-        ctx.step("run: " + command, lambda c=command: ctx.check(["sh", "-c", c], release, cmd_env))
+        ctx.step("run: " + command, functools.partial(ctx.check, ["sh", "-c", command], release, cmd_env))
     if apps.ONE_OFF in processes:
         ctx.step("release", lambda: ctx.check(["sh", "-c", processes[apps.ONE_OFF]], release, cmd_env))
     running = apps.services(processes)

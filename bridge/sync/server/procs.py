@@ -128,7 +128,7 @@ def follow_output(proc: subprocess.Popen, reader: IO, tail: collections.deque, t
             if code is not None:
                 return code
             if deadline is not None and time.monotonic() > deadline:
-                raise StepFailed("timed out after %gs (deploy.step_timeout / deploy.timeout)" % timeout)
+                raise StepFailed("timed out after %gs (deploy.step_timeout / deploy.timeout)" % (timeout or 0))
     except BaseException:
         kill_session(proc)
         raise

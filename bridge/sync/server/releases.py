@@ -39,8 +39,8 @@ def complete_releases(layout: Layout) -> list:
     """
     if not layout.releases.is_dir():
         return []
-    metas = {n: read_meta(layout, n) for n in os.listdir(layout.releases) if not n.startswith(".")}
-    return sorted((n for n, m in metas.items() if m), key=lambda n: (metas[n].get("time", ""), n))
+    metas = {n: m for n in os.listdir(layout.releases) if not n.startswith(".") and (m := read_meta(layout, n))}
+    return sorted(metas, key=lambda n: (metas[n].get("time", ""), n))
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
