@@ -153,7 +153,9 @@ class Scene:
             f"identity: {json.dumps(str(self.env.key))}}}\n")
         subprocess.run(["git", "init", "-q"], cwd=self.workspace, check=True)
         for argv in (["hub", "login", f"127.0.0.1:{self.port}", "--token", self.token], ["test", "--trust", "edge"]):
-            subprocess.run([*BRIDGE, *argv], cwd=self.workspace, env=env, check=True, capture_output=True)
+            done = subprocess.run([*BRIDGE, *argv], cwd=self.workspace, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"bridge {argv[0]} exited {done.returncode}: {done.stdout[-600:]}{done.stderr[-600:]}")
 
     def _spawn(self, argv: list[str]) -> None:
         self.procs.append(subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=self.env.env))
