@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Union
 
 from bridge.config import Config, Remote
-from bridge.errors import TimeoutExpired
+from bridge.errors import ConnectError, TimeoutExpired
 from bridge.result import ExecResult
 from bridge.targets import parse_url
 
@@ -251,7 +251,10 @@ class SSHRunner(Runner):
             channel.close()
         if status is None:
             return TIMED_OUT
-        return status if status >= 0 else 255  # -1: the server sent no status (connection lost)
+        if status < 0 and not self.connection.is_open:  # no status because the connection itself went
+            raise ConnectError(f"lost the connection to {self.remote.name} mid-run",
+                               hint="run it again; `bridge test` checks the way there")
+        return status if status >= 0 else 255  # -1 on a live connection: killed by a signal, no status
 
 
 def open_runner(config: Config, remote: Remote, *, pool: "ConnectionPool | None" = None) -> Runner:
