@@ -18,7 +18,7 @@ import subprocess
 import time
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from common import BRIDGE, BenchEnv, print_table
 
@@ -111,9 +111,44 @@ def browser_echo_ms(url: str, state: Path, token: str, keys: int) -> list[float]
             to_send = page.evaluate("() => window.__send")
             print(f"web terminal, keydown to the key's WebSocket send: p50 {statistics.median(to_send):.2f} ms "
                   f"p99 {percentile(to_send, 99):.2f} ms")
-            return page.evaluate("() => window.__lat")
+            latencies = page.evaluate("() => window.__lat")
+            page.keyboard.press("Control+u")
+            flood(page)
+            return latencies
         finally:
             browser.close()
+
+
+def flood(page: Any) -> None:
+    """200 MB of `yes` through the page (its main thread's responsiveness meanwhile), then Ctrl-C during a flood."""
+    from tests.hub.web_scene import wait_screen
+
+    page.keyboard.type("yes | head -c 200000000; echo fl''ooded")
+    start = time.perf_counter()
+    page.keyboard.press("Enter")
+    stalls = []
+    while True:
+        probe = time.perf_counter()
+        done = page.evaluate("""() => { const b = window.bridgeTerm.buffer.active;
+            for (let i = Math.max(0, b.length - 5); i < b.length; i++)
+                if (b.getLine(i).translateToString(true) === 'flooded') return true;
+            return false; }""")
+        stalls.append((time.perf_counter() - probe) * 1000)
+        if done:
+            break
+        page.wait_for_timeout(200)
+    seconds = time.perf_counter() - start
+    print(f"web terminal, 200 MB of yes: {seconds:.1f} s ({200 / seconds:.0f} MB/s); the page answered "
+          f"evaluate() meanwhile in p50 {statistics.median(stalls):.1f} ms, max {max(stalls):.1f} ms")
+    page.keyboard.type("yes")
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(2000)
+    start = time.perf_counter()
+    page.keyboard.press("Control+c")
+    page.keyboard.type("echo st''opped")
+    page.keyboard.press("Enter")
+    wait_screen(page, "stopped", WAIT_MS)
+    print(f"web terminal, Ctrl-C during a flood to the next command's output: {time.perf_counter() - start:.2f} s")
 
 
 class Scene:
@@ -153,7 +188,9 @@ class Scene:
             f"identity: {json.dumps(str(self.env.key))}}}\n")
         subprocess.run(["git", "init", "-q"], cwd=self.workspace, check=True)
         for argv in (["hub", "login", f"127.0.0.1:{self.port}", "--token", self.token], ["test", "--trust", "edge"]):
-            subprocess.run([*BRIDGE, *argv], cwd=self.workspace, env=env, check=True, capture_output=True)
+            done = subprocess.run([*BRIDGE, *argv], cwd=self.workspace, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"bridge {argv[0]} exited {done.returncode}: {done.stdout[-600:]}{done.stderr[-600:]}")
 
     def _spawn(self, argv: list[str]) -> None:
         self.procs.append(subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=self.env.env))

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 REATTACH_WINDOW = 120.0  # seconds a session outlives its socket, for a reload or a network blip
 RING_SIZE = 8 << 20  # output kept for reattaching
 HIGH_WATER = 4 << 20  # unacked bytes at which reading SSH stops (below RING_SIZE: unacked output is never dropped)
-WINDOW = 256 << 10  # bytes sent to the browser past its last ack
+WINDOW = 256 << 10  # bytes sent past the last ack; 1 MiB measured no faster (xterm.js parses slower) and Ctrl-C 0.25 -> 0.68 s
 CHUNK = 64 << 10
 INPUT_RETRY = 0.01  # seconds between tries while the server's SSH window is full (a huge paste)
 
