@@ -1,0 +1,203 @@
+"""This machine, through the same code paths as a server, without SSH."""
+from __future__ import annotations
+
+import getpass
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from bridge.config import Remote
+from bridge.errors import ConnectError, TimeoutExpired
+from bridge.runners.base import CHUNK, GRACE, Runner, feed_stdin
+from bridge.runners.wrapper import timeout_argv
+from bridge.transport import TIMED_OUT, Link, Sink, Stdin
+
+
+class LocalRunner(Runner):
+    """Runs sh here, in a session of its own, starting in the home directory as sshd would."""
+
+    is_local = True  # read only by exec/sandbox_link.py, until it moves onto open_pipe (branch dockersdk)
+
+    def __init__(self, remote: Remote, path: str) -> None:
+        super().__init__(remote, path)
+        self._proc: subprocess.Popen | None = None
+
+    def connect(self) -> Link:
+        return Link(self.describe(), getpass.getuser(), verified_host_key=False)
+
+    def trust_host_key(self) -> str:
+        raise ConnectError("this machine has no host key to trust", hint="drop --trust for a local remote")
+
+    def describe(self) -> str:
+        return "this machine"
+
+    def git_url(self, repo: str) -> str | None:
+        return repo
+
+    def cancel(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            _kill_group(proc)
+
+    def run_capture(self, command: str, *, stdin: bytes | None = None,
+                    timeout: float | None = None) -> tuple[int, bytes, bytes]:
+        try:
+            proc = subprocess.run(["/bin/sh", "-c", command], input=stdin or b"", capture_output=True,
+                                  timeout=timeout, start_new_session=True, cwd=os.path.expanduser("~"))
+        except subprocess.TimeoutExpired as e:
+            raise TimeoutExpired(f"local command did not finish within {timeout:g}s") from e
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def _execute(self, script: str, stdin: Stdin, out: Sink, err: Sink, timeout: float | None) -> int:
+        wrapped = bool(timeout and timeout > 0)  # the same timeout wrapper as a server's, with our Python
+        argv = timeout_argv(script, timeout, sys.executable) if wrapped else ["/bin/sh", "-c", script]  # type: ignore[arg-type]
+        proc = self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             stderr=subprocess.PIPE, start_new_session=True,
+                                             cwd=os.path.expanduser("~"))
+        readers = [_drain(proc.stdout, out), _drain(proc.stderr, err)]
+        feed_stdin(stdin, proc.stdin.write, proc.stdin.close)  # type: ignore[union-attr]
+        try:
+            code = _wait_or_kill(proc, timeout)
+        except KeyboardInterrupt:
+            _interrupt(proc, wrapped)
+            raise
+        finally:
+            self._proc = None
+        for reader in readers:
+            reader.join()
+        return code
+
+    def open_pty(self, command: str, *, size: tuple[int, int] = (80, 24)) -> "LocalPty":
+        return LocalPty(command, size)
+
+    def open_pipe(self, *, port: int | None = None, unix: str | None = None,
+                  host: str = "127.0.0.1") -> "SocketPipe":
+        try:
+            if unix is not None:
+                sock = socket.socket(socket.AF_UNIX)
+                sock.connect(unix)
+            else:
+                sock = socket.create_connection((host, port), timeout=10)  # type: ignore[arg-type]
+                sock.settimeout(None)
+        except OSError as e:
+            raise ConnectError(f"this machine: cannot reach {unix or f'{host}:{port}'}: {e.strerror or e}",
+                               hint="is something listening there?") from e
+        return SocketPipe(sock)
+
+
+class SocketPipe:
+    """A connected socket as a bridge.transport.Pipe."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        return self.sock.recv(size)
+
+    def shutdown_write(self) -> None:
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class LocalPty:
+    """sh on a new pseudo-terminal here, leading its own session with it as the controlling terminal."""
+
+    def __init__(self, command: str, size: tuple[int, int]) -> None:
+        import fcntl
+        import termios
+
+        self.master, slave = os.openpty()
+        self.resize(*size)
+        self.proc = subprocess.Popen(
+            ["/bin/sh", "-c", command], stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+            cwd=os.path.expanduser("~"),
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))  # the PTY turns Ctrl-C into SIGINT
+        os.close(slave)
+
+    def read(self, timeout: float) -> bytes | None:
+        if self.master < 0:
+            return b""
+        if not select.select([self.master], [], [], timeout)[0]:
+            return None
+        try:
+            return os.read(self.master, CHUNK)
+        except OSError:  # EIO: every process holding the terminal has gone
+            return b""
+
+    def write(self, data: bytes) -> None:
+        while data:
+            data = data[os.write(self.master, data):]
+
+    def resize(self, columns: int, rows: int) -> None:
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        return 128 - code if code < 0 else code
+
+    def close(self) -> None:
+        if self.master >= 0:
+            os.close(self.master)  # the terminal hangs up: its session gets SIGHUP
+            self.master = -1
+        if self.proc.poll() is None:
+            _kill_group(self.proc, signal.SIGHUP)
+
+
+def _drain(pipe: object, sink: Sink) -> threading.Thread:
+    """Copy a pipe to `sink` from a thread until EOF."""
+
+    def run() -> None:
+        fd = pipe.fileno()  # type: ignore[attr-defined]
+        while data := os.read(fd, CHUNK):
+            sink(data)
+        pipe.close()  # type: ignore[attr-defined]
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait_or_kill(proc: subprocess.Popen, timeout: float | None) -> int:
+    """The exit status as a shell reports it (128+N for a signal); the timeout wrapper ends the run at
+    `timeout` (124), and the group is killed here only if it has not within GRACE seconds more."""
+    try:
+        code = proc.wait(timeout + GRACE if timeout and timeout > 0 else None)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return TIMED_OUT
+    return 128 - code if code < 0 else code
+
+
+def _interrupt(proc: subprocess.Popen, wrapped: bool) -> None:
+    """Ctrl-C: told with SIGTERM, the timeout wrapper ends its run's tree itself (SIGKILL included) and
+    exits; an unwrapped run's group is ended here."""
+    if wrapped:
+        proc.terminate()
+        proc.wait()
+    else:
+        _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen, first: int = signal.SIGTERM) -> None:
+    """`first` to the whole session, then SIGKILL to what is left half a second later."""
+    for sig in (first, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    proc.wait()
