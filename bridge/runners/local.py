@@ -51,7 +51,7 @@ class LocalRunner(Runner):
                                   timeout=timeout, start_new_session=True, cwd=os.path.expanduser("~"))
         except subprocess.TimeoutExpired as e:
             raise TimeoutExpired(f"local command did not finish within {timeout:g}s") from e
-        return proc.returncode, proc.stdout, proc.stderr
+        return _status(proc.returncode), proc.stdout, proc.stderr
 
     def _execute(self, script: str, stdin: Stdin, out: Sink, err: Sink, timeout: float | None) -> int:
         wrapped = bool(timeout and timeout > 0)  # the same timeout wrapper as a server's, with our Python
@@ -60,7 +60,7 @@ class LocalRunner(Runner):
                                              stderr=subprocess.PIPE, start_new_session=True,
                                              cwd=os.path.expanduser("~"))
         readers = [_drain(proc.stdout, out), _drain(proc.stderr, err)]
-        feed_stdin(stdin, proc.stdin.write, proc.stdin.close)  # type: ignore[union-attr]
+        feed_stdin(stdin, lambda chunk: _send(proc, chunk), proc.stdin.close)  # type: ignore[union-attr]
         try:
             code = _wait_or_kill(proc, timeout)
         except KeyboardInterrupt:
@@ -146,8 +146,7 @@ class LocalPty:
         fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
 
     def wait(self) -> int:
-        code = self.proc.wait()
-        return 128 - code if code < 0 else code
+        return _status(self.proc.wait())
 
     def close(self) -> None:
         if self.master >= 0:
@@ -155,6 +154,12 @@ class LocalPty:
             self.master = -1
         if self.proc.poll() is None:
             _kill_group(self.proc, signal.SIGHUP)
+
+
+def _send(proc: subprocess.Popen, chunk: bytes) -> None:
+    """One stdin chunk, flushed: a conversation (git's protocol) must not wait in our buffer."""
+    proc.stdin.write(chunk)  # type: ignore[union-attr]
+    proc.stdin.flush()  # type: ignore[union-attr]
 
 
 def _drain(pipe: object, sink: Sink) -> threading.Thread:
@@ -179,7 +184,12 @@ def _wait_or_kill(proc: subprocess.Popen, timeout: float | None) -> int:
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         return TIMED_OUT
-    return 128 - code if code < 0 else code
+    return _status(code)
+
+
+def _status(returncode: int) -> int:
+    """As a shell reports it: 128+N for signal N (subprocess says -N)."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def _interrupt(proc: subprocess.Popen, wrapped: bool) -> None:
