@@ -20,6 +20,7 @@ from bridge.errors import ConnectError, TimeoutExpired, UsageError
 from bridge.runners import LocalRunner, SSHRunner
 from bridge.transport import PtySession, Transport
 from tests.conftest import Home
+from tests.hub.conftest import agent_factory, hub  # noqa: F401  (fixtures, for the hub:// transport)
 from tests.sshd import SSHServer
 
 KINDS = ["local", "ssh", "hub"]
@@ -45,8 +46,9 @@ def _hub_runner(request: pytest.FixtureRequest, home: Home, server: SSHServer, p
     agent = request.getfixturevalue("agent_factory")("web1")
     agent.start(hub.url, hub.token("agent", "web1"), "--ssh", f"127.0.0.1:{server.port}")
     wait_for(agent.connected, 30)
-    login = hub.cli("login", hub.address, "--token", hub.token("user", "ann", "--role", "admin"))
-    assert login.returncode == 0, login.stderr
+    login = request.getfixturevalue("bridge")("hub", "login", hub.address, "--token",
+                                              hub.token("user", "ann", "--role", "admin"))
+    assert login.code == 0, login
     url = f"hub://{hub.address}/web1{path}"
     settings = _through_hub(parse_url(url, where="test"), (home.key,), "", 10.0)
     runner = SSHRunner(Remote(name="edge", url=url), path, Connection(settings))
