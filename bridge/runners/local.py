@@ -12,7 +12,7 @@ import threading
 import time
 
 from bridge.config import Remote
-from bridge.errors import ConnectError, TimeoutExpired
+from bridge.errors import ConnectError, TimeoutExpired, UsageError
 from bridge.runners.base import CHUNK, GRACE, Runner, feed_stdin
 from bridge.runners.wrapper import timeout_argv
 from bridge.transport import TIMED_OUT, Link, Sink, Stdin
@@ -77,12 +77,14 @@ class LocalRunner(Runner):
 
     def open_pipe(self, *, port: int | None = None, unix: str | None = None,
                   host: str = "127.0.0.1") -> "SocketPipe":
+        if unix is None and port is None:
+            raise UsageError("open_pipe needs a port or a unix socket path")
         try:
             if unix is not None:
                 sock = socket.socket(socket.AF_UNIX)
                 sock.connect(unix)
             else:
-                sock = socket.create_connection((host, port), timeout=10)  # type: ignore[arg-type]
+                sock = socket.create_connection((host, port), timeout=10)
                 sock.settimeout(None)
         except OSError as e:
             raise ConnectError(f"this machine: cannot reach {unix or f'{host}:{port}'}: {e.strerror or e}",

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from bridge.config import Remote
-from bridge.errors import ConnectError, TimeoutExpired
+from bridge.errors import ConnectError, TimeoutExpired, UsageError
 from bridge.runners.base import GRACE, Runner, feed_stdin
 from bridge.runners.wrapper import with_timeout
 from bridge.transport import TIMED_OUT, Link, Sink, Stdin
@@ -124,6 +124,8 @@ class SSHRunner(Runner):
         """A direct-tcpip channel for a port; for a unix socket, an exec channel running a stdlib relay."""
         if unix is not None:
             return self._unix_pipe(unix)
+        if port is None:
+            raise UsageError("open_pipe needs a port or a unix socket path")
         import paramiko
 
         try:
