@@ -98,14 +98,10 @@ class SSHRunner(Runner):
         return TIMED_OUT if status is None else status
 
     def _pump(self, command: str, stdin: Stdin, out: Sink, err: Sink, deadline: float | None) -> int | None:
-        """One exec channel to its end: the status (255 when none came), None past `deadline`.
-
-        `exit $?` keeps the login shell the command's parent (no exec of a last command), so a command
-        a signal kills is reported as 128+N: paramiko ignores sshd's `exit-signal` (then: no status, 255).
-        """
+        """One exec channel to its end: the status (255 when none came), None past `deadline`."""
         from bridge.ssh.pump import pump
 
-        channel = self._channel = self.connection.exec_channel(command + "\nexit $?")
+        channel = self._channel = self.connection.exec_channel(command)
         try:
             feed_stdin(stdin, channel.sendall, channel.shutdown_write)
             status = pump(channel, on_stdout=out, on_stderr=err, deadline=deadline)

@@ -122,7 +122,7 @@ def test_cwd_is_entered_and_a_missing_one_stops_the_run(transport: Transport, tm
     assert missing.exit_code == 2 and not (tmp_path / "missing").exists()
 
 
-@pytest.mark.parametrize("script, code", [("true", 0), ("exit 7", 7), ("exit 255", 255), ("sh -c 'kill -TERM $$'", 143)])
+@pytest.mark.parametrize("script, code", [("true", 0), ("exit 7", 7), ("exit 255", 255), ("sleep 30 & kill -TERM $!; wait $!", 143)])
 def test_exit_status_is_the_commands_own(transport: Transport, script: str, code: int) -> None:
     assert transport.run_stream(script).exit_code == code
     assert transport.run_capture(script)[0] == code
