@@ -14,9 +14,10 @@ Guarantees every implementation makes:
   None is EOF at once. A command that exits without reading all of it is not an error.
 * Exit status: the command's own (128+N for a child that signal N killed, as sh reports it); 124
   when `timeout` ended it, and then its whole process tree (background children too) has been
-  ended (SIGTERM, then SIGKILL) before the call returns; 255 when the far side sent no status (connection lost; over ssh also
-  when a signal kills the top process itself: paramiko drops sshd's `exit-signal`, so callers that
-  want 128+N end their script with `exit $?`, as exec/remote.py does).
+  ended (SIGTERM, then SIGKILL) before the call returns; 255 when the far side sent no status
+  (connection lost; over ssh also when a signal kills the top process itself: paramiko drops
+  sshd's `exit-signal`, so a caller that wants 128+N ends its script with `exit $?`, as
+  exec/remote.py does).
 * `cancel()` from another thread ends a run in progress: `run_stream` then returns or raises
   ConnectError soon; a finished run is left alone. Ctrl-C (KeyboardInterrupt) in the caller's
   thread ends the run and re-raises.
