@@ -176,6 +176,9 @@ class GitLink:
         except ConnectError as e:
             raise ConnectError(f"{self.transport.describe()}: connection lost during git transfer",
                                hint="nothing was deployed; check the server, then push again") from e
+        if result.exit_code == 255:  # the transport's "no status came"; git's services exit 0, 1 or 128
+            raise ConnectError(f"{self.transport.describe()}: {command.split()[0]} ended without an exit status "
+                               "(killed, or the connection dropped)")
         return result.exit_code
 
 
