@@ -1,21 +1,22 @@
 """This machine, through the same code paths as a server, without SSH."""
 from __future__ import annotations
 
-import getpass
 import os
-import select
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from bridge.config import Remote
 from bridge.errors import ConnectError, TimeoutExpired, UsageError
 from bridge.runners.base import CHUNK, GRACE, Runner, feed_stdin
 from bridge.runners.wrapper import timeout_argv
 from bridge.transport import TIMED_OUT, Link, Sink, Stdin
+
+if TYPE_CHECKING:
+    import socket
 
 
 class LocalRunner(Runner):
@@ -28,6 +29,8 @@ class LocalRunner(Runner):
         self._proc: subprocess.Popen | None = None
 
     def connect(self) -> Link:
+        import getpass
+
         return Link(self.describe(), getpass.getuser(), verified_host_key=False)
 
     def trust_host_key(self) -> str:
@@ -77,6 +80,8 @@ class LocalRunner(Runner):
 
     def open_pipe(self, *, port: int | None = None, unix: str | None = None,
                   host: str = "127.0.0.1") -> "SocketPipe":
+        import socket
+
         if unix is None and port is None:
             raise UsageError("open_pipe needs a port or a unix socket path")
         try:
@@ -95,7 +100,7 @@ class LocalRunner(Runner):
 class SocketPipe:
     """A connected socket as a bridge.transport.Pipe."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: "socket.socket") -> None:
         self.sock = sock
 
     def sendall(self, data: bytes) -> None:
@@ -105,6 +110,8 @@ class SocketPipe:
         return self.sock.recv(size)
 
     def shutdown_write(self) -> None:
+        import socket
+
         self.sock.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
@@ -127,6 +134,8 @@ class LocalPty:
         os.close(slave)
 
     def read(self, timeout: float) -> bytes | None:
+        import select
+
         if self.master < 0:
             return b""
         if not select.select([self.master], [], [], timeout)[0]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shlex
-import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -160,6 +159,8 @@ class ChannelPty:
         self.channel = channel
 
     def read(self, timeout: float) -> bytes | None:
+        import socket
+
         self.channel.settimeout(timeout)
         try:
             return self.channel.recv(65536)
