@@ -134,7 +134,7 @@ def timer(run: Callable[[], object]) -> Callable[[], float]:
 
 
 def sdk_exec_run() -> float:
-    import docker  # anchor only; bridge does not use the SDK
+    import docker  # the anchor: the SDK's high-level exec_run (bridge uses its low-level client)
 
     client = docker.from_env()
     box = client.containers.run(IMAGE, ["sleep", "600"], detach=True, remove=True, labels={"bench": "1"})

@@ -3,7 +3,8 @@
 The server sits in a network namespace whose firewall drops every NEW inbound connection; the
 relay sshd runs on the host side of the veth. Measured: `ssh true` through each tunnel (and
 direct to an identical sshd), throughput through each tunnel, and time until each tunnel is
-usable again after three relay crashes in a row and after a silent 10 s cut. Both tunnels use the
+usable again after three relay crashes in a row, after a silent 10 s cut, and after a cut that
+strands the old flows against a relay with client-alive probes (quiet and busy stale port). Both tunnels use the
 same heartbeat settings (bridge keepalive 2 s, two heartbeats; autossh -M 0 with
 ServerAliveInterval=2, ServerAliveCountMax=2) and run side by side, so each outage hits both.
 Remote commands run as the bench user, whose rc files are empty. Run: `python bench/run.py tunnel` (root).
@@ -34,14 +35,14 @@ SOURCE = ("import socket,sys\ns=socket.create_server(('127.0.0.1',int(sys.argv[1
           "while True:\n c,_=s.accept()\n for _ in range(int(sys.argv[2])): c.sendall(buf)\n c.close()\n")
 
 
-def time_until_usable(ports: dict[str, int], limit: float = 120) -> dict[str, float]:
-    """Seconds from now until each named port is usable (polled every 20 ms)."""
+def time_until_usable(ports: dict[str, int], limit: float = 120, every: float = 0.02) -> dict[str, float]:
+    """Seconds from now until each named port is usable (polled every `every` s)."""
     start, done = time.monotonic(), {}
     while len(done) < len(ports) and time.monotonic() - start < limit:
         for name, port in ports.items():
             if name not in done and usable(port, timeout=0.3):
                 done[name] = time.monotonic() - start
-        time.sleep(0.02)
+        time.sleep(every)
     return {name: done.get(name, float("inf")) for name in ports}
 
 
@@ -217,6 +218,29 @@ def bench_silent_cut(scene: Scene, seconds: float = 10.0) -> list[tuple[str, flo
              "autossh -M 0 (same heartbeat)", back["autossh"] * 1000)]
 
 
+def bench_stranded_cut(scene: Scene, seconds: float = 5.0) -> list[tuple[str, float, str, float]]:
+    """A cut that strands the old flows (a NAT that lost its mappings: new connections pass, old ones are
+    black-holed) against a relay with ClientAliveInterval 2 x ClientAliveCountMax 2 (README's 15 x 3, scaled
+    down): the relay holds each tunnel's ports until it drops the dead session. OpenSSH 9.2 probes only an
+    idle session, so it is timed twice: clients knocking on the stale port every 3.3 s, then every 0.3 s."""
+    kill_with_sessions(scene.relay)  # the old sessions would keep the ports under the old settings
+    scene.relay.extra_config = [*scene.relay.extra_config, "ClientAliveInterval 2", "ClientAliveCountMax 2"]
+    scene.relay.start()
+    rows = []
+    for every, limit in ((3.0, 60.0), (0.02, 40.0)):  # the busy case last: it leaves the ports held
+        time_until_usable({name: ports[0] for name, ports in scene.ports.items()})
+        time.sleep(KEEPALIVE + 1)
+        flows = scene.ns.flows_to(scene.relay.port)
+        scene.ns.cut()
+        time.sleep(seconds)
+        scene.ns.strand(flows)
+        back = time_until_usable({name: ports[0] for name, ports in scene.ports.items()}, limit, every)
+        scene.ns.heal()
+        rows.append((f"stranded cut, relay ClientAlive 2x2, a client every {every + 0.3:.1f} s: back after",
+                     back["bridge"] * 1000, "autossh -M 0 (same heartbeat)", back["autossh"] * 1000))
+    return rows
+
+
 def main() -> None:
     env = BenchEnv()
     scene = None
@@ -229,6 +253,8 @@ def main() -> None:
         print_table("recovery after relay crashes in a row (kill -9 sshd + sessions)", bench_relay_restarts(scene))
         time.sleep(5)
         print_table("recovery after a silent cut (every packet dropped on the veth)", bench_silent_cut(scene))
+        print_table("recovery after a cut that strands the old flows (relay with client-alive probes)",
+                    bench_stranded_cut(scene))
     finally:
         if scene is not None:
             scene.close()

@@ -13,6 +13,8 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~9 ms 
 if TYPE_CHECKING:
     from typing import Callable, NoReturn
 
+    import typer
+
 from bridge.errors import BridgeError, ExitCode, internal_error
 
 # Which module registers which top-level command: a run builds only the module it needs, since
@@ -95,7 +97,7 @@ def _run(args: list[str]) -> tuple[int, bool]:
     return (result if isinstance(result, int) else 0), False
 
 
-def build_app(modules: tuple[str, ...] = COMMAND_MODULES) -> "typer.Typer":  # noqa: F821 - lazy import
+def build_app(modules: tuple[str, ...] = COMMAND_MODULES) -> typer.Typer:
     """The Typer app with the commands of `modules` registered (all of them by default)."""
     import importlib
 
@@ -144,10 +146,11 @@ def _modules_for(args: list[str]) -> tuple[str, ...]:
 
 def _audit(args: list[str], code: int, duration: float) -> None:
     """One client audit line per operation, allowed or refused (bridge.security.client decides which)."""
+    from bridge.exec.options import env_given
     from bridge.security import client
 
     if client.is_audited(args):
-        client.record_operation(args, code, duration, os.getcwd())
+        client.record_operation(args, code, duration, os.getcwd(), env_given(args))
 
 
 def _sanitise_stdio() -> None:

@@ -273,6 +273,11 @@ def _unknown_key(data: Located, key: str, known: list[str], where: str) -> Confi
     return ConfigError(f"{data.where(key)}: unknown key `{key}`{place}", hint=hint)
 
 
+def _is_record(hint: Any) -> bool:
+    """Whether a field's type is one of the config dataclasses (built key by key)."""
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
+
+
 def _convert(hint: Any, raw: Any, parent: Located, key: str, dotted: str) -> Any:
     """Coerce one value to its field type, or raise naming file:line:key."""
     origin = typing.get_origin(hint)
@@ -282,9 +287,10 @@ def _convert(hint: Any, raw: Any, parent: Located, key: str, dotted: str) -> Any
             return None
         hint = next(a for a in args if a is not type(None))
         origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if raw is None and (origin in (dict, tuple) or dataclasses.is_dataclass(hint)):
-        return hint() if dataclasses.is_dataclass(hint) else origin()  # an empty `remotes:` means none
-    if dataclasses.is_dataclass(hint):
+    record = _is_record(hint)
+    if raw is None and (origin in (dict, tuple) or record):
+        return hint() if record else origin()  # an empty `remotes:` means none
+    if record:
         return _build(hint, raw, dotted)
     if origin is dict:
         return _convert_dict(args[1], raw, parent, key, dotted)
@@ -346,13 +352,19 @@ def _named(remotes: dict[str, Remote]) -> dict[str, Remote]:
     return {name: dataclasses.replace(remote, name=name) for name, remote in remotes.items()}
 
 
+def _child(node: Located, key: str, default: Located) -> Located:
+    """node[key] when it is a mapping read from the file (so it knows its lines), else `default`."""
+    child = node.get(key)
+    return child if isinstance(child, Located) else default
+
+
 def _check_references(config: Config, raw: Located) -> None:
     """Every `via`, group member, default and tunnel relay must name a known remote; every url must parse."""
     from bridge.targets import parse_url
 
-    remotes_node = raw.get("remotes") if isinstance(raw.get("remotes"), Located) else Located("config", 0)
+    remotes_node = _child(raw, "remotes", Located("config", 0))
     for name, remote in config.remotes.items():
-        node = remotes_node.get(name) if isinstance(remotes_node.get(name), Located) else remotes_node
+        node = _child(remotes_node, name, remotes_node)
         if not remote.url:
             raise ConfigError(f"{remotes_node.where(name)}: remote `{name}` has no `url`",
                               hint="add url: ssh://user@host/path or local:///path")
@@ -363,7 +375,7 @@ def _check_references(config: Config, raw: Located) -> None:
                               hint="use kind: git for a plain git host such as a GitHub origin")
         if remote.via is not None:
             _must_be_remote(config, remote.via, node.where("via"), f"remotes.{name}.via")
-    groups_node = raw.get("groups") if isinstance(raw.get("groups"), Located) else raw
+    groups_node = _child(raw, "groups", raw)
     for group, members in config.groups.items():
         if group in config.remotes:
             raise ConfigError(f"{groups_node.where(group)}: group `{group}` has the name of a remote",
@@ -373,7 +385,7 @@ def _check_references(config: Config, raw: Located) -> None:
     if config.default and config.default not in config.groups:
         _must_be_remote(config, config.default, raw.where("default"), "default")
     if config.tunnel.relay:
-        tunnel_node = raw.get("tunnel") if isinstance(raw.get("tunnel"), Located) else raw
+        tunnel_node = _child(raw, "tunnel", raw)
         _must_be_remote(config, config.tunnel.relay, tunnel_node.where("relay"), "tunnel.relay")
 
 

@@ -192,7 +192,8 @@ def _insert_remote(text: str, data: Located, name: str, entry: str) -> str:
         raise ConfigError(f"{data.where('remotes')}: `remotes:` is written inline",
                           hint="write one remote per line under `remotes:`, then try again")
     last_line = max(remotes.key_lines.values()) - 1
-    indent = re.match(r"\s*", lines[last_line]).group(0)
+    last = lines[last_line]
+    indent = last[:len(last) - len(last.lstrip())]
     _, end = _block(lines, last_line)
     return "".join(lines[:end] + [f"{indent}{name}: {entry}\n"] + lines[end:])
 

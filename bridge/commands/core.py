@@ -47,6 +47,15 @@ def init(
     return 1 if failed else 0
 
 
+def _workspace_file() -> Path:
+    """This workspace's bridge.yaml, loaded first so a bad file is refused (file:line:key) before an edit."""
+    from bridge import config as cfg
+
+    path = cfg.load(required=True).path
+    assert path is not None  # required=True raises when there is no bridge.yaml
+    return path
+
+
 def remote_add(
     name: Annotated[str, typer.Argument(help="Name of the remote.")],
     url: Annotated[str, typer.Argument(help="ssh://user@host:port/path, user@host:/path, alias, local:///path")],
@@ -56,11 +65,9 @@ def remote_add(
     default: Annotated[bool, typer.Option("--default", help="Make it the target of commands that name none.")] = False,
 ) -> int:
     """Add a remote to bridge.yaml (comments and layout are kept)."""
-    from bridge import config as cfg
     from bridge import workspace
 
-    config = cfg.load(required=True)
-    displaced = workspace.add_remote(config.path, name, url, identity=identity, via=via, kind=kind, default=default)
+    displaced = workspace.add_remote(_workspace_file(), name, url, identity=identity, via=via, kind=kind, default=default)
     ui.say(f"added remote {name} -> {url}" + (" (the default)" if default else ""))
     if displaced:
         ui.say(f"note: commands without a target ran on `{displaced}`; now they ask which remote. "
@@ -70,11 +77,9 @@ def remote_add(
 
 def remote_default(name: Annotated[str, typer.Argument(help="Remote or group.")]) -> int:
     """Make a remote (or group) the target of commands that name none: `default:` in bridge.yaml."""
-    from bridge import config as cfg
     from bridge import workspace
 
-    config = cfg.load(required=True)
-    workspace.set_default(config.path, name)
+    workspace.set_default(_workspace_file(), name)
     ui.say(f"default target: {name}")
     return 0
 
@@ -89,8 +94,8 @@ def remote_list(json: Annotated[bool, typer.Option("--json", help="Print JSON.")
     if json:
         ui.print_json({"remotes": rows, "groups": {g: list(m) for g, m in config.groups.items()}})
         return 0
-    ui.table(None, ["name", "url", "kind", "via"], [[r["name"] + (" *" if r["default"] else ""), r["url"],
-                                                    r["kind"], r["via"] or ""] for r in rows])
+    ui.table(None, ["name", "url", "kind", "via"], [[r.name + (" *" if r.name == config.default else ""), r.url,
+                                                    r.kind, r.via or ""] for r in config.remotes.values()])
     for group, members in config.groups.items():
         ui.say(f"group {group}: {', '.join(members)}")
     return 0
@@ -98,11 +103,9 @@ def remote_list(json: Annotated[bool, typer.Option("--json", help="Print JSON.")
 
 def remote_remove(name: Annotated[str, typer.Argument(help="Name of the remote.")]) -> int:
     """Remove a remote from bridge.yaml (nothing on the server is touched)."""
-    from bridge import config as cfg
     from bridge import workspace
 
-    config = cfg.load(required=True)
-    workspace.remove_remote(config.path, name)
+    workspace.remove_remote(_workspace_file(), name)
     ui.say(f"removed remote {name}")
     return 0
 

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand
 
+from bridge.commands.model import typer_function
+
 COMMAND_KEY = "bridge_command"
 
 
@@ -23,41 +25,25 @@ class SplitAtDashes(TyperCommand):
 
 
 def register(app: typer.Typer) -> None:
-    """Add `exec` and `shell` to the app."""
+    """Add `exec` and `shell` to the app; exec's parameters come from its command model (bridge.exec.options)."""
+    from bridge.exec.options import EXEC
+
     app.command("exec", cls=SplitAtDashes, epilog="Examples: bridge exec prod -- uname -a;  "
-                "bridge exec --on web --json -- systemctl is-active app;  bridge exec --python job.py")(exec_)
+                "bridge exec --on web --json -- systemctl is-active app;  bridge exec --python job.py")(
+        typer_function(EXEC, exec_, context=True))
     app.command("shell", epilog="Example: bridge shell prod")(shell)
 
 
-def exec_(
-    ctx: typer.Context,
-    target: Annotated[Optional[str], typer.Argument(help="Remote, group, a,b list or `all` (default: the default remote).")] = None,
-    on: Annotated[Optional[str], typer.Option("--on", help="Same as TARGET.")] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="Seconds; ends the whole remote process tree, exit 124.")] = None,
-    env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="K=V for the command (repeatable).")] = None,
-    cwd: Annotated[Optional[str], typer.Option(help="Directory on the server (default: deployed current, else home).")] = None,
-    tty: Annotated[bool, typer.Option("--tty", "-t", help="Allocate a PTY (window size and Ctrl-C forwarded).")] = False,
-    sudo: Annotated[bool, typer.Option("--sudo", help="Run through sudo; the password is asked once (or BRIDGE_SUDO_PASSWORD).")] = False,
-    python: Annotated[Optional[str], typer.Option("--python", help="Run this Python file (`-`: stdin) on the target.")] = None,
-    forks: Annotated[Optional[int], typer.Option(help="Hosts at a time (default 32).")] = None,
-    json: Annotated[bool, typer.Option("--json", help="One JSON object per host per line.")] = False,
-    no_reuse: Annotated[bool, typer.Option("--no-reuse", help="Do not use or start the connection keeper.")] = False,
-    sandbox: Annotated[bool, typer.Option("--sandbox", help="Run inside a locked-down Docker container on the target.")] = False,
-) -> int:
+def exec_(ctx: typer.Context, fields: dict) -> int:
     """Run a command (after `--`) or Python code on one target or a fleet; exits with the command's code."""
-    from bridge.exec.command import ExecOptions, execute
-    from bridge.exec.remote import parse_env
+    from bridge.exec.command import execute
+    from bridge.exec.options import options_from
 
-    command: tuple[str, ...] = ctx.meta.get(COMMAND_KEY, ())
-    if on and target:
-        command, target = (target, *command), on
-    variables = parse_env(env or [])
-    options = ExecOptions(command=command, target=on or target, env=variables, cwd=cwd, timeout=timeout,
-                          tty=tty, sudo=sudo, python=python, forks=forks, json=json, sandbox=sandbox)
-    if not tty:
+    options = options_from(fields, ctx.meta.get(COMMAND_KEY, ()))
+    if not options.tty:
         return execute(options)
-    with _recording(on or target, " ".join(command), variables) as record:
-        return execute(options._replace(record=record))
+    with _recording(options.target, " ".join(options.command), options.env) as record:
+        return execute(options.replace(record=record))
 
 
 def shell(target: Annotated[Optional[str], typer.Argument(help="Remote (default: the default remote).")] = None) -> Any:

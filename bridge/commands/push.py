@@ -125,7 +125,7 @@ class LiveRenderer(PushRenderer):
         import time
 
         self.clock = time.monotonic
-        self.rows = {host: {"step": "connecting", "began": self.clock(), "result": ""} for host in hosts}
+        self.rows: dict[str, dict[str, Any]] = {host: {"step": "connecting", "began": self.clock(), "result": ""} for host in hosts}
         self.logs: dict[str, list[str]] = {host: [] for host in hosts}
         self.live: Any = None
 

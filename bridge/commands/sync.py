@@ -10,13 +10,13 @@ from typing import Annotated, Any, Optional
 import typer
 
 from bridge import ui
-
-TARGET_HELP = "Remote, group, a,b list or `all` (default: the `default:` remote)."
+from bridge.commands.model import typer_function
+from bridge.sync.options import PUSH, TARGET_HELP
 
 
 def register(app: typer.Typer) -> None:
     """Add the sync commands to the app."""
-    app.command(epilog="Example: bridge push prod --wip")(push)
+    app.command("push", epilog="Example: bridge push prod --wip")(typer_function(PUSH, push))
     app.command(epilog="Example: bridge pull prod")(pull)
     app.command(epilog="Example: bridge status --json")(status)
     app.command(epilog="Example: bridge rollback prod --to 20260101T120000.000Z-0123456789ab")(rollback)
@@ -25,19 +25,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(deploy_app, name="deploy")
 
 
-def push(
-    target: Annotated[Optional[str], typer.Argument(help=TARGET_HELP)] = None,
-    on: Annotated[Optional[str], typer.Option("--on", help="Same as TARGET: a remote, group, list or all.")] = None,
-    wip: Annotated[bool, typer.Option("--wip", help="Ship uncommitted and untracked files as a snapshot.")] = False,
-    no_deploy: Annotated[bool, typer.Option("--no-deploy", help="Push only; the server does not deploy.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite the server's branch (says what it drops).")] = False,
-    redeploy: Annotated[bool, typer.Option("--redeploy", help="Deploy even if the server runs this commit.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Every host's every line, on a terminal too.")] = False,
-) -> int:
+def push(fields: dict) -> int:
     """Push the current branch; each server deploys it and the report streams back."""
-    from bridge.commands.push import push as run_push
+    from bridge.commands.push_fast import run
+    from bridge.sync.options import PushOptions
 
-    return run_push(on or target, wip=wip, deploy=not no_deploy, force=force, redeploy=redeploy, verbose=verbose)
+    return run(PushOptions(**fields))
 
 
 def pull(target: Annotated[Optional[str], typer.Argument(help=TARGET_HELP)] = None) -> int:

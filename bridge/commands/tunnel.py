@@ -44,13 +44,22 @@ def _describe(event: object) -> str:
     if isinstance(event, ev.Connecting):
         return f"connecting to {event.relay} (attempt {event.attempt})"
     if isinstance(event, ev.Connected):
-        return f"connected to {event.relay}; forwarding {', '.join(event.forwards)}"
+        return f"connected to {event.relay}; asking for {', '.join(event.forwards)}"
+    if isinstance(event, ev.ForwardUp):
+        return f"forwarding {event.forward}"
+    if isinstance(event, ev.ForwardRefused):
+        return (f"error: {event.reason}; asking again at each heartbeat, the other forwards stay up"
+                f"{_hint(event.hint)}")
     if isinstance(event, ev.Disconnected):
         return f"disconnected: {event.reason}"
     if isinstance(event, ev.Retrying):
         sooner = " (sooner if the relay's port answers)" if event.probing else ""
-        return f"error: {event.error}; retrying in {event.in_s:g}s{sooner}"
+        return f"error: {event.error}; retrying in {event.in_s:g}s{sooner}{_hint(event.hint)}"
     return "stopped: forwards cancelled"
+
+
+def _hint(hint: str | None) -> str:
+    return f"\n  hint: {hint}" if hint else ""
 
 
 def status(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> int:
@@ -65,12 +74,24 @@ def status(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = F
 
 def _status_rows(current: dict) -> list[list[str]]:
     rtt = current["last_heartbeat_rtt_ms"]
+    error = current["last_error"]
     return [
         ["state", current["state"]], ["pid", str(current["pid"])], ["relay", current["relay"]],
-        ["connected since", ui.when(current["connected_since"])], ["forwards", ", ".join(current["forwards"])],
+        ["connected since", ui.when(current["connected_since"])],
+        *[[f"forward {f['forward']}", _forward_cell(f)] for f in current["forwards"]],
         ["last heartbeat", "-" if rtt is None else f"{rtt:g} ms round trip, {ui.ago(current['last_heartbeat_at'])}"],
-        ["reconnects", str(current["reconnects"])], ["last error", current["last_error"] or "-"],
+        ["reconnects", str(current["reconnects"])],
+        ["last error", f"{error} ({ui.when(current['last_error_at'])})" if error else "-"],
+        *([["hint", current["hint"]]] if error and current["hint"] else []),
     ]
+
+
+def _forward_cell(forward: dict) -> str:
+    """`up since …`, or `refused since …: reason` and its next step."""
+    cell = f"{forward['state']} since {ui.when(forward['since'])}"
+    if forward["reason"]:
+        cell += f": {forward['reason']}"
+    return cell + (f"\nhint: {forward['hint']}" if forward["hint"] else "")
 
 
 def down() -> int:
@@ -87,14 +108,16 @@ def install(
     user: Annotated[Optional[str], typer.Option("--user", help="Run the tunnel as this user (default: you).")] = None,
     print_only: Annotated[bool, typer.Option("--print", help="Only print the unit.")] = False,
     path: Annotated[Optional[Path], typer.Option("--path", help="Write here instead of /etc/systemd/system/.")] = None,
+    python: Annotated[Optional[Path], typer.Option("--python", help="The interpreter the unit runs bridge with "
+                                                   "(default: this one); --user must be able to run it.")] = None,
 ) -> int:
-    """Write a systemd unit that runs `bridge tunnel up` at boot (no login needed) and restarts it always."""
+    """Write a sandboxed systemd unit that runs `bridge tunnel up` at boot (no login needed), restarting always."""
     from bridge import config as cfg
     from bridge.tunnel import service
 
     config = cfg.load(required=True)
     if print_only:
-        ui.say(service.unit_for(config, user)[1].rstrip("\n"))
+        ui.say(service.unit_for(config, user, python)[1].rstrip("\n"))
         return 0
-    ui.unit_written(service.install(config, user, path))
+    ui.unit_written(service.install(config, user, path, python))
     return 0

@@ -10,15 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from bridge import config as cfg
-from bridge import limits, targets
+from bridge import targets
 from bridge.config import Config, Remote
 from bridge.errors import UsageError
+from bridge.exec.options import ExecOptions
+from bridge.exec.plan import plan
 from bridge.exec.service import ExecRequest, run_one
 from bridge.result import ExecResult
 from bridge.ssh.pool import ConnectionPool
-
-PYTHON = ("python3", "-")
-
 
 class CodeExecutor:
     """Run shell commands and Python code on one target (default: the workspace's default, else here).
@@ -49,14 +48,15 @@ class CodeExecutor:
     def run_bash(self, cmd: str, timeout: float | None = None, env: Mapping[str, str] | None = None,
                  stdin: bytes | None = None) -> ExecResult:
         """Run a shell command line. Raises ConnectError when the target cannot be reached."""
-        return self._run(ExecRequest(cmd, dict(env or {}), None, timeout), stdin)
+        return self._run(ExecOptions(command=cmd, env=dict(env or {}), timeout=timeout), stdin)
 
     def run_python(self, code: str, timeout: float | None = None, env: Mapping[str, str] | None = None) -> ExecResult:
         """Run Python source with the target's python3 (the deployed venv's, when there is one)."""
-        return self._run(ExecRequest(PYTHON, dict(env or {}), None, timeout), code.encode())
+        return self._run(ExecOptions(python="-", env=dict(env or {}), timeout=timeout), code.encode())
 
-    def _run(self, request: ExecRequest, stdin: bytes | None) -> ExecResult:
-        limits.check_option("timeout", "exec.timeout", request.timeout)
+    def _run(self, options: ExecOptions, stdin: bytes | None) -> ExecResult:
+        """Planned as `bridge exec` plans it: the same range checks and bridge.yaml's default timeout."""
+        request = plan(self.config, options.replace(sandbox=self.sandbox), remotes=[self.remote]).request
         if self.sandbox:
             return self._run_sandboxed(request, stdin)
         return run_one(self.config, self.remote, request, stdin=stdin, pool=self._pool)

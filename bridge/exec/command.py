@@ -3,47 +3,23 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import NamedTuple
+from collections.abc import Iterator
 
 from bridge import config as cfg
-from bridge import limits, targets
 from bridge.config import Config, Remote
-from bridge.errors import UsageError
 from bridge.exec import output
 from bridge.exec.fast import has_input
+from bridge.exec.options import ExecOptions
+from bridge.exec.plan import plan
 from bridge.exec.service import ExecRequest, fleet_exit_code, run_fleet, run_one
 from bridge.runners import Stdin
 from bridge.ssh.pool import ConnectionPool
 
-PYTHON = ("python3", "-")  # the deployed venv's python3 comes first on PATH when there is one
-
-
-class ExecOptions(NamedTuple):
-    """Everything `bridge exec` was asked to do."""
-
-    command: tuple[str, ...] = ()
-    target: str | None = None
-    env: dict[str, str] = {}  # never mutated
-    cwd: str | None = None
-    timeout: float | None = None
-    tty: bool = False
-    sudo: bool = False
-    python: str | None = None
-    forks: int | None = None
-    json: bool = False
-    sandbox: bool = False
-    record: Callable[[bytes], None] | None = None  # a session recorder for --tty (the CLI makes one)
-
-
 def execute(options: ExecOptions) -> int:
     """Run `options` on its targets and return bridge's exit code. Raises BridgeError (single host)."""
-    limits.check_option("--timeout", "exec.timeout", options.timeout)
-    limits.check_option("--forks", "exec.forks", options.forks)
     config = cfg.load()
-    remotes = targets.resolve(config, options.target)
-    request, stdin = _request(config, options)
+    remotes, request, code = plan(config, options)
+    stdin: Stdin = code if code is not None else (sys.stdin.buffer.read() if options.python else stdin_source())
     if options.sandbox:
         return _sandboxed(config, remotes, request, stdin, options.json)
     if options.tty or options.sudo:
@@ -54,26 +30,6 @@ def execute(options: ExecOptions) -> int:
         return _single(config, remotes[0], request, stdin)
     data = stdin if isinstance(stdin, bytes) else (b"".join(stdin) if stdin is not None else None)
     return _fleet(config, remotes, request, data, options)
-
-
-def _request(config: Config, options: ExecOptions) -> tuple[ExecRequest, Stdin]:
-    """The request and its stdin: the code for --python, else this process's stdin (None: send EOF)."""
-    timeout = options.timeout if options.timeout is not None else (config.exec.timeout or None)
-    if options.python:
-        if options.command:
-            raise UsageError("--python takes no command after `--`", hint="pass arguments inside the code")
-        code = sys.stdin.buffer.read() if options.python == "-" else _read_file(options.python)
-        return ExecRequest(PYTHON, options.env, options.cwd, timeout), code
-    if not options.command:
-        raise UsageError("no command given", hint="bridge exec prod -- uname -a")
-    return ExecRequest(options.command, options.env, options.cwd, timeout), stdin_source()
-
-
-def _read_file(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror}") from e
 
 
 def stdin_source(fd: int = 0) -> Iterator[bytes] | None:
@@ -101,8 +57,6 @@ def _sandboxed(config: Config, remotes: list[Remote], request: ExecRequest, stdi
     """--sandbox: one host, output streamed (or one JSON line); the container's code (125 engine error, 137 OOM)."""
     from bridge.exec.sandbox_link import run_and_report
 
-    if len(remotes) != 1:
-        raise UsageError("--sandbox runs on one host", hint="name a single remote")
     data = stdin if isinstance(stdin, bytes) or stdin is None else b"".join(stdin)
     return run_and_report(config, remotes[0], request, data, as_json, output.stdout_sink, output.stderr_sink)
 

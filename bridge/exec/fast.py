@@ -19,12 +19,12 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~9 ms 
 if TYPE_CHECKING:
     from typing import Any
 
-from bridge.limits import out_of_range
+from bridge import frames
+from bridge.exec import requests
+from bridge.exec.options import ExecOptions, parse
 from bridge.ssh import keeper
 
 KEEPER_MODULE = "bridge.exec.keeperd"
-_VALUE_FLAGS = {"--on": "target", "--timeout": "timeout", "--env": "env", "-e": "env", "--cwd": "cwd",
-                "--python": "python", "--forks": "forks"}
 
 
 def try_warm(args: list[str]) -> tuple[int, bool] | None:
@@ -32,123 +32,60 @@ def try_warm(args: list[str]) -> tuple[int, bool] | None:
 
     Returns (exit code, whether the keeper wrote the client audit line).
     """
-    request = parse(args)
-    if request is None:
+    options = parse(args)
+    if options is None:
         return None
-    no_reuse = request.pop("no_reuse") or os.environ.get("BRIDGE_NO_REUSE") == "1"
-    if not no_reuse:
-        code = _via_keeper({**request, "argv": ["exec", *args]})
+    if not (options.no_reuse or os.environ.get("BRIDGE_NO_REUSE") == "1"):
+        code = _via_keeper(options, ["exec", *args])
         if code is not None:
             return code, True
-    return _direct(request), False
+    return _direct(options), False
 
 
-def _via_keeper(request: dict) -> int | None:
+def _via_keeper(options: ExecOptions, argv: list[str]) -> int | None:
     peer = keeper.connect_or_spawn(KEEPER_MODULE)
     if peer is None:
         return None
     try:
-        return _run(peer, dict(request))
+        return _run(peer, options, argv)
     finally:
         peer.close()
 
 
-def _direct(request: dict) -> int:
-    """In this process (no keeper, --no-reuse, a local target): what the Typer command would call."""
-    from bridge.exec.command import ExecOptions, execute
+def _direct(options: ExecOptions) -> int:
+    """In this process (no keeper, --no-reuse, a local target, a plan error to report): the Typer command's call."""
+    from bridge.exec.command import execute
 
-    return execute(ExecOptions(command=tuple(request["command"]), target=request["target"], env=request["env"],
-                               cwd=request["cwd"], timeout=request["timeout"], python=request["python"],
-                               forks=request["forks"], json=request["json"], sandbox=request["sandbox"]))
+    return execute(options)
 
 
-def parse(args: list[str]) -> dict | None:
-    """The request for `bridge exec` ARGS, or None for anything the warm path leaves to Typer."""
-    cut = args.index("--") if "--" in args else len(args)
-    found: dict = {"target": None, "timeout": None, "env": {}, "cwd": None, "python": None, "forks": None,
-                   "json": False, "no_reuse": False, "sandbox": False, "command": args[cut + 1:], "positional": []}
-    head = iter(args[:cut])
-    for word in head:
-        name, eq, value = word.partition("=") if word.startswith("--") else (word, "", "")
-        if word in ("--json", "--no-reuse", "--sandbox"):
-            found[word[2:].replace("-", "_")] = True
-            continue
-        if name not in _VALUE_FLAGS and name.startswith("-"):
-            return None
-        if name not in _VALUE_FLAGS:
-            found["positional"].append(word)
-            continue
-        if not _store(found, _VALUE_FLAGS[name], value if eq else next(head, None)):
-            return None
-    return _finish(found)
-
-
-def _store(found: dict, key: str, value: str | None) -> bool:
-    if value is None:
-        return False
-    if key == "env":
-        name, sep, val = value.partition("=")
-        found["env"][name] = val
-        return bool(sep)
-    if key in ("timeout", "forks"):
-        try:
-            value = (float if key == "timeout" else int)(value)  # type: ignore[assignment]
-        except ValueError:
-            return False
-        if out_of_range(f"exec.{key}", value):  # type: ignore[arg-type]
-            return False  # Typer's path refuses it with the range, as for a value from bridge.yaml
-    found[key] = value
-    return True
-
-
-def _finish(found: dict) -> dict | None:
-    """Mirror the Typer command: TARGET positional (or --on), command after `--`, or --python."""
-    positional = found.pop("positional")
-    if len(positional) > 1 or (found["command"] and found["python"]):
-        return None
-    if positional and found["target"]:
-        found["command"] = positional + found["command"]
-    elif positional:
-        found["target"] = positional[0]
-    if not found["command"] and not found["python"]:
-        return None
-    return found
-
-
-def _run(peer: keeper.Peer, request: dict) -> int | None:
-    """Send the request; stdin (or the --python code) is read only once the keeper has accepted it."""
-    request.update(cwd_client=os.getcwd(), ident=keeper.identity(), stdin=bool(request["python"]) or has_input())
+def _run(peer: frames.Peer, options: ExecOptions, argv: list[str]) -> int | None:
+    """Send the request; stdin (or `--python -`) is read only once the keeper has accepted it (a --python FILE
+    the keeper reads itself, as the plan does)."""
+    stdin = options.python == "-" or (not options.python and has_input())
+    request = requests.Request(options=options, argv=tuple(argv), cwd=os.getcwd(), ident=requests.identity(),
+                               stdin=stdin)
     try:
         # our stdout and stderr go with it: the keeper writes a single host's output to them directly, as
         # OpenSSH's mux client hands its stdio to the master (cli.main put /dev/null on any closed one)
-        peer.send_with_fds(b"R", repr(request).encode(), [1, 2])
-        kind, hosts_payload = peer.recv()
+        peer.send_with_fds(b"R", requests.encode(request), [1, 2])
+        kind, payload = peer.recv()
     except (OSError, EOFError):
         return None  # the keeper was just going idle: the normal path still works
     if kind == b"X":  # it failed before running anything: its line, as cli.main would print it
-        return _exit_frame(hosts_payload)
+        return _exit_frame(payload)
     if kind != b"A":
         return None
-    _start_stdin(peer, _read_code(request))
-    if not hosts_payload:
-        return _stream(peer, request["target"] or "the default remote")
-    return _stream_fleet(peer, hosts_payload.decode().split("\n"), request["json"])
+    hosts = requests.decode(requests.Accepted, payload).hosts
+    if stdin:
+        _start_stdin(peer, sys.stdin.buffer.read() if options.python == "-" else None)
+    if not hosts:
+        return _stream(peer, options.target or "the default remote")
+    return _stream_fleet(peer, list(hosts), options.json)
 
 
-def _read_code(request: dict) -> bytes | None:
-    source = request.get("python")
-    if not source:
-        return None
-    if source == "-":
-        return sys.stdin.buffer.read()
-    with open(source, "rb") as f:
-        return f.read()
-
-
-def _start_stdin(peer: keeper.Peer, code: bytes | None) -> None:
-    """Forward our stdin (or the --python code) as I frames, then E; nothing when there is none."""
-    if code is None and not has_input():
-        return
+def _start_stdin(peer: frames.Peer, code: bytes | None) -> None:
+    """Forward our stdin (or the `--python -` code) as I frames, then E."""
 
     def run() -> None:
         try:
@@ -174,7 +111,7 @@ def _keeper_gone(where: str) -> int:
     return 255
 
 
-def _stream(peer: keeper.Peer, target: str) -> int:
+def _stream(peer: frames.Peer, target: str) -> int:
     """Copy stdout/stderr frames to our fds until the exit frame; a vanished keeper is exit 255."""
     from bridge.exec.output import write_all
 
@@ -190,15 +127,15 @@ def _stream(peer: keeper.Peer, target: str) -> int:
 
 
 def _exit_frame(payload: bytes) -> int:
-    """X: "CODE\\n" + the text for our stderr."""
+    """X: the exit code, and the text for our stderr."""
     from bridge.exec.output import write_all
 
-    code, _, message = payload.partition(b"\n")
-    write_all(2, message)
-    return int(code)
+    done = requests.decode(requests.Exit, payload)
+    write_all(2, done.message.encode())
+    return done.code
 
 
-def _stream_fleet(peer: keeper.Peer, hosts: list[str], as_json: bool) -> int:
+def _stream_fleet(peer: frames.Peer, hosts: list[str], as_json: bool) -> int:
     """Fleet frames: o/e (2-byte host index + data), d (a host's result line), X (the overall code)."""
     from bridge.exec.output import Prefixed, summary
 
@@ -220,7 +157,7 @@ def _stream_fleet(peer: keeper.Peer, hosts: list[str], as_json: bool) -> int:
         elif kind == b"X":
             ordered = [rows[i] for i in sorted(rows)]
             _fleet_json(ordered, captured) if as_json else summary(ordered)
-            return int(payload.partition(b"\n")[0])
+            return requests.decode(requests.Exit, payload).code
 
 
 def _fleet_output(printer: Any, captured: dict, hosts: list[str], kind: bytes, payload: bytes) -> None:
@@ -232,10 +169,10 @@ def _fleet_output(printer: Any, captured: dict, hosts: list[str], kind: bytes, p
 
 
 def _done_row(hosts: list[str], payload: bytes) -> tuple[int, dict]:
-    """`index TAB code TAB status TAB duration TAB timed_out TAB error` → the row ExecResult.to_dict gives."""
-    index, code, status, duration, timed_out, error = payload.decode().split("\t", 5)
-    return int(index), {"host": hosts[int(index)], "exit_code": int(code), "status": status,
-                        "duration": float(duration), "timed_out": timed_out == "1", "error": error or None}
+    """A HostDone frame → (its index, the row ExecResult.to_dict gives)."""
+    done = requests.decode(requests.HostDone, payload).as_dict()
+    index = done.pop("index")
+    return index, {"host": hosts[index], **done}
 
 
 def _fleet_json(rows: list[dict], captured: dict) -> None:

@@ -29,7 +29,7 @@ from bridge.runners import TIMED_OUT, open_runner
 from bridge.transport import PtySession
 
 if TYPE_CHECKING:
-    from bridge.exec.command import ExecOptions
+    from bridge.exec.options import ExecOptions
 
 SUDO_PROMPT = "[bridge-sudo] password:"
 LOGIN_SHELL = 'exec "${SHELL:-/bin/sh}" -l'

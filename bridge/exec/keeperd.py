@@ -9,7 +9,6 @@ used container is removed and the pool refilled on a thread once the client has 
 """
 from __future__ import annotations
 
-import ast
 import os
 import signal
 import socket
@@ -18,20 +17,22 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from bridge import config as cfg
-from bridge import targets
+from bridge import frames, targets
 from bridge.errors import BridgeError, ExitCode, internal_error
+from bridge.exec import requests
 from bridge.exec.output import write_all
+from bridge.exec.plan import Plan, plan
+from bridge.exec.requests import Accepted, Declined, Exit, HostDone, Request
 from bridge.exec.sandbox_link import KeptEngines, run_and_report
-from bridge.exec.service import ExecRequest, fleet_exit_code, run_fleet, script_for
-from bridge.runners import open_runner
+from bridge.exec.service import fleet_exit_code, run_fleet, script_for
+from bridge.runners import Sink, open_runner
 from bridge.security.client import record_operation
 from bridge.result import ExecResult
 from bridge.ssh import keeper
 from bridge.ssh.pool import ConnectionPool
-
-PYTHON = ("python3", "-")
 
 
 class Keeper:
@@ -40,19 +41,24 @@ class Keeper:
     def __init__(self, pool: ConnectionPool, sandboxes: KeptEngines) -> None:
         self.pool = pool
         self.sandboxes = sandboxes
-        self.identity = keeper.identity()
+        self.identity = requests.identity()
         self.configs = ConfigCache()
 
-    def handle(self, peer: keeper.Peer) -> None:
+    def handle(self, peer: frames.Peer) -> None:
         """One client: plan, accept or decline, run with live output, send the exit frame."""
         _, payload, fds = peer.recv_with_fds()
         try:
-            self._isolated(peer, ast.literal_eval(payload.decode()), fds)  # a literal, never code
+            try:
+                request = requests.decode(Request, payload)
+            except requests.BadRecord as e:  # another bridge version, or not bridge at all: it runs alone
+                peer.send(b"F", requests.encode(Declined(reason=str(e))))
+                return
+            self._isolated(peer, request, fds)
         finally:
             for fd in fds:
                 os.close(fd)
 
-    def _isolated(self, peer: keeper.Peer, request: dict, fds: list[int]) -> None:
+    def _isolated(self, peer: frames.Peer, request: Request, fds: list[int]) -> None:
         """Each request is on its own thread and fails alone: an exception nothing translated becomes
         this client's exit frame (the line cli.main would print), and the keeper serves on."""
         started = time.monotonic()
@@ -62,64 +68,62 @@ class Keeper:
             raise  # the client went away (keeper.serve expects it); the SSH layer translates its own
         except Exception as e:
             code, line = internal_error(e)
-            record_operation(request["argv"], code, time.monotonic() - started, request["cwd_client"])
-            peer.send(b"X", f"{code}\n{line}".encode())
+            record_operation(list(request.argv), code, time.monotonic() - started, request.cwd, request.options.env)
+            peer.send(b"X", requests.encode(Exit(code=code, message=line)))
 
-    def _handle(self, peer: keeper.Peer, request: dict, fds: list[int]) -> None:
-        plan = self._plan(request)
-        if isinstance(plan, str):
-            peer.send(b"F", plan.encode())
+    def _handle(self, peer: frames.Peer, request: Request, fds: list[int]) -> None:
+        planned = self._plan(request)
+        if isinstance(planned, Declined):
+            peer.send(b"F", requests.encode(planned))
             return
+        config, run = planned
         started = time.monotonic()
-        if request.get("sandbox"):
-            peer.send(b"A")
-            code, message = self._run_sandbox(peer, request, plan[0], plan[1][0], plan[2])
-        elif len(plan[1]) > 1 or request.get("json"):
-            code, message = self._run_fleet(peer, request, *plan)
+        if request.options.sandbox:
+            peer.send(b"A", requests.encode(Accepted()))
+            code, message = self._run_sandbox(peer, request, config, run)
+        elif len(run.remotes) > 1 or request.options.json:
+            code, message = self._run_fleet(peer, request, config, run)
         else:
-            peer.send(b"A")
-            code, message = self._run(peer, request, plan[0], plan[1][0], plan[2], fds)
+            peer.send(b"A", requests.encode(Accepted()))
+            code, message = self._run(peer, request, config, run, fds)
         # The warm client skips its own audit line: this process already has the writer loaded. It is
         # written before the exit frame, so the line is on disk once the client has returned.
-        record_operation(request["argv"], code, time.monotonic() - started, request["cwd_client"])
-        peer.send(b"X", f"{code}\n{message}".encode())
+        record_operation(list(request.argv), code, time.monotonic() - started, request.cwd, request.options.env)
+        peer.send(b"X", requests.encode(Exit(code=code, message=message)))
 
-    def _plan(self, request: dict) -> tuple | str:
-        """(config, remote, ExecRequest), or why the client should take the normal path."""
-        if request.get("ident") != self.identity:
-            return "different environment"
+    def _plan(self, request: Request) -> tuple[cfg.Config, Plan] | Declined:
+        """The config and plan the CLI would make, or why the client should take the normal path (which
+        reports a plan error itself, exactly as the Typer command does)."""
+        if request.ident != self.identity:
+            return Declined(reason="different environment")
         try:
-            config = self.configs.load(Path(request["cwd_client"]))
-            remotes = targets.resolve(config, request.get("target"))
+            config = self.configs.load(Path(request.cwd))
+            run = plan(config, request.options, cwd=Path(request.cwd))
         except BridgeError as e:
-            return e.message
-        if request.get("sandbox") and len(remotes) > 1:
-            return "--sandbox runs on one host"  # the client says so, as the usage error it is
-        if not request.get("sandbox") and any(_is_local(config, remote) for remote in remotes):
-            return "a local target runs in the client"
-        command = PYTHON if request.get("python") else tuple(request["command"])
-        timeout = request.get("timeout")
-        timeout = timeout if timeout is not None else (config.exec.timeout or None)
-        return config, remotes, ExecRequest(command, request["env"], request.get("cwd"), timeout)
+            return Declined(reason=e.message)
+        if not request.options.sandbox and any(_is_local(config, remote) for remote in run.remotes):
+            return Declined(reason="a local target runs in the client")
+        return config, run
 
-    def _run(self, peer: keeper.Peer, request: dict, config: cfg.Config, remote: cfg.Remote,
-             exec_request: ExecRequest, fds: list[int]) -> tuple[int, str]:
+    def _run(self, peer: frames.Peer, request: Request, config: cfg.Config, run: Plan,
+             fds: list[int]) -> tuple[int, str]:
         """(exit code, text for the client's stderr), as the normal path would print it.
 
         Output goes straight to the client's stdout and stderr when it sent them (`fds`), else as frames.
         """
-        output = None
+        output, remote, exec_request = None, run.remotes[0], run.request
         try:
             with open_runner(config, remote, pool=self.pool) as runner:
-                stdin = _stdin_frames(peer, runner.cancel) if request.get("stdin") else _watch(peer, runner.cancel)
+                stdin = _stdin(peer, request, run, runner.cancel)
+                on_stdout: Sink
+                on_stderr: Sink
                 if len(fds) == 2:
                     output = ClientOutput(fds[0], fds[1], on_closed=runner.cancel)
-                    sinks = {"on_stdout": output.stdout, "on_stderr": output.stderr}
+                    on_stdout, on_stderr = output.stdout, output.stderr
                 else:
-                    sinks = {"on_stdout": lambda data: peer.send(b"1", data),
-                             "on_stderr": lambda data: peer.send(b"2", data)}
+                    on_stdout, on_stderr = (lambda data: peer.send(b"1", data)), (lambda data: peer.send(b"2", data))
                 result = runner.run_stream(script_for(runner, exec_request), stdin=stdin, capture=False,
-                                           timeout=exec_request.timeout, **sinks)
+                                           timeout=exec_request.timeout, on_stdout=on_stdout, on_stderr=on_stderr)
         except BridgeError as e:
             return (int(ExitCode.FAILED), "") if output and output.closed else _error(e)
         if output and output.closed:
@@ -127,35 +131,33 @@ class Keeper:
         timed_out = f"bridge: {remote.name}: timed out after {exec_request.timeout:g}s\n" if result.timed_out else ""
         return result.exit_code, timed_out
 
-    def _run_sandbox(self, peer: keeper.Peer, request: dict, config: cfg.Config, remote: cfg.Remote,
-                     exec_request: ExecRequest) -> tuple[int, str]:
+    def _run_sandbox(self, peer: frames.Peer, request: Request, config: cfg.Config, run: Plan) -> tuple[int, str]:
         """--sandbox with the CLI's code; the client hanging up removes the container at once."""
         from bridge.exec.sandbox import Cancel
 
         cancel = Cancel()
-        stdin = b"".join(_stdin_frames(peer, cancel)) if request.get("stdin") else None
+        stdin = b"".join(_stdin_frames(peer, cancel)) if request.stdin else run.code
         _watch(peer, cancel)
         try:
-            code = run_and_report(config, remote, exec_request, stdin, bool(request.get("json")),
+            code = run_and_report(config, run.remotes[0], run.request, stdin, request.options.json,
                                   lambda data: peer.send(b"1", data), lambda data: peer.send(b"2", data),
                                   kept=self.sandboxes, cancel=cancel)
         except BridgeError as e:
             return _error(e)
         return code, ""
 
-    def _run_fleet(self, peer: keeper.Peer, request: dict, config: cfg.Config, remotes: list[cfg.Remote],
-                   exec_request: ExecRequest) -> tuple[int, str]:
+    def _run_fleet(self, peer: frames.Peer, request: Request, config: cfg.Config, run: Plan) -> tuple[int, str]:
         """Fan out on pooled connections; host-tagged output frames, one result frame per host."""
-        index = {remote.name: i for i, remote in enumerate(remotes)}
-        peer.send(b"A", "\n".join(index).encode())
-        stdin = b"".join(_stdin_frames(peer, lambda: None)) if request.get("stdin") else None
+        index = {remote.name: i for i, remote in enumerate(run.remotes)}
+        peer.send(b"A", requests.encode(Accepted(hosts=tuple(index))))
+        stdin = b"".join(_stdin_frames(peer, lambda: None)) if request.stdin else run.code
 
         def on_output(host: str, stream: int, data: bytes) -> None:
             peer.send(b"o" if stream == 1 else b"e", index[host].to_bytes(2, "big") + data)
 
-        results = run_fleet(config, remotes, exec_request, forks=request.get("forks") or config.exec.forks,
+        results = run_fleet(config, run.remotes, run.request, forks=request.options.forks or config.exec.forks,
                             stdin=stdin, on_output=on_output, pool=self.pool, capture=False,
-                            on_done=lambda result: peer.send(b"d", _done_line(index[result.host], result)))
+                            on_done=lambda result: peer.send(b"d", _done(index[result.host], result)))
         return fleet_exit_code(results), ""
 
 
@@ -215,18 +217,27 @@ def _error(error: BridgeError) -> tuple[int, str]:
     return int(error.exit_code), f"bridge: error: {error.message}\n{hint}"
 
 
-def _done_line(index: int, result: ExecResult) -> bytes:
-    """One host's result for the client's summary or JSON line (tab-separated; the error is last)."""
-    fields = [index, result.exit_code, result.status, round(result.duration, 4), int(result.timed_out),
-              (result.error or "").replace("\n", " ")]
-    return "\t".join(map(str, fields)).encode()
+def _done(index: int, result: ExecResult) -> bytes:
+    """One host's result for the client's summary or JSON line."""
+    return requests.encode(HostDone(index=index, exit_code=result.exit_code, status=result.status,
+                                    duration=round(result.duration, 4), timed_out=result.timed_out,
+                                    error=result.error))
 
 
 def _is_local(config: cfg.Config, remote: cfg.Remote) -> bool:
     return targets.parse_url(remote.url, where=f"remotes.{remote.name}.url").is_local
 
 
-def _stdin_frames(peer: keeper.Peer, on_gone: Callable[[], None]) -> Iterator[bytes]:
+def _stdin(peer: frames.Peer, request: Request, run: Plan, cancel: Callable[[], None]) -> Any:
+    """A single host's stdin: the client's I frames, else the --python FILE's code (the client still
+    watched for hanging up), else EOF at once."""
+    if request.stdin:
+        return _stdin_frames(peer, cancel)
+    _watch(peer, cancel)
+    return run.code
+
+
+def _stdin_frames(peer: frames.Peer, on_gone: Callable[[], None]) -> Iterator[bytes]:
     """The client's stdin, from its I frames until E; `on_gone` when the client vanishes instead (Ctrl-C)."""
     while True:
         try:
@@ -239,7 +250,7 @@ def _stdin_frames(peer: keeper.Peer, on_gone: Callable[[], None]) -> Iterator[by
         yield payload
 
 
-def _watch(peer: keeper.Peer, on_gone: Callable[[], None]) -> None:
+def _watch(peer: frames.Peer, on_gone: Callable[[], None]) -> None:
     """No stdin to forward: a thread waits for the client to hang up, so a Ctrl-C frees the run at once.
 
     Returns None (the run's stdin: EOF at once). After a normal end the socket closes and

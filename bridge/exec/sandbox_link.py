@@ -1,21 +1,22 @@
 """`exec --sandbox` and `CodeExecutor(sandbox=True)`: the same request, run by bridge.exec.sandbox.
 
-On a server the engine is the server's own dockerd, reached through its socket forwarded over
-the one SSH connection (host key checked as always); `local://` uses this machine's engine.
-The workspace mounted is the deployed release `current` points to, or (a local target with
-nothing deployed) a snapshot of the workspace's tracked files (sandbox/snapshot.py): never the
-checkout itself, its `.git` or its ignored files.
+On a server the engine is the server's own dockerd, reached through `docker system dial-stdio` on
+the one SSH connection (host key checked as always; sandbox/forward.py); `local://` uses this
+machine's engine. The workspace mounted is the deployed release `current` points to, or (a local
+target with nothing deployed) a snapshot of the workspace's tracked files (sandbox/snapshot.py):
+never the checkout itself, its `.git` or its ignored files.
 The CLI and the connection keeper run it with the same code (`run_and_report`); the keeper
-passes its `KeptEngines`, so connections and forwards outlive a run and the used container
-is removed once the result is out.
+passes its `KeptEngines`, so engine clients (the docker SDK, imported once), connections and
+forwards outlive a run and the used container is removed once the result is out.
 """
 from __future__ import annotations
 
 import os
 import shlex
 import threading
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ from bridge.runners import Runner, Sink, open_runner
 
 if TYPE_CHECKING:
     from bridge.exec.sandbox import Cancel, Engine
-    from bridge.exec.sandbox.forward import DockerForward
+    from bridge.exec.sandbox.forward import Dial, DockerForward
     from bridge.ssh.pool import ConnectionPool
 
 
@@ -50,7 +51,7 @@ def run_sandboxed(config: Config, remote: Remote, request: ExecRequest, stdin: b
                   on_stdout: Sink | None = None, on_stderr: Sink | None = None, *,
                   kept: KeptEngines | None = None, cancel: Cancel | None = None) -> ExecResult:
     """Run `request` in a fresh locked-down container on `remote`. Raises SandboxError (125)."""
-    from bridge.exec.sandbox import Engine, forward_docker_socket, run_in_sandbox, spec_from_config
+    from bridge.exec.sandbox import run_in_sandbox, spec_from_config
 
     with open_runner(config, remote, pool=kept.pool if kept else None) as runner:
         workspace, shared = _workspace(config, runner)
@@ -62,36 +63,32 @@ def run_sandboxed(config: Config, remote: Remote, request: ExecRequest, stdin: b
                       on_stdout=on_stdout, on_stderr=on_stderr, host=remote.name, cancel=cancel)
         if kept:
             return run(engine=kept.engine(runner), later=kept.later)
-        if runner.is_local:
-            return run(engine=Engine())
-        with forward_docker_socket(runner.connection.transport) as forward:
-            return run(engine=_server_engine(forward, runner.name))
+        with _one_shot_engine(runner) as engine:
+            return run(engine=engine)
 
 
 class KeptEngines:
-    """The keeper's side of sandbox runs: pooled SSH connections, each server's engine forward kept
-    open across runs (the removal and refill after a run still need it), after-work on threads."""
+    """The keeper's side of sandbox runs: pooled SSH connections, one engine client per engine kept
+    across runs (with each server's forward: the removal and refill after a run still need it),
+    after-work on threads."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
-        self._forwards: dict[str, DockerForward] = {}
+        self._engines: dict[str | None, _Client] = {}
         self._lock = threading.Lock()
         self._jobs: set[threading.Thread] = set()
 
     def engine(self, runner: Runner) -> Engine:
-        """This machine's engine, or the server's through a forward on the runner's (pooled) connection."""
-        from bridge.exec.sandbox import Engine, forward_docker_socket
-
-        if runner.is_local:
-            return Engine()
-        transport = runner.connection.transport
+        """This machine's engine, or the server's through a forward on the runner's (pooled) connection;
+        made on first use (that imports the SDK) and again only for a reopened pool connection."""
+        key, owner, dial = (None, None, None) if runner.is_local else (runner.name, *_engine_dial(runner))
         with self._lock:
-            forward = self._forwards.get(runner.name)
-            if forward is None or forward.transport is not transport:  # first run, or a reopened connection
-                if forward:
-                    forward.close()
-                forward = self._forwards[runner.name] = forward_docker_socket(transport)
-        return _server_engine(forward, runner.name)
+            kept = self._engines.get(key)
+            if kept is None or kept.owner is not owner:
+                if kept:
+                    kept.close()
+                kept = self._engines[key] = _Client.open(dial, runner.name, owner)
+        return kept.engine
 
     def later(self, job: Callable[[], None]) -> None:
         """Run `job` (remove the used container, refill) on a thread, after the result went out."""
@@ -111,23 +108,65 @@ class KeptEngines:
         thread.start()
 
     def close(self, wait: float = 30.0) -> None:
-        """Let pending removals and refills finish (bounded), then stop every forward."""
+        """Let pending removals and refills finish (bounded), then close every engine client and forward."""
         with self._lock:
             jobs = list(self._jobs)
         for thread in jobs:
             thread.join(wait)
         with self._lock:
-            for forward in self._forwards.values():
-                forward.close()
-            self._forwards.clear()
+            for kept in self._engines.values():
+                kept.close()
+            self._engines.clear()
 
 
-def _server_engine(forward: DockerForward, name: str) -> Engine:
-    """The server's engine through `forward`; when unreachable, the hint names both ends that can refuse."""
-    from bridge.exec.sandbox import Engine
+def _engine_dial(runner: Runner) -> tuple[object, Dial]:
+    """How to reach a server's engine, and the connection that depends on (a new one needs a new forward):
+    an exec channel running `docker system dial-stdio`. The one place the sandbox reaches into a runner's
+    SSH connection; a transport's byte pipe to the server's docker socket can take its place."""
+    from bridge.exec.sandbox.forward import DIAL_STDIO
 
-    return Engine(forward.base_url, hint=f"check that docker runs on {name} and that its sshd allows "
-                                         f"StreamLocalForwarding (bridge test {name})")
+    connection = runner.connection  # type: ignore[attr-defined]  # an SSHRunner: not is_local
+    return connection, partial(connection.exec_channel, DIAL_STDIO)
+
+
+@contextmanager
+def _one_shot_engine(runner: Runner) -> Iterator[Engine]:
+    """The engine for one run in the CLI's own process, closed (with its forward) afterwards."""
+    client = _Client.open(None if runner.is_local else _engine_dial(runner)[1], runner.name)
+    try:
+        yield client.engine
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class _Client:
+    """An engine client, the forward under it (a server's) and what that forward's connection is."""
+
+    engine: Engine
+    forward: DockerForward | None
+    owner: object = None
+
+    @classmethod
+    def open(cls, dial: Dial | None, name: str, owner: object = None) -> _Client:
+        """This machine's engine (no `dial`), or a server's through a new forward; when that one is
+        unreachable, the hint names what must hold on the server and the error says what it said."""
+        from bridge.exec.sandbox import Engine, forward_docker_socket
+
+        if dial is None:
+            return cls(Engine(), None, owner)
+        forward = forward_docker_socket(dial)
+        try:
+            return cls(forward.engine(f"check that docker is installed and running on {name}, for this "
+                                      f"login user (bridge test {name})"), forward, owner)
+        except BaseException:
+            forward.close()
+            raise
+
+    def close(self) -> None:
+        self.engine.close()
+        if self.forward:
+            self.forward.close()
 
 
 def _workspace(config: Config, runner: Runner) -> tuple[str | None, bool]:

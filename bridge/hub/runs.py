@@ -22,6 +22,8 @@ from bridge.hub.tokens import UserClaims
 from bridge.result import ExecResult
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.serialization.ssh import SSHPrivateKeyTypes
+
     from bridge.hub.app import Hub
 
 OUTPUT_CAP = 1 << 20  # bytes of stdout and of stderr kept for a JSON answer; the rest is counted as truncated
@@ -87,7 +89,7 @@ def ssh_key(state: Path) -> tuple[Path, str]:
 
     path = state / "ssh.key"
     if not path.is_file():
-        private = ed25519.Ed25519PrivateKey.generate()
+        private: SSHPrivateKeyTypes = ed25519.Ed25519PrivateKey.generate()
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from bridge import paths
 from bridge.hub.cert import CertFiles, ensure_self_signed, load, server_context
 from bridge.hublink import MAX_MESSAGE
+
+if TYPE_CHECKING:
+    import uvicorn
 
 DEFAULT_PING = 20.0
 
@@ -35,7 +38,7 @@ def certificate(options: ServeOptions) -> CertFiles:
     return ensure_self_signed(state_dir(options.state), [socket.gethostname(), "localhost"])
 
 
-def build(options: ServeOptions) -> tuple["object", CertFiles]:
+def build(options: ServeOptions) -> tuple[uvicorn.Server, CertFiles]:
     """The uvicorn Server (not started) and the certificate it presents."""
     import uvicorn
 

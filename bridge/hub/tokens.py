@@ -9,11 +9,14 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from bridge.errors import AuthError, UsageError
 from bridge.hub.store import Store
 from bridge.hublink import ALGORITHM, AUDIENCE, token_claims
+
+if TYPE_CHECKING:
+    from joserfc.jwk import OKPKey
 
 ENROL_TTL = 24 * 3600.0
 AGENT_TTL_MAX = 300.0  # an agent token living longer than this is refused: they are meant to be short-lived
@@ -92,7 +95,7 @@ class Signer:
         return name
 
 
-def _verify(token: str, key: object, kind: str) -> dict:
+def _verify(token: str, key: OKPKey, kind: str) -> dict:
     """Signature (Ed25519 only), audience, expiry and kind; raises TokenRefused naming what failed."""
     from joserfc import jwt
     from joserfc.errors import JoseError
@@ -124,7 +127,7 @@ def _refuse_revoked(store: Store, claims: dict) -> None:
         raise TokenRefused(f"`{claims['sub']}` was revoked", hint="ask the hub's operator for a new token")
 
 
-def _load_or_make_key(path: Path) -> object:
+def _load_or_make_key(path: Path) -> OKPKey:
     from joserfc.jwk import OKPKey
 
     if path.is_file():

@@ -70,6 +70,8 @@ def prelude(script: str, env: Mapping[str, str] | None, cwd: str | None) -> str:
 class Runner:
     """Where commands run (bridge.transport.Transport): `name` for display, `path` the remote's folder."""
 
+    is_local: bool  # read only by exec/sandbox_link.py (which engine to dial), not part of the contract
+
     def __init__(self, remote: Remote, path: str) -> None:
         self.remote = remote
         self.name = remote.name

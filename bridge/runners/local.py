@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class LocalRunner(Runner):
     """Runs sh here, in a session of its own, starting in the home directory as sshd would."""
 
-    is_local = True  # read only by exec/sandbox_link.py, until it moves onto open_pipe (branch dockersdk)
+    is_local = True
 
     def __init__(self, remote: Remote, path: str) -> None:
         super().__init__(remote, path)

@@ -49,7 +49,7 @@ while True:
 class SSHRunner(Runner):
     """A server over the one SSH layer; the connection opens on first use."""
 
-    is_local = False  # read only by exec/sandbox_link.py, until it moves onto open_pipe (branch dockersdk)
+    is_local = False
 
     def __init__(self, remote: Remote, path: str, connection: "Connection", *, owned: bool = True) -> None:
         super().__init__(remote, path)

@@ -31,7 +31,7 @@ from bridge.paths import state_dir
 from bridge.security.secrets import mask_text
 
 if TYPE_CHECKING:
-    from bridge.ssh import keeper
+    from bridge import frames
 
 GENESIS = "0" * 64
 SERVER_LOG = Path("/var/log/bridge/audit.jsonl")
@@ -230,11 +230,11 @@ class SocketWriter(NamedTuple):
         finally:
             peer.close()
 
-    def _connect(self) -> "keeper.Peer":
+    def _connect(self) -> "frames.Peer":
         """A connection to the writer; raises WriterDown when nothing answers."""
-        from bridge.ssh import keeper
+        from bridge import frames
 
-        peer = keeper.connect(self.path)
+        peer = frames.connect(self.path)
         if peer is None:
             raise WriterDown(f"the audit writer is down (nothing answers on {self.path})")
         peer.sock.settimeout(10)
@@ -245,7 +245,7 @@ class Pending(NamedTuple):
     """An operation's record opened before it ran; `finish` writes it with the outcome, as one line."""
 
     sink: "FileWriter | SocketWriter"
-    peer: "keeper.Peer | None" = None
+    peer: "frames.Peer | None" = None
 
     def finish(self, fields: dict) -> str:
         """Write the whole record; returns the new head; raises WriterDown.
@@ -268,7 +268,7 @@ def _wire(fields: dict) -> bytes:
     return json.dumps(record, ensure_ascii=True, separators=(",", ":")).encode()
 
 
-def _exchange(peer: "keeper.Peer", kind: bytes, payload: bytes, where: str) -> str:
+def _exchange(peer: "frames.Peer", kind: bytes, payload: bytes, where: str) -> str:
     """One request, one answer: `O` + head, or `E` + why; raises WriterDown."""
     try:
         peer.send(kind, payload)

@@ -7,7 +7,7 @@ writes), which checks the record, stamps it with the time, the host and the send
 credentials as the kernel reports them (SO_PEERCRED: a record cannot name another sender),
 chains it and appends it to a 0600 root-owned log. The HMAC key, if any, is read here only.
 
-Protocol (bridge.ssh.keeper's frames: 1 byte kind, 4 bytes length, payload):
+Protocol (bridge.frames: 1 byte kind, 4 bytes length, payload):
   W record (a JSON object, at most MAX_RECORD bytes) → O new head | E why
   B record: begin it, before the operation runs      → O "" | E why   (kept, not written yet)
   F record: finish it, with the outcome              → O new head | E why
@@ -29,8 +29,8 @@ import socket
 import threading
 from pathlib import Path
 
+from bridge import frames, unixserver
 from bridge.security import audit
-from bridge.ssh import keeper
 
 IDLE = 10.0
 PER_UID = 128  # open connections per sending uid (one per running operation): a flood stalls only that uid
@@ -147,8 +147,8 @@ class Writer:
 
         A connection holding a begun record may stay quiet as long as its operation runs.
         """
-        peer, conn = keeper.Peer(sock), id(sock)
-        creds = keeper.peer_credentials(sock)
+        peer, conn = frames.Peer(sock), id(sock)
+        creds = unixserver.peer_credentials(sock)
         if not self._admit(creds[1], +1):
             self._refuse(peer, f"more than {PER_UID} connections open from uid {creds[1]}")
             return
@@ -157,7 +157,7 @@ class Writer:
             while True:
                 try:
                     kind, payload = peer.recv(audit.MAX_RECORD)
-                except keeper.FrameTooLarge as e:
+                except frames.FrameTooLarge as e:
                     peer.send(b"E", f"record too large: {e}".encode())
                     return
                 reply = self.answer(kind, payload, creds, conn)
@@ -180,7 +180,7 @@ class Writer:
             return True
 
     @staticmethod
-    def _refuse(peer: keeper.Peer, why: str) -> None:
+    def _refuse(peer: frames.Peer, why: str) -> None:
         """Answer a connection that is not served with one error frame, and close it."""
         try:
             peer.send(b"E", why.encode())
@@ -205,7 +205,7 @@ def open_listener(path: Path) -> socket.socket:
     """The writer's socket, 0666 (any account may hand in records, as itself) in a 0755 folder only root writes."""
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     check_owned(path.parent)  # a folder others may write lets them swap the socket for their own
-    return keeper.listen(str(path), mode=0o666)
+    return unixserver.listen(str(path), mode=0o666)
 
 
 class _Stop(Exception):
@@ -224,9 +224,7 @@ def serve(socket_path: Path, log: Path, key_path: Path | None = None) -> None:
     listener = open_listener(socket_path)
     signal.signal(signal.SIGTERM, _stop)
     try:
-        while True:
-            sock, _addr = listener.accept()
-            threading.Thread(target=service.serve_client, args=(sock,), daemon=True).start()
+        unixserver.accept_loop(listener, service.serve_client, name="audit-client")
     except _Stop:
         pass
     finally:

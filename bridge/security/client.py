@@ -22,13 +22,13 @@ def is_audited(args: list[str]) -> bool:
     return not (len(options) > 1 and options[1] in READ_ONLY_SUBCOMMANDS)
 
 
-def record_operation(args: list[str], code: int, duration: float, cwd: str) -> None:
-    """Append the operation's line to the client audit log (never raises)."""
+def record_operation(args: list[str], code: int, duration: float, cwd: str, env: dict[str, str]) -> None:
+    """Append the operation's line to the client audit log, the values of `env` (the command's --env, as
+    its parser read them) masked as secrets where they look like them (never raises)."""
     import shlex  # here, not at the top: `is_audited` runs for every command, --help included
 
     from bridge.security import audit, secrets
 
-    env = dict(value.split("=", 1) for value in env_flags(args) if "=" in value)
     audit.record(action=args[0], command=shlex.join(config_values_masked(args)), exit_code=code, duration=round(duration, 4),
                  decision="refused" if code == POLICY_REFUSED else "allowed",
                  secrets=tuple(secrets.secret_values(env)), cwd=cwd)
@@ -46,10 +46,3 @@ def config_values_masked(args: list[str]) -> list[str]:
 def bridge_options(args: list[str]) -> list[str]:
     """The arguments bridge itself parses: those before `--`."""
     return args[:args.index("--")] if "--" in args else args
-
-
-def env_flags(args: list[str]) -> list[str]:
-    """The K=V values given with --env/-e."""
-    options = bridge_options(args)
-    values = [options[i + 1] for i in range(len(options) - 1) if options[i] in ("--env", "-e")]
-    return values + [a.split("=", 1)[1] for a in options if a.startswith("--env=")]

@@ -25,7 +25,7 @@ import select
 import struct
 import subprocess
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING
 
 from bridge.security.policy import Decision, Grant, check_permission
 from bridge.security.session import forward_signals
@@ -59,7 +59,7 @@ def is_request(command: str | None) -> bool:
 def check(grant: Grant | None) -> tuple[Decision, list[str] | None]:
     """The `files` decision, and the folders to confine the session to (None: not confined)."""
     decision = check_permission(grant, "files")
-    if not decision.allowed:
+    if grant is None or not decision.allowed:  # None is never allowed
         return decision, None
     if grant.role.may("sudo"):
         return decision, None  # a role that may become root is not confined by a folder list
@@ -96,6 +96,7 @@ def serve(command: list[str], roots: list[str] | None, audit: Audit, stdin_fd: i
         os.write(2, f"bridge: refused: sftp cannot be confined to the workspaces here ({e}); "
                     "user namespaces must be on: sysctl user.max_user_namespaces\n".encode())
         return 126
+    assert proc.stdin is not None  # stdin=PIPE
     with forward_signals(proc.pid):
         try:
             relay(stdin_fd, proc.stdin, audit, start)
@@ -107,7 +108,7 @@ def serve(command: list[str], roots: list[str] | None, audit: Audit, stdin_fd: i
     return code if code >= 0 else 128 - code
 
 
-def _close(pipe: BinaryIO) -> None:
+def _close(pipe: IO[bytes]) -> None:
     """Close sftp-server's stdin; it may be gone already."""
     try:
         pipe.close()
@@ -115,7 +116,7 @@ def _close(pipe: BinaryIO) -> None:
         pass
 
 
-def relay(stdin_fd: int, server: BinaryIO, audit: Audit, cwd: str) -> None:
+def relay(stdin_fd: int, server: IO[bytes], audit: Audit, cwd: str) -> None:
     """Pass the client's packets to sftp-server, each file operation audited first; stops at EOF,
     when sftp-server is gone, or when a record cannot be written (nothing runs unaudited)."""
     buffer = bytearray()

@@ -297,8 +297,8 @@ def _audit(req: Request, chosen: Plan, *, exit_code: int | None, duration: float
 
 def _entry(req: Request, chosen: Plan, *, exit_code: int | None, duration: float, **extra: object) -> dict:
     """The audit fields of this request and its decision."""
-    return audit.build_entry(
+    return {**audit.build_entry(
         action=chosen.action, command=req.command, exit_code=exit_code, duration=duration,
         decision="allowed" if chosen.decision.allowed else "denied", rule=chosen.decision.rule,
         workspace=chosen.workspace, user=req.user, secrets=tuple(secret_values(os.environ)),
-        via="guard", **extra)
+        via="guard"), **extra}

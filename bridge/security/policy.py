@@ -218,7 +218,7 @@ class _PolicyReader:
         if extra:
             raise self.fail(keys + (sorted(extra)[0],), "unknown key", hint="use role, workspaces, run_as")
         role = spec.get("role")
-        if role not in roles:
+        if not isinstance(role, str) or role not in roles:
             raise self.fail(keys, f"unknown role {role!r}", hint=f"roles: {', '.join(sorted(roles))}")
         ws = spec.get("workspaces")
         return UserEntry(role, None if ws is None else self.strings(ws, keys + ("workspaces",)),
@@ -262,7 +262,7 @@ def check_permission(grant: Grant | None, permission: str) -> Decision:
 def check_command(grant: Grant | None, cmdline: str) -> Decision:
     """Whether the user may run `cmdline`: exec permission, then every program it would start."""
     decision = check_permission(grant, "exec")
-    if not decision.allowed:
+    if grant is None or not decision.allowed:  # None is never allowed
         return decision
     try:
         commands = simple_commands(cmdline)
@@ -325,7 +325,7 @@ def check_repo(grant: Grant | None, action: str, repo_path: str, home: str) -> D
     """Whether a git push/pull may touch `repo_path` (resolved under `home`): inside what the key and the
     policy grant (both, when both list workspaces); nothing when neither does."""
     decision = check_permission(grant, GIT_ACTIONS[action])
-    if not decision.allowed:
+    if grant is None or not decision.allowed:  # None is never allowed
         return decision
     path = resolve_repo(repo_path, home)
     scopes = [scope for scope in (grant.key_workspaces, grant.workspaces) if scope]

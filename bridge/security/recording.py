@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
+from typing import TextIO
 
 from bridge import limits
 from bridge.errors import BridgeError
@@ -76,7 +77,7 @@ class Recorder:
         self.header = _header(width, height, title, command, env, self.secrets)
         self.streams = {"o": _MaskedStream(self.secrets), "i": _MaskedStream(self.secrets)}
         self.sha256: str | None = None
-        self._file = None
+        self._file: TextIO | None = None
         self._start = 0.0
 
     def __enter__(self) -> Recorder:

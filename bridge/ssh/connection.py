@@ -22,6 +22,8 @@ from bridge.ssh.settings import SSHSettings, default_identities
 from bridge.ssh.slim_import import slim_paramiko_import
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import paramiko
 
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
@@ -207,7 +209,7 @@ class Connection:
                         hint=_auth_hint(self.settings))
 
 
-def _prefer(available: tuple[str, ...], first: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+def _prefer(available: Sequence[str], first: Sequence[str]) -> tuple[str, ...]:
     """Reorder `available` so the `first` entries it supports lead."""
     lead = [name for name in first if name in available]
     return tuple(lead + [name for name in available if name not in lead])

@@ -31,7 +31,7 @@ def slim_paramiko_import() -> None:
     if METADATA not in sys.modules:
         stand_in = _MetadataStandIn(METADATA)
         sys.modules[METADATA] = stand_in
-        importlib.metadata = stand_in  # type: ignore[attr-defined]  # `import importlib.metadata` reads it
+        importlib.metadata = stand_in  # `import importlib.metadata` reads it
 
 
 def _skip_invoke() -> None:

@@ -153,7 +153,8 @@ def _tcp(settings: "SSHSettings") -> socket.socket:
     # after importing encodings.idna, stringprep and unicodedata (~2.5 ms of a cold start).
     host = settings.hostname.encode() if settings.hostname.isascii() else settings.hostname
     try:
-        sock = socket.create_connection((host, settings.port), timeout=settings.connect_timeout)
+        # typeshed wants a str host; getaddrinfo takes bytes too (the reason above)
+        sock = socket.create_connection((host, settings.port), timeout=settings.connect_timeout)  # type: ignore[arg-type]
     except socket.timeout as e:
         raise ConnectError(f"cannot connect to {settings.describe()}: timed out after "
                            f"{settings.connect_timeout:g}s") from e
@@ -190,7 +191,7 @@ def _proxy(settings: "SSHSettings") -> _ProxySocket:
     command = expand_proxy_command(settings.proxy_command or "", settings)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        proc = subprocess.Popen(["/bin/sh", "-c", f"exec {command}"], stdin=theirs, stdout=theirs,
+        proc = subprocess.Popen(["/bin/sh", "-c", f"exec {command}"], stdin=theirs.fileno(), stdout=theirs.fileno(),
                                 stderr=subprocess.PIPE, start_new_session=True)
     except OSError as e:
         ours.close()

@@ -4,7 +4,10 @@ git runs `GIT_SSH_COMMAND host 'git-receive-pack '\\''/path'\\'''`. We point tha
 stdlib relay (RELAY, run with `python -I -S`) which hands the command to this process over a
 private unix socket; we check it names exactly the expected service and repo and run it with
 the transport's run_stream (over SSH: host keys, `via`, identity and ports follow the one SSH
-layer; any transport that keeps bridge.transport's contract carries git this way). Frames back to the relay: 1 byte kind + 4 byte length + payload.
+layer; any transport that keeps bridge.transport's contract carries git this way). The relay's
+command, and everything back to it, are bridge.frames' frames (1 byte kind + 4 byte length +
+payload): C the command, 1 stdout, 2 stderr, X the exit status. The relay, which cannot import
+bridge, reads that layout with struct `!cI` (the same bytes as HEADER).
 """
 from __future__ import annotations
 
@@ -12,27 +15,27 @@ import os
 import shlex
 import shutil
 import socket
-import struct
 import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from bridge import frames, unixserver
 from bridge.errors import BridgeError, ConnectError
 
 if TYPE_CHECKING:
     from bridge.transport import Transport
 
 SERVICES = ("git-receive-pack", "git-upload-pack")
-OUT, ERR, EXIT = 1, 2, 3
+COMMAND, OUT, ERR, EXIT = b"C", b"1", b"2", b"X"
 CHUNK = 65536
 
 # Runs under `python -I -S -c`: stdlib only, ~15 ms to start. argv: socket, host, command.
 RELAY = r"""
 import os,socket,struct,sys,threading
 s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1])
-a="\0".join(sys.argv[2:]).encode("utf-8","surrogateescape");s.sendall(struct.pack("!I",len(a))+a)
+a="\0".join(sys.argv[2:]).encode("utf-8","surrogateescape");s.sendall(struct.pack("!cI",b"C",len(a))+a)
 def up():
     try:
         while True:
@@ -51,14 +54,14 @@ while True:
         break
     b+=d
     while len(b)>=5:
-        k,n=struct.unpack("!BI",b[:5])
+        k,n=struct.unpack("!cI",b[:5])
         if len(b)<5+n:
             break
         p=b[5:5+n];b=b[5+n:]
-        if k==3:
+        if k==b"X":
             code=int(p)
         else:
-            fd=1 if k==1 else 2
+            fd=1 if k==b"1" else 2
             while p:
                 p=p[os.write(fd,p):]
 if code==255:
@@ -90,11 +93,9 @@ class GitLink:
         self._before_error: BridgeError | None = None
         self._dir = tempfile.mkdtemp(prefix="bridge-git-")  # 0700; /tmp keeps the socket path short
         self._path = os.path.join(self._dir, "s")
-        self._server = socket.socket(socket.AF_UNIX)
-        self._server.bind(self._path)
-        os.chmod(self._path, 0o600)
-        self._server.listen(4)
-        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._server = unixserver.listen(self._path, 0o600, backlog=4)
+        self._thread = threading.Thread(target=unixserver.accept_loop, args=(self._server, self._serve),
+                                        kwargs={"name": "git-session"}, daemon=True)
 
     def __enter__(self) -> "GitLink":
         self._before.start()
@@ -135,14 +136,6 @@ class GitLink:
         self._before.join()
         if self._before_error is not None:
             raise self._before_error
-
-    def _accept_loop(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
         """One git session: validate the command, run it on the server, relay bytes and the exit code."""
@@ -199,12 +192,16 @@ def _read_exact(sock: socket.socket, size: int) -> bytes:
 
 
 def _read_args(sock: socket.socket) -> list[str]:
-    (size,) = struct.unpack("!I", _read_exact(sock, 4))
+    """The relay's C frame: its argv, NUL-separated. Read exactly, not through a Peer's buffer: the bytes
+    after it are git's raw stream, for _uploads."""
+    kind, size = frames.HEADER.unpack(_read_exact(sock, frames.HEADER.size))
+    if kind != COMMAND:
+        raise BridgeError("the git relay sent something other than its command")
     return _read_exact(sock, size).decode("utf-8", "surrogateescape").split("\0")
 
 
-def _send(sock: socket.socket, kind: int, payload: bytes) -> None:
+def _send(sock: socket.socket, kind: bytes, payload: bytes) -> None:
     try:
-        sock.sendall(struct.pack("!BI", kind, len(payload)) + payload)
+        sock.sendall(frames.frame(kind, payload))
     except OSError:
         pass  # git went away (killed, or it already failed); nothing left to tell it

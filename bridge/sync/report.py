@@ -43,7 +43,7 @@ class DeployReport:
 
     @property
     def ok(self) -> bool:
-        return bool(self.done) and self.done.get("result") == "ok"
+        return self.done is not None and self.done.get("result") == "ok"
 
 
 class MarkerReader:

@@ -14,10 +14,26 @@ class Connecting:
 
 @dataclass(frozen=True)
 class Connected:
-    """The relay granted every forward; the tunnel is usable."""
+    """The SSH session to the relay is up; each forward's outcome follows as ForwardUp or ForwardRefused."""
 
     relay: str
     forwards: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ForwardUp:
+    """The relay granted `forward` (at connect, or on a retry over the live session)."""
+
+    forward: str
+
+
+@dataclass(frozen=True)
+class ForwardRefused:
+    """The relay refused `forward`; the other forwards stay up and this one is asked for again each heartbeat."""
+
+    forward: str
+    reason: str
+    hint: str
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,7 @@ class Retrying:
     in_s: float
     error: str
     probing: bool = False
+    hint: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,4 +66,4 @@ class Stopped:
     """`down` or SIGTERM: forwards cancelled, the process exits 0."""
 
 
-Event = Connecting | Connected | Heartbeat | Disconnected | Retrying | Stopped
+Event = Connecting | Connected | ForwardUp | ForwardRefused | Heartbeat | Disconnected | Retrying | Stopped

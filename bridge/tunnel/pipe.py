@@ -1,8 +1,7 @@
 """Carry each forwarded connection: the relay's channel on one side, a local TCP socket on the other.
 
 paramiko calls the forward handler on its transport thread, so the handler only starts a thread;
-connecting to the local target and pumping happen there. Each direction has its own thread blocked
-in recv (the GIL is released), which moves bytes with no polling and half-closes like ssh does.
+connecting to the local target and the splice (bridge/ssh/splice.py) happen there.
 """
 from __future__ import annotations
 
@@ -10,12 +9,12 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Callable
 
+from bridge.ssh.splice import splice
 from bridge.tunnel.forwards import Forward
 
 if TYPE_CHECKING:
     import paramiko
 
-CHUNK = 65536
 # OpenSSH offers 32 KiB packets on forwarded channels and paramiko keeps 64 bytes of them for headers:
 # reading exactly one packet's worth per recv never leaves a tiny third packet behind a 64 KiB read.
 PACKET_CHUNK = 32768 - 64
@@ -47,43 +46,4 @@ class Router:
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(None)
-        splice(channel, sock)
-
-
-def splice(channel: "paramiko.Channel", sock: socket.socket) -> None:
-    """Pump both ways until both sides are done, then close both."""
-    upstream = threading.Thread(target=_sock_to_channel, args=(sock, channel), daemon=True)
-    upstream.start()
-    _channel_to_sock(channel, sock)
-    upstream.join()
-    channel.close()
-    sock.close()
-
-
-def _channel_to_sock(channel: "paramiko.Channel", sock: socket.socket) -> None:
-    """Relay → local; at the relay's EOF half-close the socket so the local side sees it."""
-    try:
-        while data := channel.recv(CHUNK):
-            sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        _abort(channel, sock)
-
-
-def _sock_to_channel(sock: socket.socket, channel: "paramiko.Channel") -> None:
-    """Local → relay; at the local EOF send EOF on the channel."""
-    try:
-        while data := sock.recv(PACKET_CHUNK):
-            channel.sendall(data)
-        channel.shutdown_write()
-    except OSError:
-        _abort(channel, sock)
-
-
-def _abort(channel: "paramiko.Channel", sock: socket.socket) -> None:
-    """One side broke: close both so the other direction's thread wakes up and ends too."""
-    channel.close()
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+        splice(channel, sock, read_b=PACKET_CHUNK)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import pwd
 import signal
 import sys
 import threading
@@ -16,7 +17,7 @@ from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError
 from bridge.procs import pid_alive
 from bridge.tunnel import state as st
-from bridge.tunnel.events import Event
+from bridge.tunnel.events import Event, Stopped
 from bridge.tunnel.forwards import parse_forwards
 from bridge.tunnel.pipe import Log
 from bridge.tunnel.supervisor import Plan, Supervisor
@@ -44,7 +45,7 @@ def up(config: Config, stop: threading.Event, log: Log) -> Iterator[tuple[Event,
     path = st.state_path(config.workspace)
     _refuse_second_instance(path)
     current = st.TunnelState(pid=os.getpid(), relay=plan.settings.describe(),
-                             forwards=[str(f) for f in plan.forwards])
+                             forwards=[st.ForwardState(str(f)) for f in plan.forwards])
     for event in Supervisor(plan, stop, log).run():
         changed = current.apply(event)
         st.save(path, current)
@@ -64,7 +65,9 @@ def status(config: Config) -> dict | None:
     if current is None:
         return None
     running = current.state != "stopped" and pid_alive(current.pid)
-    return {**current.to_dict(), "running": running, "state": current.state if running else "stopped"}
+    if not running and current.state != "stopped":  # killed: its forwards died with it
+        current.apply(Stopped())
+    return {**current.to_dict(), "running": running}
 
 
 @dataclass(frozen=True)
@@ -95,15 +98,25 @@ def _reaped_state(config: Config) -> str | None:
     return current.state if current else None
 
 
-def unit_for(config: Config, user: str | None = None) -> tuple[str, str]:
-    """(unit name, unit text) for this workspace; checks the tunnel config first."""
+def unit_for(config: Config, user: str | None = None, python: Path | None = None) -> tuple[str, str]:
+    """(unit name, unit text) for this workspace, sandboxed, run by `python` (default: this interpreter).
+
+    Checks the tunnel config first, then that `user` can run `python` with bridge (BridgeError if not).
+    """
     plan_for(config)
     if config.root is None:
         raise ConfigError("no bridge.yaml here", hint="run `bridge tunnel install` inside the workspace")
+    account, interpreter = user or getpass.getuser(), python or Path(sys.executable)
+    systemd.check_runnable(account, interpreter, "bridge tunnel install")
     text = systemd.render_unit(description=f"bridge reverse tunnel for {config.workspace}",
-                               argv=[sys.executable, "-m", "bridge", "tunnel", "up"],
-                               user=user or getpass.getuser(), workdir=config.root)
+                               argv=[str(interpreter), "-m", "bridge", "tunnel", "up"], user=account,
+                               workdir=config.root, sandbox=systemd.hardening([unit_state_dir(account)]))
     return unit_name(config.workspace), text
+
+
+def unit_state_dir(user: str) -> Path:
+    """Where the unit's tunnel keeps its state (systemd sets HOME, not XDG_STATE_HOME): the one folder it writes."""
+    return Path(pwd.getpwnam(user).pw_dir) / ".local" / "state" / "bridge"
 
 
 def unit_name(workspace: str) -> str:
@@ -111,7 +124,18 @@ def unit_name(workspace: str) -> str:
     return f"bridge-tunnel-{workspace or 'default'}.service"
 
 
-def install(config: Config, user: str | None, path: Path | None) -> Path:
-    """Write the unit (default /etc/systemd/system/NAME); raises BridgeError when the folder is not writable."""
-    name, text = unit_for(config, user)
+def install(config: Config, user: str | None, path: Path | None, python: Path | None = None) -> Path:
+    """Write the unit (default /etc/systemd/system/NAME) and make the state folder it may write, owned by `user`;
+    raises BridgeError when the folder is not writable or `user` cannot run `python`."""
+    name, text = unit_for(config, user, python)
+    _make_owned(unit_state_dir(user or getpass.getuser()), user or getpass.getuser())
     return systemd.install(text, name, path, "bridge tunnel install")
+
+
+def _make_owned(folder: Path, user: str) -> None:
+    """mkdir -p `folder`, giving every folder made here to `user` (a sandboxed unit cannot make it itself)."""
+    account = pwd.getpwnam(user)
+    missing = [p for p in [folder, *folder.parents] if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for made in missing:
+        os.chown(made, account.pw_uid, account.pw_gid)

@@ -14,14 +14,15 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Generator, Iterator
 
 from bridge.errors import BridgeError
 from bridge.backoff import Backoff
-from bridge.tunnel.events import Connected, Connecting, Disconnected, Event, Heartbeat, Retrying, Stopped
+from bridge.tunnel.events import (Connected, Connecting, Disconnected, Event, ForwardRefused, ForwardUp, Heartbeat,
+                                  Retrying, Stopped)
 from bridge.tunnel.forwards import Forward
 from bridge.tunnel.pipe import Log
-from bridge.tunnel.session import Session
+from bridge.tunnel.session import RELAY_SETTINGS_HINT, Session
 
 if TYPE_CHECKING:
     from bridge.ssh.settings import SSHSettings
@@ -73,7 +74,7 @@ class Supervisor:
                 session = Session(self.plan.settings, self.plan.forwards, self.log, self.plan.trust_hint).open()
             except BridgeError as e:
                 wait, probe = self.backoff.next(), _network_failure(e)
-                yield Retrying(round(wait, 2), e.message, probe)
+                yield Retrying(round(wait, 2), e.message, probe, e.hint)
                 self._pause(wait, probe)
                 continue
             yield Connected(self.relay, tuple(str(f) for f in self.plan.forwards))
@@ -84,24 +85,49 @@ class Supervisor:
                 self._pause(wait, probe=True)
         yield Stopped()
 
-    def _watch(self, session: Session) -> Iterator[Event]:
-        """Heartbeat until the session dies (yield Disconnected) or stop (cancel forwards); True if it was healthy."""
-        healthy, reason = False, "the relay closed the connection"
-        while self._sleep_unless_dead(session, self.plan.keepalive):
+    def _watch(self, session: Session) -> Generator[Event, None, bool]:
+        """Heartbeat until the session dies (yield Disconnected) or stop (cancel forwards); True if it was healthy.
+
+        Forwards the relay refused are asked for again after each heartbeat, over this same session:
+        a port held by a stale session costs the relay one request per heartbeat, not a whole login.
+        """
+        healthy = False
+        refused: dict[Forward, str] = {}
+        lost = yield from self._ask(session, self.plan.forwards, refused)
+        while lost is None and self._sleep_unless_dead(session, self.plan.keepalive):
             rtt = session.heartbeat(timeout=self.plan.keepalive)
             if rtt is None:
-                reason = f"no answer to a heartbeat within {self.plan.keepalive:g}s: the link is dead"
+                lost = f"no answer to a heartbeat within {self.plan.keepalive:g}s: the link is dead"
                 break
             healthy = True
             self.backoff.reset()
             yield Heartbeat(rtt)
+            lost = yield from self._ask(session, tuple(refused), refused)
         if self.stop.is_set():
             session.cancel_forwards()
             session.close()
             return healthy
         session.close()
-        yield Disconnected(reason)
+        yield Disconnected(lost or "the relay closed the connection")
         return healthy
+
+    def _ask(self, session: Session, forwards: tuple[Forward, ...],
+             refused: dict[Forward, str]) -> Generator[Event, None, str | None]:
+        """Ask for each of `forwards`: yields ForwardUp when granted, ForwardRefused when refused for a new reason;
+        `refused` keeps the ones still to ask for. Returns why the link died while asking, else None."""
+        for forward in forwards:
+            try:
+                why = session.request(forward)
+            except BridgeError as e:
+                return e.message
+            before = refused.pop(forward, None)
+            if why is None:
+                yield ForwardUp(str(forward))
+            else:
+                refused[forward] = why
+                if why != before:
+                    yield ForwardRefused(str(forward), why, RELAY_SETTINGS_HINT)
+        return None
 
     def _sleep_unless_dead(self, session: Session, seconds: float) -> bool:
         """Wait `seconds`, waking early if stop is set or the transport closed; True if it is time to ping."""

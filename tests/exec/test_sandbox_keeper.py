@@ -200,15 +200,16 @@ def test_missing_image_is_one_line_and_125_through_the_keeper(box: Box) -> None:
 
 
 def test_server_sandbox_runs_on_one_kept_connection(engine: Engine, sshd_factory, bridge, tmp_path: Path) -> None:
-    server, refusing = sshd_factory(), sshd_factory(extra_config=["DisableForwarding yes"])
+    server, refusing = sshd_factory(), sshd_factory(extra_config=["SetEnv PATH=/nonexistent"])  # no docker CLI
     write_config(tmp_path, f"workspace: w\nremotes:\n  prod: {{url: \"{server.url('/tmp')}\"}}\n"
                            f"  shut: {{url: \"{refusing.url('/tmp')}\"}}\n")
     for word in ("one", "two"):
         result = bridge("exec", "--sandbox", "prod", "--", "echo", word, cwd=tmp_path)
         assert (result.code, result.out) == (0, f"{word}\n"), result
-    assert server.accepted_connections() == 1  # the keeper's connection and its docker.sock forward, reused
+    assert server.accepted_connections() == 1  # the keeper's connection and its engine forward, reused
     for way in ("--no-reuse", "--sandbox"):  # in the client, then through the keeper
         refused = bridge("exec", "--sandbox", way, "shut", "--", "true", cwd=tmp_path)
         assert refused.code == 125, refused
         error, hint = refused.err.splitlines()
-        assert error.startswith("bridge: error: the docker engine at unix://") and "StreamLocalForwarding" in hint
+        assert error.startswith("bridge: error: cannot list containers on the docker engine at unix://"), error
+        assert error.endswith("docker: command not found") and "docker is installed and running on shut" in hint, refused

@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bridge import frames
 from bridge.security import audit, auditd
-from bridge.ssh import keeper
 from tests.accounts import Account
 from tests.conftest import Result
 from tests.security.conftest import audit_lines
@@ -24,8 +24,8 @@ def connect(writer: AuditWriter) -> socket.socket:
 
 
 def ask(sock: socket.socket, kind: bytes, payload: bytes) -> tuple[bytes, bytes]:
-    """One frame out, one frame back, in the writer's own framing (bridge.ssh.keeper's)."""
-    peer = keeper.Peer(sock)
+    """One frame out, one frame back, in the writer's own framing (bridge.frames)."""
+    peer = frames.Peer(sock)
     peer.send(kind, payload)
     return peer.recv()
 
@@ -78,7 +78,7 @@ def test_malformed_and_oversized_records_are_refused_and_the_writer_serves_on(au
         ok, head = ask(sock, b"W", record(command="after the bad ones"))  # the same connection still works
         assert ok == b"O" and len(head) == 64
     silent = connect(audit_writer)
-    silent.sendall(keeper.HEADER.pack(b"W", 100) + b"{")  # half a frame, then nothing: it must not hold anyone up
+    silent.sendall(frames.HEADER.pack(b"W", 100) + b"{")  # half a frame, then nothing: it must not hold anyone up
     with connect(audit_writer) as big:
         kind, why = ask(big, b"W", b"x" * (audit.MAX_RECORD + 1))
         assert kind == b"E" and b"too large" in why
@@ -98,7 +98,7 @@ def test_one_uid_cannot_take_every_connection(audit_writer: AuditWriter) -> None
         held.append(connect(audit_writer))
         assert ask(held[-1], b"H", b"")[0] == b"O"  # each one served, so each one counted
     with connect(audit_writer) as extra:
-        kind, why = keeper.Peer(extra).recv()  # refused at once, before it asks anything
+        kind, why = frames.Peer(extra).recv()  # refused at once, before it asks anything
         assert kind == b"E" and b"connections open from uid 0" in why
     held.pop().close()
     answer = b"E"

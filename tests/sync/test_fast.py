@@ -26,7 +26,7 @@ NONE = {"target": None, "on": None, "wip": False, "no_deploy": False, "force": F
     (["--redeploy"], {"redeploy": True}),
 ])
 def test_the_everyday_forms_are_parsed_as_typer_reads_them(args: list[str], found: dict) -> None:
-    assert parse(args) == {**NONE, **found}
+    assert parse(args).as_dict() == {**NONE, **found}
 
 
 @pytest.mark.parametrize("args", [
@@ -35,6 +35,21 @@ def test_the_everyday_forms_are_parsed_as_typer_reads_them(args: list[str], foun
 ])
 def test_anything_else_is_left_to_typer(args: list[str]) -> None:
     assert parse(args) is None
+
+
+@pytest.mark.parametrize("args", [
+    [], ["prod"], ["--on", "web"], ["--on=web", "--on", "prod"], ["prod", "--wip", "--no-deploy", "--force"],
+    ["--redeploy", "-v"], ["--verbose", "a,b", "--on", "x"],
+])
+def test_the_hand_parser_and_typer_give_the_same_record(args: list[str], monkeypatch) -> None:
+    """Both are made from bridge.sync.options.PUSH: the same argv gives the same PushOptions."""
+    from bridge.cli import build_app
+    from bridge.commands import push_fast
+
+    seen: list = []
+    monkeypatch.setattr(push_fast, "run", lambda options: seen.append(options) or 0)
+    build_app(("sync",))(args=["push", *args], prog_name="bridge", standalone_mode=False)
+    assert seen == [parse(args)]
 
 
 def normalized(text: str) -> str:

@@ -1,6 +1,7 @@
 """Fixtures for tunnel tests: a firewalled server in a namespace, a relay on the host, a running `tunnel up`."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -67,6 +68,22 @@ class TunnelEnv:
 
     def usable(self) -> bool:
         return usable(self.relay_port)
+
+    def add_forward(self, relay_port: int) -> None:
+        """A second forward, `relay_port` on the relay to the same firewalled sshd (before `start()`)."""
+        config = self.tunnel_ws / "bridge.yaml"
+        first = f'"{self.relay_port}:127.0.0.1:{self.server.port}"'
+        config.write_text(config.read_text().replace(first, f'{first}, "{relay_port}:127.0.0.1:{self.server.port}"'))
+
+    def relay_settings(self, *lines: str) -> None:
+        """Restart the relay's sshd with these extra sshd_config lines (before `start()`)."""
+        self.relay.stop()
+        self.relay.extra_config = [*self.relay.extra_config, *lines]
+        self.relay.start()
+
+    def status(self, bridge) -> dict:
+        """`bridge tunnel status --json` in the tunnel's workspace."""
+        return json.loads(bridge("tunnel", "status", "--json", cwd=self.tunnel_ws).out)
 
     def ssh(self, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
         """Plain OpenSSH with only our config, key and known_hosts."""

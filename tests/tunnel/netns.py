@@ -94,6 +94,22 @@ class Namespace:
             subprocess.run(["iptables", "-I", *rule], check=True)
             self.host_rules.append(rule)
 
+    def flows_to(self, port: int) -> list[int]:
+        """Local ports of the namespace's established TCP connections to `port` (on any address)."""
+        out = subprocess.run(self.argv(["ss", "-Htn", "state", "established", f"( dport = :{port} )"]),
+                             check=True, capture_output=True, text=True).stdout
+        return [int(line.split()[-2].rsplit(":", 1)[1]) for line in out.splitlines() if line.strip()]
+
+    def strand(self, local_ports: list[int]) -> None:
+        """End a `cut()` but keep the flows from `local_ports` black-holed, as after a NAT router lost its
+        mappings: new connections pass, the old ones never see another packet (no RST, no FIN)."""
+        self.heal()
+        for port in local_ports:
+            for rule in (["INPUT", "-i", self.host_if, "-p", "tcp", "--sport", str(port), "-j", "DROP"],
+                         ["OUTPUT", "-o", self.host_if, "-p", "tcp", "--dport", str(port), "-j", "DROP"]):
+                subprocess.run(["iptables", "-I", *rule], check=True)
+                self.host_rules.append(rule)
+
     def heal(self) -> None:
         """Remove exactly the rules `cut()` added."""
         while self.host_rules:

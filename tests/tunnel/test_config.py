@@ -60,12 +60,12 @@ def test_status_before_any_tunnel_ran(bridge, workspace) -> None:
 
 def test_install_prints_and_writes_a_boot_time_unit(bridge, workspace, tmp_path) -> None:
     _tunnel_ws(workspace, "  relay: relay\n  forwards: ['2222:localhost:22']\n")
-    printed = bridge("tunnel", "install", "--print", "--user", "deploy", cwd=workspace)
+    printed = bridge("tunnel", "install", "--print", "--user", "root", cwd=workspace)
     assert printed.code == 0, printed
-    for line in ("Restart=always", "WantedBy=multi-user.target", "User=deploy", f"WorkingDirectory={workspace}",
-                 "-m bridge tunnel up"):
+    for line in ("Restart=always", "WantedBy=multi-user.target", "User=root", f"WorkingDirectory={workspace}",
+                 "-m bridge tunnel up", "ReadWritePaths=/root/.local/state/bridge"):
         assert line in printed.out
     unit = tmp_path / "units" / "bridge-tunnel-edge.service"
     written = bridge("tunnel", "install", "--path", str(unit), cwd=workspace)
-    assert written.code == 0 and unit.read_text().strip() == printed.out.strip().replace("deploy", "root")
+    assert written.code == 0 and unit.read_text().strip() == printed.out.strip()
     assert "systemctl enable --now bridge-tunnel-edge.service" in written.out

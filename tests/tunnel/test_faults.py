@@ -52,14 +52,21 @@ def test_wrong_key_at_the_relay_is_retried_until_fixed(tunnel_env: TunnelEnv) ->
 
 def test_forwarded_port_taken_on_the_relay_is_retried_until_free(tunnel_env: TunnelEnv) -> None:
     env = tunnel_env
-    squatters = [_listen(family, address, env.relay_port)
-                 for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1"))]
+    squatters = squat(env.relay_port)
     env.start()
-    wait_for(lambda: env.output().count(f"refused to forward localhost:{env.relay_port}") >= 2, 20, every=0.2)
+    wait_for(lambda: f"refused to forward localhost:{env.relay_port}" in env.output(), 20, every=0.2)
     assert "the port is in use there" in env.output() and env.proc.poll() is None
+    time.sleep(2 * KEEPALIVE + 0.5)  # asked again at each heartbeat over the same login
+    assert env.output().count("connected to") == 1
     for sock in squatters:
         sock.close()
-    wait_for(env.usable, BACKOFF_CAP + 2)
+    wait_for(env.usable, KEEPALIVE + 2)
+
+
+def squat(port: int) -> list[socket.socket]:
+    """Listen on the relay's loopback `port` (both families, as sshd binds `localhost`): the port is taken."""
+    return [_listen(family, address, port) for family, address in ((socket.AF_INET, "127.0.0.1"),
+                                                                   (socket.AF_INET6, "::1"))]
 
 
 def _listen(family: int, address: str, port: int) -> socket.socket:
@@ -79,3 +86,38 @@ def test_first_connect_is_retried_until_the_relay_is_up(tunnel_env: TunnelEnv) -
     time.sleep(3)
     env.relay.start()
     assert wait_for(env.usable, 3) < 1.5  # the TCP probe notices the relay long before the backoff step ends
+
+
+def _cut_and_strand(env: TunnelEnv) -> None:
+    """A silent cut that outlives the tunnel's own session: noticed by bridge, then new connections pass again
+    while the old flow stays black-holed (a NAT that lost its mappings), so the relay hears nothing more of it."""
+    wait_for(env.usable, 15)
+    time.sleep(KEEPALIVE + 0.5)
+    old_flows = env.ns.flows_to(env.relay.port)
+    assert old_flows
+    env.ns.cut()
+    wait_for(lambda: "no answer to a heartbeat" in env.output(), 2 * KEEPALIVE + 1, every=0.1)
+    env.ns.strand(old_flows)
+
+
+def test_silent_cut_against_a_relay_with_client_alive_settings_comes_back(tunnel_env: TunnelEnv, bridge) -> None:
+    env = tunnel_env
+    env.relay_settings("ClientAliveInterval 1", "ClientAliveCountMax 2")  # the README's 15 × 3, scaled down
+    env.start()
+    _cut_and_strand(env)
+    # the relay drops the dead session within 1 s × 2 (+1); a refused forward is asked again each heartbeat
+    wait_for(env.usable, 3 + KEEPALIVE + BACKOFF_CAP + 2)
+    wait_for(lambda: env.status(bridge)["last_error"] is None, KEEPALIVE + 2, every=0.3)
+
+
+def test_silent_cut_against_a_default_relay_names_the_settings_it_needs(tunnel_env: TunnelEnv, bridge) -> None:
+    env = tunnel_env.start()
+    _cut_and_strand(env)
+    wait_for(lambda: env.status(bridge)["state"] == "degraded", 3 + BACKOFF_CAP, every=0.3)
+    [forward] = env.status(bridge)["forwards"]
+    assert forward["state"] == "refused"
+    for setting in ("ClientAliveInterval 15", "ClientAliveCountMax 3"):
+        assert setting in forward["hint"] and setting in env.output()
+    time.sleep(2 * KEEPALIVE + 0.5)
+    assert not env.usable()  # the relay still holds the port for the dead session
+    assert env.output().count("connected to") == 2  # one login after the cut; refusals are asked again over it

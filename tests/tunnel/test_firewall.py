@@ -35,7 +35,10 @@ def test_status_shows_the_running_tunnel_and_down_stops_it(tunnel_env: TunnelEnv
                                                                      cwd=env.tunnel_ws).out, 10, every=0.5)
     state = json.loads(bridge("tunnel", "status", "--json", cwd=env.tunnel_ws).out)
     assert (state["state"], state["running"], state["pid"]) == ("connected", True, env.proc.pid)
-    assert state["forwards"] == [f"localhost:{env.relay_port} -> 127.0.0.1:{env.server.port}"]
+    [forward] = state["forwards"]
+    assert forward["forward"] == f"localhost:{env.relay_port} -> 127.0.0.1:{env.server.port}"
+    assert (forward["state"], forward["reason"]) == ("up", None) and forward["since"] >= state["connected_since"]
+    assert state["last_error"] is None
     assert state["connected_since"] and state["reconnects"] == 0 and 0 < state["last_heartbeat_rtt_ms"] < 1000
     table = bridge("tunnel", "status", cwd=env.tunnel_ws)
     assert table.code == 0 and "connected since" in table.out and "ms round trip" in table.out

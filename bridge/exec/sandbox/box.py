@@ -1,7 +1,6 @@
 """Sandbox containers on an engine: names that carry their owner, create, remove, list."""
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import socket
@@ -9,7 +8,7 @@ from dataclasses import dataclass
 
 from bridge.errors import SandboxError
 
-from .engine import Engine, EngineError, quote_id
+from .engine import Engine, EngineError
 from .spec import BUILD_HINT, LABEL, SandboxSpec, container_config
 
 POOL_PREFIX = "bridge-pool-"    # idle, started, waiting for a command; claimable by anyone
@@ -45,12 +44,12 @@ def create(engine: Engine, spec: SandboxSpec, name: str, labels: dict[str, str])
     """Create (not start) a sandbox container; raises SandboxError with the fix when the image is missing."""
     body = container_config(spec, {LABEL: "1", **labels})
     try:
-        reply = engine.request("POST", "/containers/create", body, {"name": name})
+        cid = engine.create(body, name)
     except EngineError as e:
         if e.status == 404:
             raise SandboxError(f"sandbox image {spec.image} not found on the docker engine", BUILD_HINT) from e
         raise
-    return Box(reply.json()["Id"], name, started=False)
+    return Box(cid, name, started=False)
 
 
 def create_run_box(engine: Engine, spec: SandboxSpec) -> Box:
@@ -60,19 +59,19 @@ def create_run_box(engine: Engine, spec: SandboxSpec) -> Box:
 
 def start(engine: Engine, box: Box) -> Box:
     """Start PID 1 (the launcher, which then waits for its command on stdin)."""
-    engine.request("POST", f"/containers/{quote_id(box.id)}/start")
+    engine.start(box.id)
     return Box(box.id, box.name, started=True)
 
 
 def rename(engine: Engine, old: str, new: str) -> None:
     """Rename by the old name; the engine refuses a name that is gone (404) or already the current one."""
-    engine.request("POST", f"/containers/{quote_id(old)}/rename", query={"name": new})
+    engine.rename(old, new)
 
 
 def remove(engine: Engine, ref: str) -> None:
     """Kill and delete a container; one already gone is fine."""
     try:
-        engine.request("DELETE", f"/containers/{quote_id(ref)}", query={"force": "1", "v": "1"})
+        engine.remove(ref)
     except EngineError as e:
         if e.status not in (404, 409):  # 409: removal already in progress
             raise
@@ -83,8 +82,7 @@ def list_boxes(engine: Engine, *labels: str, running_only: bool = False) -> list
     filters: dict[str, list[str]] = {"label": [f"{LABEL}=1", *labels]}
     if running_only:
         filters["status"] = ["running"]
-    query = {"filters": json.dumps(filters), "all": "0" if running_only else "1"}
-    return engine.request("GET", "/containers/json", query=query).json()
+    return engine.containers(filters, all=not running_only)
 
 
 def name_of(entry: dict) -> str:

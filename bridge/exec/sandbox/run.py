@@ -16,7 +16,7 @@ from bridge.result import ExecResult
 
 from .box import Box, create_run_box, remove, start
 from .cleanup import remove_leftovers
-from .engine import FOREVER, Engine, quote_id
+from .engine import Engine
 from .pool import claim, refill, spawn_refill
 from .spec import SandboxSpec
 
@@ -140,7 +140,7 @@ class Cancel:
 def run_in_sandbox(spec: SandboxSpec, command: Sequence[str] | str, stdin: bytes | None = None,
                    env: dict[str, str] | None = None, timeout: float | None = None,
                    on_stdout: Sink | None = None, on_stderr: Sink | None = None, *,
-                   engine: Engine | None = None, host: str = "local", later: Later | None = None,
+                   engine: Engine, host: str = "local", later: Later | None = None,
                    cancel: Cancel | None = None) -> ExecResult:
     """Run an argv list (or a shell script string) in a fresh container and always remove it.
 
@@ -149,7 +149,6 @@ def run_in_sandbox(spec: SandboxSpec, command: Sequence[str] | str, stdin: bytes
     Raises SandboxError when the engine or the image is missing; the command's own failure,
     timeout, OOM kill or overlong output are reported in the ExecResult instead.
     """
-    engine = engine or Engine()
     nonce = secrets.token_hex(16)
     header = launch_header(command, env or {}, nonce)
     limit = spec.timeout if timeout is None else timeout
@@ -191,7 +190,7 @@ def _retire(engine: Engine, box: Box, exiting: bool) -> None:
     (measured: the engine takes ~25 ms longer to kill and remove it than to remove it once stopped)."""
     if exiting:
         try:
-            engine.request("POST", f"/containers/{quote_id(box.id)}/wait", timeout=5.0)
+            engine.wait(box.id, timeout=5.0)
         except SandboxError:
             pass  # gone already, or slow to exit: the removal kills it
     remove(engine, box.id)
@@ -229,13 +228,12 @@ def _deadline(began: float, limit: float) -> float | None:
 def _attach_and_run(engine: Engine, box: Box, header: bytes, stdin: bytes | None, ends: _Ends,
                     deadline: float | None) -> tuple[int, bool, bool]:
     """Returns (exit code, timed out, OOM-killed)."""
-    sock, rest = engine.hijack(f"/containers/{quote_id(box.id)}/attach",
-                               {"stream": "1", "stdin": "1", "stdout": "1", "stderr": "1"})
+    sock = engine.attach(box.id)
     try:
         if not box.started:
             start(engine, box)
         _feed(sock, header, stdin)
-        if not _pump(sock, rest, ends, deadline):
+        if not _pump(sock, ends, deadline):
             return 124, True, False
     finally:
         sock.close()
@@ -265,9 +263,10 @@ def _feed(sock: socket.socket, header: bytes, stdin: bytes | None) -> None:
     threading.Thread(target=write, daemon=True).start()
 
 
-def _pump(sock: socket.socket, buf: bytes, ends: _Ends, deadline: float | None) -> bool:
+def _pump(sock: socket.socket, ends: _Ends, deadline: float | None) -> bool:
     """Demultiplex docker's framed stream into `ends` until both end reports, EOF or the cap;
     False when the deadline passed."""
+    buf = b""
     while True:
         buf = _frames(buf, ends)
         if ends.out.truncated or ends.code() is not None:
@@ -283,6 +282,9 @@ def _pump(sock: socket.socket, buf: bytes, ends: _Ends, deadline: float | None) 
             chunk = sock.recv(262144)
         except socket.timeout:
             return False
+        except OSError as e:
+            raise SandboxError(f"the docker engine dropped the run's stream: {e.strerror or e}",
+                               "run it again; if it recurs, check the engine's log") from e
         if not chunk:
             ends.flush()
             return True
@@ -302,15 +304,14 @@ def _frames(buf: bytes, ends: _Ends) -> bytes:
 
 def _wait(engine: Engine, box: Box, deadline: float | None) -> tuple[int, bool, bool]:
     """Wait for PID 1 to exit (output can close before it does); tell an OOM kill from other exits."""
-    remaining = FOREVER if deadline is None else max(deadline - time.monotonic(), 0.001)
+    remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
     try:
-        reply = engine.request("POST", f"/containers/{quote_id(box.id)}/wait", timeout=remaining).json()
+        code = engine.wait(box.id, timeout=remaining)
     except SandboxError:
         if deadline is not None and time.monotonic() >= deadline:
             return 124, True, False
         raise
-    code = int(reply["StatusCode"])
     if code != 137:
         return code, False, False
-    state = engine.request("GET", f"/containers/{quote_id(box.id)}/json").json()["State"]
+    state = engine.inspect(box.id)["State"]
     return code, False, bool(state.get("OOMKilled"))

@@ -24,10 +24,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, Protocol
 
+    from .layout import Layout
+
     class Context(Protocol):
         """What an install needs from the running deploy (hook.Deploy)."""
 
-        layout: object
+        layout: Layout
         settings: dict
 
         def check(self, argv: list, cwd: Path, env: dict | None = None) -> None: ...

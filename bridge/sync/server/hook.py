@@ -21,6 +21,7 @@ import collections
 import datetime
 import errno
 import fcntl
+import functools
 import json
 import os
 import subprocess
@@ -30,7 +31,7 @@ from pathlib import Path
 
 TYPE_CHECKING = False  # every push starts this program: typing, hashlib and shutil load only when used
 if TYPE_CHECKING:
-    from typing import IO, Callable, Iterator
+    from typing import IO, Any, Callable, Iterator
 
 try:  # installed on the server: layout.py, apps.py and deps.py sit beside this file
     import apps
@@ -46,7 +47,7 @@ LOW_DISK_BYTES = 1 << 20
 DEPLOYABLE_PREFIXES = ("refs/heads/", "refs/bridge/wip/")
 TRASH = "trash"  # under .bridge/: what prune removes goes here in one rename, then `rm -rf` in the background
 # What a deploy.json without a key means; config.DeployConfig is the schema (a test keeps the two equal).
-DEFAULT_SETTINGS = {"install": "auto", "commands": [], "healthcheck": None, "healthcheck_timeout": 30,
+DEFAULT_SETTINGS: dict[str, Any] = {"install": "auto", "commands": [], "healthcheck": None, "healthcheck_timeout": 30,
                     "keep_releases": 5, "branch": None, "processes": {}, "web_port": 8000, "shared": [],
                     "timeout": 1800, "step_timeout": 600, "python": {"extras": [], "install": None},
                     "workspace": ""}
@@ -156,7 +157,7 @@ def follow_output(proc: subprocess.Popen, reader: IO, tail: collections.deque, t
             if code is not None:
                 return code
             if deadline is not None and time.monotonic() > deadline:
-                raise StepFailed("timed out after %gs (deploy.step_timeout / deploy.timeout)" % timeout)
+                raise StepFailed("timed out after %gs (deploy.step_timeout / deploy.timeout)" % (timeout or 0))
     except BaseException:
         kill_session(proc)
         raise
@@ -248,8 +249,8 @@ def complete_releases(layout: Layout) -> list:
     """
     if not layout.releases.is_dir():
         return []
-    metas = {n: read_meta(layout, n) for n in os.listdir(layout.releases) if not n.startswith(".")}
-    return sorted((n for n, m in metas.items() if m), key=lambda n: (metas[n].get("time", ""), n))
+    metas = {n: m for n in os.listdir(layout.releases) if not n.startswith(".") and (m := read_meta(layout, n))}
+    return sorted(metas, key=lambda n: (metas[n].get("time", ""), n))
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -521,7 +522,7 @@ def run_deploy(layout: Layout, sha: str, ref: str) -> int:
         start = utc_now()
         name = unique_name(layout, sha, start)
         ctx = Deploy(layout, sha, ref, start.isoformat())
-        summary = {"action": "deploy", "sha": sha, "ref": ref, "release": name,
+        summary: dict[str, Any] = {"action": "deploy", "sha": sha, "ref": ref, "release": name,
                    "start": start.isoformat(), "deps": "none", "result": "ok"}
         try:
             ctx.settings = load_settings(layout)
@@ -598,7 +599,7 @@ def deploy_steps(ctx: Deploy, name: str, summary: dict) -> None:
     summary["deps"] = env.status()
     cmd_env = command_env(ctx, release)
     for command in ctx.settings.get("commands") or []:
-        ctx.step("run: " + command, lambda c=command: ctx.check(["sh", "-c", c], release, cmd_env))
+        ctx.step("run: " + command, functools.partial(ctx.check, ["sh", "-c", command], release, cmd_env))
     if apps.ONE_OFF in processes:
         ctx.step("release", lambda: ctx.check(["sh", "-c", processes[apps.ONE_OFF]], release, cmd_env))
     running = apps.services(processes)
