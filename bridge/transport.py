@@ -25,7 +25,8 @@ Guarantees every implementation makes:
   signals (SIGINT); `resize` changes the size the command sees (`stty size`) and sends it SIGWINCH;
   closing it hangs up (SIGHUP). Output and stderr are merged, as on a terminal.
 * A pipe is a byte stream to a TCP port or unix socket *on the target*, socket-like (`sendall`,
-  `recv` returning b"" at EOF, `shutdown_write`, `close`). Nothing listening: ConnectError.
+  `recv` returning b"" at EOF, `shutdown(socket.SHUT_WR)` to half-close, `close`): the shape
+  bridge.ssh.splice joins, so a pipe splices to a local socket as is. Nothing listening: ConnectError.
 * Git: `git_url(repo)` is a URL local git can use itself, or None; then git reaches `repo` through
   `run_stream` of `git-receive-pack` / `git-upload-pack` (bridge.sync.gitlink relays it), which every
   transport therefore supports.
@@ -76,15 +77,15 @@ class PtySession(Protocol):
 
 
 class Pipe(Protocol):
-    """A socket-like byte stream to a listener on the target."""
+    """A socket-like byte stream to a listener on the target (a socket or a paramiko Channel is one)."""
 
-    def sendall(self, data: bytes) -> None: ...
+    def recv(self, size: int, /) -> bytes: ...
 
-    def recv(self, size: int) -> bytes: ...
+    def sendall(self, data: bytes, /) -> object: ...
 
-    def shutdown_write(self) -> None: ...
+    def shutdown(self, how: int, /) -> object: ...
 
-    def close(self) -> None: ...
+    def close(self) -> object: ...
 
 
 class Transport(Protocol):

@@ -79,43 +79,26 @@ class LocalRunner(Runner):
         return LocalPty(command, size)
 
     def open_pipe(self, *, port: int | None = None, unix: str | None = None,
-                  host: str = "127.0.0.1") -> "SocketPipe":
+                  host: str = "127.0.0.1") -> "socket.socket":
         import socket
 
         if unix is None and port is None:
             raise UsageError("open_pipe needs a port or a unix socket path")
         try:
-            if unix is not None:
-                sock = socket.socket(socket.AF_UNIX)
-                sock.connect(unix)
-            else:
+            if unix is None:
                 sock = socket.create_connection((host, port), timeout=10)
                 sock.settimeout(None)
+                return sock
+            sock = socket.socket(socket.AF_UNIX)
+            try:
+                sock.connect(unix)
+            except OSError:
+                sock.close()
+                raise
         except OSError as e:
             raise ConnectError(f"this machine: cannot reach {unix or f'{host}:{port}'}: {e.strerror or e}",
                                hint="is something listening there?") from e
-        return SocketPipe(sock)
-
-
-class SocketPipe:
-    """A connected socket as a bridge.transport.Pipe."""
-
-    def __init__(self, sock: "socket.socket") -> None:
-        self.sock = sock
-
-    def sendall(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def recv(self, size: int) -> bytes:
-        return self.sock.recv(size)
-
-    def shutdown_write(self) -> None:
-        import socket
-
-        self.sock.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self.sock.close()
+        return sock
 
 
 class LocalPty:

@@ -18,7 +18,7 @@ import pytest
 from bridge.config import Remote
 from bridge.errors import ConnectError, TimeoutExpired, UsageError
 from bridge.runners import LocalRunner, SSHRunner
-from bridge.transport import PtySession, Transport
+from bridge.transport import Pipe, PtySession, Transport
 from tests.conftest import Home
 from tests.hub.conftest import agent_factory, hub  # noqa: F401  (fixtures, for the hub:// transport)
 from tests.sshd import SSHServer
@@ -250,13 +250,13 @@ def _upper_server(family: int, address: object) -> tuple[socket.socket, threadin
     return server, thread
 
 
-def _exchange(pipe: object, payload: bytes) -> bytes:
-    pipe.sendall(payload)  # type: ignore[attr-defined]
-    pipe.shutdown_write()  # type: ignore[attr-defined]
+def _exchange(pipe: Pipe, payload: bytes) -> bytes:
+    pipe.sendall(payload)
+    pipe.shutdown(socket.SHUT_WR)
     got = b""
-    while chunk := pipe.recv(65536):  # type: ignore[attr-defined]
+    while chunk := pipe.recv(65536):
         got += chunk
-    pipe.close()  # type: ignore[attr-defined]
+    pipe.close()
     return got
 
 
@@ -280,6 +280,21 @@ def test_pipe_to_a_unix_socket_on_the_target(transport: Transport, tmp_path: Pat
         thread.join(30)
     with pytest.raises(ConnectError):
         transport.open_pipe(unix=str(tmp_path / "nobody.sock"))
+
+
+def test_a_pipe_splices_to_a_local_socket_as_is(transport: Transport) -> None:
+    """What a forward does with a pipe (the sandbox's engine socket, say): bridge.ssh.splice joins them."""
+    from bridge.ssh.splice import splice
+
+    server, thread = _upper_server(socket.AF_INET, ("127.0.0.1", 0))
+    with server:
+        mine, theirs = socket.socketpair()
+        joined = threading.Thread(target=splice, args=(theirs, transport.open_pipe(port=server.getsockname()[1])),
+                                  daemon=True)
+        joined.start()
+        assert _exchange(mine, b"spliced \x00" * 10000) == b"SPLICED \x00" * 10000
+        joined.join(30)
+        assert not joined.is_alive()
 
 
 # ---------------------------------------------------------------- git
