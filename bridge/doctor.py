@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from bridge.config import Config, Remote
 from bridge.errors import AuthError, BridgeError, ChangedHostKey, ExitCode, UnknownHostKey
+from bridge.fleet import HostFailure, fan_out, fleet_exit_code, host_failure
 from bridge.runners import Runner, open_runner
 
 MIN_FREE_KB = 100 * 1024
@@ -49,17 +50,48 @@ class RemoteReport:
         """Could not connect or authenticate (host key refused included)."""
         return any(c.ok is False and c.name in CONNECT_CHECKS for c in self.checks)
 
+    @property
+    def status(self) -> str:
+        """As an exec or push result's: ok, failed (a check), unreachable."""
+        return "unreachable" if self.unreachable else "ok" if self.ok else "failed"
+
+    @property
+    def exit_code(self) -> int:
+        return int(ExitCode.CONNECT) if self.unreachable else 0 if self.ok else int(ExitCode.FAILED)
+
     def to_dict(self) -> dict:
+        failed = next((c for c in self.checks if c.ok is False), None)
         return {"remote": self.remote, "url": self.url, "ok": self.ok, "trusted": self.trusted,
-                "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks]}
+                "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+                "host": self.remote, "status": self.status, "exit_code": self.exit_code,
+                "error": failed.detail if failed else None}
 
 
 def exit_code(reports: list[RemoteReport]) -> int:
     """As exec and push exit (DESIGN §4): 255 a remote could not be reached or refused us, 1 a check
     failed, 0 all passed."""
-    if any(r.unreachable for r in reports):
-        return int(ExitCode.CONNECT)
-    return 0 if all(r.ok for r in reports) else int(ExitCode.FAILED)
+    return fleet_exit_code(r.exit_code for r in reports)
+
+
+def check_remotes(config: Config, remotes: list[Remote], *, trust: bool = False, forks: int | None = None
+                  ) -> list[RemoteReport]:
+    """Every remote's report, `forks` at a time; a host that raises is a report, never an escape."""
+
+    def one(remote: Remote) -> RemoteReport:
+        try:
+            return check_remote(config, remote, trust=trust)
+        except BridgeError as e:
+            return failed_report(remote, host_failure(remote.name, e))
+
+    return fan_out(config, remotes, one, forks=forks)
+
+
+def failed_report(remote: Remote, failed: HostFailure) -> RemoteReport:
+    """A remote the checks never ran on: its error as the failed `reachable` check (when it could not be
+    reached) or a failed `checks` line, so status and exit code read as an exec result's."""
+    detail = failed.error + (f" ({failed.hint})" if failed.hint else "")
+    step = "reachable" if failed.status == "unreachable" else "checks"
+    return RemoteReport(remote.name, remote.url, [Check(step, False, detail)])
 
 
 def check_remote(config: Config, remote: Remote, *, trust: bool = False) -> RemoteReport:

@@ -7,7 +7,9 @@ Import-free (no typing, no dataclasses: ~60 ms of imports), since the warm `brid
 """
 from __future__ import annotations
 
-TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~9 ms on the warm exec path
+TYPE_CHECKING = False  # not typing's: importing typing took a warm exec from 18.5 to 34 ms CPU (1.98x to
+# 3.67x ControlMaster, interleaved runs). mypy reads the name as True (tests/test_types.py); a keeper test
+# keeps typing off the warm path.
 if TYPE_CHECKING:
     from typing import Any
 

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.fleet import HostFailure
 
 
 @dataclass
@@ -23,6 +27,11 @@ class ExecResult:
     truncated: bool = False
     status: str = field(default="")
     error: str | None = None
+
+    @classmethod
+    def failure(cls, failure: HostFailure, duration: float = 0.0) -> ExecResult:
+        """The result of a host the command never ran on (unreachable, refused, …): see fleet.host_failure."""
+        return cls(failure.exit_code, host=failure.host, error=failure.error, status=failure.status, duration=duration)
 
     def __post_init__(self) -> None:
         if not self.status:

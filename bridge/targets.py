@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import re
-from typing import Callable, NamedTuple, TypeVar
+from typing import NamedTuple
 
 from bridge.config import Config, Remote
 from bridge.errors import ConfigError, UsageError
 
 _SSH_URL = re.compile(r"^ssh://(?:(?P<user>[^@/\s]+)@)?(?P<host>\[[^\]]+\]|[^:/\s]+)(?::(?P<port>\d+))?(?P<path>/.*)?$")
 _SCP = re.compile(r"^(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[^\]]+\]|[^:/\[\s]+):(?P<path>(?!//).*)$")
-T = TypeVar("T")
 _ALIAS = re.compile(r"^(?:(?P<user>[^@/:]+)@)?(?P<host>[A-Za-z0-9_.\-]+)$")
 _HUB_URL = re.compile(r"^hub://(?:(?P<user>[^@/\s]+)@)?(?P<host>\[[^\]]+\]|[^:/\s]+)(?::(?P<port>\d+))?"
                       r"/(?P<agent>[A-Za-z0-9_.\-]+)(?P<path>/.*)?$")
@@ -153,14 +152,3 @@ def _is_helper(config: Config, name: str) -> bool:
 def git_url(remote: Remote) -> str:
     """The URL git itself is given for a `kind: git` remote: git has no local:// scheme, so its path."""
     return remote.url[len("local://"):] if remote.url.startswith("local:///") else remote.url
-
-
-def fan_out(config: Config, remotes: list[Remote], work: Callable[[Remote], T]) -> list[T]:
-    """Run `work` for each remote, in threads when there are several (`exec.forks` at most at once);
-    results in the remotes' order. Push, status and the app commands share it."""
-    if len(remotes) == 1:
-        return [work(remotes[0])]
-    from concurrent.futures import ThreadPoolExecutor  # here: one host (the common push) needs no pool
-
-    with ThreadPoolExecutor(max_workers=max(1, min(config.exec.forks, len(remotes)))) as pool:
-        return list(pool.map(work, remotes))

@@ -9,14 +9,16 @@ if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ] || ! command -v 
    || ! command -v debootstrap >/dev/null 2>&1 || ! command -v autossh >/dev/null 2>&1 \
    || ! command -v iptables >/dev/null 2>&1 || ! command -v rsync >/dev/null 2>&1 \
    || ! command -v tinyproxy >/dev/null 2>&1 || ! command -v nginx >/dev/null 2>&1 \
+   || [ ! -x /usr/bin/chromium ] \
    || ! /usr/bin/python3 -c "import ensurepip" 2>/dev/null; then
     apt-get update -qq
     apt-get install -y -qq openssh-server openssh-client git docker.io debootstrap iptables iproute2 \
-        rsync autossh sudo procps psmisc python3-venv tinyproxy nginx >/dev/null
+        rsync autossh sudo procps psmisc python3-venv tinyproxy nginx chromium >/dev/null
 fi
 mkdir -p /run/sshd
 
 sh scripts/install-test-python.sh
+python3 scripts/vendor-xterm.py >/dev/null  # the web terminal's xterm.js, for the editable install
 
 sh scripts/start-dockerd.sh >/dev/null
 sh scripts/build-sandbox-image.sh

@@ -5,6 +5,7 @@ import json
 import subprocess
 
 from tests.conftest import write_config
+from tests.fleet_probe import probe  # noqa: F401 - fixture
 
 
 def test_init_makes_a_git_workspace_with_a_local_remote_and_is_idempotent(bridge, workspace, home) -> None:
@@ -156,3 +157,14 @@ def test_first_server_remote_does_not_silently_replace_local_and_remote_default_
     before = (workspace / "bridge.yaml").read_bytes()
     unknown = bridge("remote", "default", "nosuch", cwd=workspace)
     assert unknown.code == 2 and "nosuch" in unknown.err and (workspace / "bridge.yaml").read_bytes() == before
+
+
+def test_test_forks_1_checks_one_host_at_a_time(bridge, sshd_factory, workspace, probe) -> None:
+    servers = [sshd_factory(extra_config=probe.sshd_config) for _ in range(2)]
+    write_config(workspace, "workspace: w\nremotes:\n" + "".join(
+        f"  h{i}: {{url: \"{s.url('/tmp')}\"}}\n" for i, s in enumerate(servers)))
+    result = bridge("test", "all", "--forks", "1", "--json", cwd=workspace)
+    assert [r["host"] for r in json.loads(result.out)] == ["h0", "h1"], result
+    assert all(r["status"] != "unreachable" for r in json.loads(result.out)), result
+    seen = probe.seen()
+    assert len(seen) >= 2 and max(seen) == 1, seen  # each host's checks ran alone

@@ -15,10 +15,10 @@ from bridge import __version__ as VERSION
 from bridge.agent.state import AgentStatus, Enrolment
 from bridge.errors import AuthError, BridgeError
 from bridge.hublink import (CLOSE_FORBIDDEN, CLOSE_REPLACED, CLOSE_UNAUTHORIZED, DATA_CHUNK, MAX_MESSAGE,
-                            check_pin, client_context, sign_agent_token)
+                            check_pin, client_context, public_key_pem, sign_agent_token)
 
 CAPABILITIES = ("ssh",)
-OPEN_TIMEOUT = 10.0
+OPEN_TIMEOUT = 30.0  # a hub busy with a storm of returning agents answers late: waiting wastes less than retrying
 
 
 class Plan(NamedTuple):
@@ -91,9 +91,10 @@ async def control(plan: Plan, status: AgentStatus, changed: Callable[[], None]) 
 
 def _hello(plan: Plan) -> dict:
     hello = {"type": "hello", "agent": plan.enrolment.agent, "version": VERSION, "capabilities": list(CAPABILITIES)}
-    if plan.enrol_token:
-        return {**hello, "enrol": plan.enrol_token, "key": plan.key.decode()}
-    return {**hello, "auth": sign_agent_token(plan.key, plan.enrolment.agent)}
+    auth = sign_agent_token(plan.key, plan.enrolment.agent)
+    if plan.enrol_token:  # `auth` too: if the hub took the token but its welcome never came, the key proves us
+        return {**hello, "enrol": plan.enrol_token, "key": public_key_pem(plan.key), "auth": auth}
+    return {**hello, "auth": auth}
 
 
 def _local_host_key(plan: Plan) -> list[str] | None:
@@ -116,7 +117,7 @@ def _raise_if_refused(ws: Any, error: Exception | None) -> None:
     """A close the hub meant as final (bad token, revoked, replaced) becomes Refused."""
     from websockets.exceptions import ConnectionClosed
 
-    close = getattr(error, "rcvd", None) if isinstance(error, ConnectionClosed) else ws.close_rcvd
+    close = getattr(error, "rcvd", None) if isinstance(error, ConnectionClosed) else ws.protocol.close_rcvd
     if close is None:
         return
     if close.code in (CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN):
@@ -128,7 +129,7 @@ def _raise_if_refused(ws: Any, error: Exception | None) -> None:
 
 
 def _close_reason(ws: Any) -> str:
-    close = ws.close_rcvd
+    close = ws.protocol.close_rcvd  # the sans-I/O protocol's record of the peer's close frame
     return f"the hub closed the connection ({close.code} {close.reason})".rstrip() if close else "connection lost"
 
 

@@ -14,6 +14,7 @@ from typing import Callable, NamedTuple
 from bridge import targets
 from bridge.config import Config, Remote
 from bridge.errors import BridgeError, UsageError
+from bridge.fleet import fan_out
 from bridge.runners import open_runner
 from bridge.sync.server.prepare import apps_argv
 
@@ -88,7 +89,7 @@ def parse_answer(host: str, code: int, out: str, err: str) -> HostAnswer:
 
 
 def on_each(config: Config, spec: str | None, args: list[str], stdin: bytes | None = None) -> list[HostAnswer]:
-    return targets.fan_out(config, server_remotes(config, spec), lambda r: ask(config, r, args, stdin))
+    return fan_out(config, server_remotes(config, spec), lambda r: ask(config, r, args, stdin))
 
 
 def ps(config: Config, spec: str | None) -> list[HostAnswer]:
@@ -115,7 +116,7 @@ def logs(config: Config, spec: str | None, process: str | None, lines: int, foll
                                        on_stderr=lambda b: on_line(remote.name, b), capture=False)
         return result.exit_code
 
-    return targets.fan_out(config, server_remotes(config, spec), one)
+    return fan_out(config, server_remotes(config, spec), one)
 
 
 def parse_pairs(pairs: list[str]) -> dict[str, str]:

@@ -1,13 +1,13 @@
 """`bridge init`, `bridge remote add/list/remove`, `bridge test`."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from bridge import ui
+from bridge.exec.options import FORKS
 
 
 def register(app: typer.Typer) -> None:
@@ -114,15 +114,15 @@ def test(
     target: Annotated[Optional[str], typer.Argument(help="Remote, group, a,b list or `all` (default: all).")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     trust: Annotated[bool, typer.Option("--trust", help="Add an UNKNOWN host key to known_hosts (never a changed one).")] = False,
+    forks: Annotated[Optional[int], typer.Option(help=FORKS.help)] = None,
 ) -> int:
     """Check each remote: reachable, host key, auth, git, python3, disk, docker, latency. Exit 0 only if all pass."""
     from bridge import config as cfg
-    from bridge import doctor, targets
+    from bridge import doctor, limits, targets
 
+    limits.check_option("--forks", "exec.forks", forks)
     config = cfg.load(required=True)
-    remotes = targets.resolve(config, target or "all")
-    with ThreadPoolExecutor(max_workers=min(32, len(remotes))) as pool:
-        reports = list(pool.map(lambda r: doctor.check_remote(config, r, trust=trust), remotes))
+    reports = doctor.check_remotes(config, targets.resolve(config, target or "all"), trust=trust, forks=forks)
     if json:
         ui.print_json([r.to_dict() for r in reports])
     else:

@@ -16,6 +16,7 @@ def push(spec: str | None, *, wip: bool = False, deploy: bool = True, force: boo
          redeploy: bool = False, verbose: bool = False) -> int:
     """Push the current branch (or a --wip snapshot) to `spec`'s targets; the fleet exit code (DESIGN §4)."""
     from bridge import config as cfg
+    from bridge.fleet import fleet_exit_code
     from bridge.sync import service
 
     config = cfg.load(required=True)
@@ -30,7 +31,7 @@ def push(spec: str | None, *, wip: bool = False, deploy: bool = True, force: boo
             raise
     if len(results) > 1:
         _render_push_table(results)
-    return _fleet_code([r.exit_code for r in results])
+    return fleet_exit_code(r.exit_code for r in results)
 
 
 def _render_plan(job: Any) -> None:
@@ -201,12 +202,3 @@ def _render_push_table(results: list) -> None:
         rows.append([r.host, r.status, r.sha[:12], done.get("release", ""), done.get("deps", ""),
                      f"{done['duration']:.2f}s" if "duration" in done else "", r.error or ""])
     ui.table("push summary", ["host", "status", "commit", "release", "deps", "deploy", "error"], rows)
-
-
-def _fleet_code(codes: list[int]) -> int:
-    """0 all ok; 255 if a host was unreachable; else the first failure's code (DESIGN §4)."""
-    if all(c == 0 for c in codes):
-        return 0
-    if len(codes) > 1:
-        return 255 if 255 in codes else 1
-    return codes[0]

@@ -60,6 +60,7 @@ def status(
 ) -> int:
     """Local branch vs each remote: ahead/behind, dirty files, deployed commit, last deploy, reachable."""
     from bridge import config as cfg
+    from bridge.fleet import fleet_exit_code
     from bridge.sync import service
 
     config = cfg.load(required=True)
@@ -68,7 +69,7 @@ def status(
         ui.print_json([r.to_dict() for r in rows])
     else:
         _render_status(rows)
-    return 0 if all(r.reachable for r in rows) else 255
+    return fleet_exit_code(r.exit_code for r in rows)
 
 
 def _render_status(rows: list) -> None:

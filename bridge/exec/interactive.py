@@ -122,7 +122,7 @@ def run(config: Config, remotes: list[Remote], request: ExecRequest, options: "E
         return session(config, remotes[0], request, password=password, on_output=tee(options.record))
     if len(remotes) == 1:
         return session(config, remotes[0], request, password=password, interactive=False)
-    return _sudo_fleet(config, remotes, request, password)  # type: ignore[arg-type]
+    return _sudo_fleet(config, remotes, request, password, options.forks)  # type: ignore[arg-type]
 
 
 def shell(target: str | None, record: Sink | None = None) -> int:
@@ -222,11 +222,12 @@ class RawTerminal:
             signal.signal(signal.SIGWINCH, signal.SIG_DFL)
 
 
-def _sudo_fleet(config: Config, remotes: list[Remote], request: ExecRequest, password: SudoPassword) -> int:
-    """--sudo on many hosts: one PTY each, the password asked once, prefixed output, then the summary."""
-    from concurrent.futures import ThreadPoolExecutor
-
+def _sudo_fleet(config: Config, remotes: list[Remote], request: ExecRequest, password: SudoPassword,
+                forks: int | None) -> int:
+    """--sudo on many hosts (`forks` at a time): one PTY each, the password asked once, prefixed output,
+    then the summary."""
     from bridge.exec.service import fleet_exit_code
+    from bridge.fleet import fan_out, host_failure
 
     printer = output.Prefixed([r.name for r in remotes])
 
@@ -236,13 +237,11 @@ def _sudo_fleet(config: Config, remotes: list[Remote], request: ExecRequest, pas
             code = session(config, remote, request, password=password, interactive=False,
                            on_output=lambda data: printer.output(remote.name, 1, data))
         except BridgeError as e:
-            return ExecResult(int(e.exit_code), host=remote.name, error=e.message, duration=time.monotonic() - began,
-                              status="unreachable" if e.exit_code == ExitCode.CONNECT else "failed")
+            return ExecResult.failure(host_failure(remote.name, e), duration=time.monotonic() - began)
         finally:
             printer.done(remote.name)
         return ExecResult(code, host=remote.name, duration=time.monotonic() - began)
 
-    with ThreadPoolExecutor(max_workers=min(32, len(remotes))) as workers:
-        results = list(workers.map(one, remotes))
+    results = fan_out(config, remotes, one, forks=forks)
     output.summary([r.to_dict() for r in results])
     return fleet_exit_code(results)

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
+from bridge import fleet
 from bridge.config import Config, Remote
-from bridge.errors import BridgeError, ExitCode
+from bridge.errors import BridgeError
+from bridge.fleet import fan_out, host_failure
 from bridge.exec import remote as remote_script
 from bridge.result import ExecResult
 from bridge.runners import Runner, Sink, Stdin, open_runner
@@ -44,11 +46,10 @@ def run_one(config: Config, remote: Remote, request: ExecRequest, *, stdin: Stdi
                                  on_stderr=on_stderr, timeout=request.timeout, capture=capture)
 
 
-def run_fleet(config: Config, remotes: list[Remote], request: ExecRequest, *, forks: int = 32,
+def run_fleet(config: Config, remotes: list[Remote], request: ExecRequest, *, forks: int | None = None,
               stdin: bytes | None = None, on_output: OutputSink | None = None, on_done: DoneSink | None = None,
               pool: ConnectionPool | None = None, capture: bool = True) -> list[ExecResult]:
-    """Run on every remote in parallel (`forks` at a time); one result per remote, in order."""
-    from concurrent.futures import ThreadPoolExecutor  # here: a single-host run never needs it
+    """Run on every remote, `forks` (default `exec.forks`) at a time; one result per remote, in order."""
 
     def one(remote: Remote) -> ExecResult:
         result = _guarded(config, remote, request, stdin, on_output, pool, capture)
@@ -56,19 +57,17 @@ def run_fleet(config: Config, remotes: list[Remote], request: ExecRequest, *, fo
             on_done(result)
         return result
 
-    with ThreadPoolExecutor(max_workers=max(1, min(forks, len(remotes)))) as workers:
-        return list(workers.map(one, remotes))
+    return fan_out(config, remotes, one, forks=forks)
 
 
 def _guarded(config: Config, remote: Remote, request: ExecRequest, stdin: bytes | None,
              on_output: OutputSink | None, pool: ConnectionPool | None, capture: bool) -> ExecResult:
-    """run_one, with a failure to connect turned into this host's result."""
+    """run_one, with a host's BridgeError (cannot connect, …) turned into this host's result."""
     sinks = _host_sinks(remote.name, on_output)
     try:
         return run_one(config, remote, request, stdin=stdin, pool=pool, capture=capture, **sinks)
     except BridgeError as e:
-        return ExecResult(int(e.exit_code), host=remote.name, error=e.message,
-                          status="unreachable" if e.exit_code == ExitCode.CONNECT else "failed")
+        return ExecResult.failure(host_failure(remote.name, e))
 
 
 def _host_sinks(host: str, on_output: OutputSink | None) -> dict[str, Sink | None]:
@@ -79,6 +78,4 @@ def _host_sinks(host: str, on_output: OutputSink | None) -> dict[str, Sink | Non
 
 def fleet_exit_code(results: list[ExecResult]) -> int:
     """0 all ok, 1 a command failed somewhere, 255 a host was unreachable (DESIGN §4)."""
-    if any(r.status == "unreachable" for r in results):
-        return int(ExitCode.CONNECT)
-    return 0 if all(r.ok for r in results) else int(ExitCode.FAILED)
+    return fleet.fleet_exit_code(r.exit_code for r in results)

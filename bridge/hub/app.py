@@ -18,7 +18,7 @@ from bridge.hub.audit import HubAudit
 from bridge.hub.hostpin import pin_host_key
 from bridge.hub.live import STREAM_OPEN_TIMEOUT, AgentSession, Live
 from bridge.hub.store import Store
-from bridge.hub.tokens import Signer, TokenRefused, UserClaims
+from bridge.hub.tokens import Signer, TokenRefused, TokenSpent, UserClaims
 from bridge.hublink import (CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, CLOSE_UNAVAILABLE,
                             public_key_pem)
 
@@ -47,12 +47,13 @@ def build_app(hub: Hub) -> Any:
     from starlette.applications import Starlette
     from starlette.routing import WebSocketRoute
 
-    from bridge.hub import api
+    from bridge.hub import api, web
 
     routes = [WebSocketRoute("/ws/agent", partial(agent_control, hub)),
               WebSocketRoute("/ws/stream", partial(agent_stream, hub)),
               WebSocketRoute("/ws/connect", partial(client_stream, hub)),
-              *api.routes(hub)]
+              *api.routes(hub),
+              *web.routes(hub)]
     app = Starlette(routes=routes, lifespan=lambda app: _lifespan(hub))
     app.state.hub = hub
     return app
@@ -88,6 +89,8 @@ async def _watch_revocations(hub: Hub) -> None:
 
 async def agent_control(hub: Hub, ws: Any) -> None:
     """An agent's control connection: hello (enrolment or its own token), then heartbeats until it ends."""
+    from starlette.websockets import WebSocketDisconnect
+
     await ws.accept()
     try:
         hello = await _first_json(ws)
@@ -100,10 +103,12 @@ async def agent_control(hub: Hub, ws: Any) -> None:
                            ssh_user=str(hello.get("ssh_user") or ""))
     await asyncio.to_thread(pin_host_key, name, hello.get("host_key"), replace="enrol" in hello)
     await hub.live.attach(session)
-    await ws.send_json({"type": "welcome", "agent": name, "ping_interval": hub.ping_interval})
-    hub.audit.record(user=name, action="agent.connect", agent=name, source=_peer(ws))
     try:
+        await ws.send_json({"type": "welcome", "agent": name, "ping_interval": hub.ping_interval})
+        hub.audit.record(user=name, action="agent.connect", agent=name, source=_peer(ws))
         await _control_loop(session, hub.ping_interval)
+    except WebSocketDisconnect:
+        pass  # it gave up waiting for our welcome (a busy hub): it dials again, and may
     finally:
         hub.live.detach(session)
 
@@ -118,7 +123,15 @@ def _authenticate_agent(hub: Hub, hello: dict) -> str:
             public = public_key_pem(key.encode())
         except Exception as e:  # joserfc raises several types for a key it cannot read
             raise BadMessage("the agent's key is not an Ed25519 key") from e
-        name = hub.signer.check_enrolment(str(hello["enrol"]))
+        try:
+            name = hub.signer.check_enrolment(str(hello["enrol"]))
+        except TokenSpent as spent:
+            # the agent enrolled but never saw our welcome (it timed out while the hub was busy): if its key,
+            # proven by the token it signed, is the one on file, this is that agent coming back
+            try:
+                return hub.signer.check_agent(str(hello.get("auth", "")))
+            except TokenRefused:
+                raise spent from None
         hub.store.enrol(name, public)
         return name
     return hub.signer.check_agent(str(hello.get("auth", "")))

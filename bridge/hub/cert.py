@@ -20,7 +20,10 @@ class CertFiles(NamedTuple):
 
 
 def ensure_self_signed(state: Path, hostnames: list[str]) -> CertFiles:
-    """The state dir's certificate, made on first run (Ed25519, ten years: the pin, not a CA, is the trust)."""
+    """The state dir's certificate, made on first run (ECDSA P-256, ten years: the pin, not a CA, is the trust).
+
+    P-256, not Ed25519: browsers (the web terminal at `/`) accept no Ed25519 server certificate.
+    """
     cert, key = state / "tls.crt", state / "tls.key"
     if not (cert.is_file() and key.is_file()):
         _write_self_signed(cert, key, hostnames)
@@ -43,11 +46,11 @@ def load(cert: Path, key: Path) -> CertFiles:
 
 def _write_self_signed(cert: Path, key: Path, hostnames: list[str]) -> None:
     from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    private = ed25519.Ed25519PrivateKey.generate()
+    private = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0] if hostnames else "bridge-hub")])
     now = datetime.datetime.now(datetime.timezone.utc)
     sans = [x509.DNSName(h) for h in hostnames or ["bridge-hub"]]
@@ -56,7 +59,7 @@ def _write_self_signed(cert: Path, key: Path, hostnames: list[str]) -> None:
                    .not_valid_before(now - datetime.timedelta(minutes=5))
                    .not_valid_after(now + datetime.timedelta(days=3650))
                    .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-                   .sign(private, None))
+                   .sign(private, hashes.SHA256()))
     cert.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.serialization.ssh import SSHPrivateKeyTypes
 
     from bridge.hub.app import Hub
+    from bridge.ssh.connection import Connection
 
 OUTPUT_CAP = 1 << 20  # bytes of stdout and of stderr kept for a JSON answer; the rest is counted as truncated
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -68,8 +69,6 @@ def refusal(user: UserClaims, request: RunRequest) -> str | None:
         return f"workspace `{request.workspace}` is not one of {', '.join(user.workspaces)}"
     if role.may("sandbox_only") and not request.sandbox:
         return f"role `{role.name}` may run commands only in the sandbox"
-    if request.sandbox:
-        return "sandbox runs are not offered by the API yet: use `bridge exec --sandbox` on a hub:// remote"
     decision = check_command(Grant(user.name, role, user.workspaces or role.workspaces), request.command)
     return None if decision.allowed else decision.reason or decision.rule
 
@@ -105,6 +104,20 @@ def run(hub: "Hub", loop: asyncio.AbstractEventLoop, agent: str, request: RunReq
     """Run `request` on `agent`'s server (in a worker thread); raises ConnectError/AuthError when it cannot."""
     from bridge.config import Remote
     from bridge.runners import SSHRunner
+
+    connection = hub_connection(hub, loop, agent)
+    if request.sandbox:
+        return _sandboxed(connection, agent, request, on_stdout, on_stderr)
+    with SSHRunner(Remote(name=agent, url=f"ssh://{agent}/"), "", connection) as runner:
+        return runner.run_stream(script(request), on_stdout=on_stdout, on_stderr=on_stderr,
+                                 timeout=request.timeout or None, capture=False)
+
+
+def hub_connection(hub: "Hub", loop: asyncio.AbstractEventLoop, agent: str) -> "Connection":
+    """An unopened SSH connection to `agent`'s sshd as the hub's own key, through the agent's stream.
+
+    Used by API runs and web terminals alike; raises ConnectError when the agent is offline.
+    """
     from bridge.ssh.connection import Connection
     from bridge.ssh.settings import SSHSettings
 
@@ -114,11 +127,25 @@ def run(hub: "Hub", loop: asyncio.AbstractEventLoop, agent: str, request: RunReq
     settings = SSHSettings(host=agent, hostname=known_hosts_name(agent), port=22, user=session.ssh_user,
                            identities=(hub.ssh_key,), explicit_identity=True)
     opener = lambda: asyncio.run_coroutine_threadsafe(open_stream(hub, agent), loop).result(STREAM_OPEN_TIMEOUT + 5)  # noqa: E731
-    connection = Connection(settings, trust_hint="re-enrol the agent (its host key is pinned at enrolment)",
-                            opener=opener)
-    with SSHRunner(Remote(name=agent, url=f"ssh://{agent}/"), "", connection) as runner:
-        return runner.run_stream(script(request), on_stdout=on_stdout, on_stderr=on_stderr,
-                                 timeout=request.timeout or None, capture=False)
+    return Connection(settings, trust_hint="re-enrol the agent (its host key is pinned at enrolment)", opener=opener)
+
+
+def _sandboxed(connection: Any, agent: str, request: RunRequest, on_stdout: Callable[[bytes], None],
+               on_stderr: Callable[[bytes], None]) -> ExecResult:
+    """As `bridge exec --sandbox` does: the server's dockerd through `docker system dial-stdio` channels on
+    this connection. Raises SandboxError when the server has no engine or image (or refuses the command)."""
+    from functools import partial
+
+    from bridge.exec.sandbox import SandboxSpec, forward_docker_socket, run_in_sandbox
+    from bridge.exec.sandbox.forward import DIAL_STDIO
+
+    with connection, forward_docker_socket(partial(connection.exec_channel, DIAL_STDIO)) as forward:
+        engine = forward.engine(f"check that docker is installed and running on agent `{agent}`'s server")
+        try:
+            return run_in_sandbox(SandboxSpec(), request.command, env=request.env, timeout=request.timeout or None,
+                                  on_stdout=on_stdout, on_stderr=on_stderr, engine=engine, host=agent)
+        finally:
+            engine.close()
 
 
 async def open_stream(hub: "Hub", agent: str) -> socket.socket:

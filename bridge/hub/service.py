@@ -22,16 +22,34 @@ def serve(options: ServeOptions, announce: Callable[[str, str, str], None]) -> N
     from bridge.hub.runs import ssh_key
     from bridge.hub.server import build
 
+    _raise_fd_limit()
     server, files = build(options)
     listener = _listen(options.host, options.port)
     announce(f"wss://{options.host}:{listener.getsockname()[1]}", files.fingerprint, ssh_key(state_dir(options.state))[1])
     server.run(sockets=[listener])
 
 
+def _raise_fd_limit() -> int:
+    """Lift the soft open-file limit to the hard one and return it: every agent holds a socket, and a
+    login session's default soft limit (1024 on Debian) would refuse agents past the thousandth."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)  # Linux caps "unlimited" at nr_open
+    if wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):  # a container's hard limit above the kernel's nr_open: keep what we have
+            return soft
+    return max(soft, wanted)
+
+
 def _listen(host: str, port: int) -> socket.socket:
     """The bound, listening socket, made here so a busy port is one clear error, not a server log line."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto says TCP, and
+    # without it Nagle held each keystroke's echo to a browser ~10 ms (bench/bench_webterm.py)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -6,9 +6,10 @@ it) share the file, and SQLite's own locking keeps them consistent.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS agents (name TEXT PRIMARY KEY, public_key TEXT NOT NULL, enrolled_at REAL NOT NULL);
@@ -33,10 +34,17 @@ class Store:
         self.path = path
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._db() as db:
+            db.execute("PRAGMA journal_mode=WAL")  # one fsync per write, readers never wait: 1,000 agents enrolling at once
             db.executescript(SCHEMA)
 
-    def _db(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=10, isolation_level=None)
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """A connection closed on leaving (sqlite3's own `with` only commits: the file stays open until GC)."""
+        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        try:
+            yield db
+        finally:
+            db.close()
 
     def add_token(self, jti: str, kind: str, name: str) -> None:
         with self._db() as db:

@@ -73,7 +73,7 @@ class Signer:
         claims = _verify(token, self._key, "enrol")
         _refuse_revoked(self.store, claims)
         if not self.store.use_token(str(claims.get("jti", ""))):
-            raise TokenRefused("this enrolment token was used already",
+            raise TokenSpent("this enrolment token was used already",
                                hint="make a new one on the hub: `bridge hub token agent NAME`")
         return str(claims["sub"])
 
@@ -89,10 +89,20 @@ class Signer:
         if agent is None:
             raise TokenRefused(f"agent `{name}` is not enrolled (or was revoked)",
                                hint="enrol it: `bridge hub token agent NAME`, then `bridge agent up --token T`")
-        claims = _verify(token, OKPKey.import_key(agent.public_key), "agent")
+        try:
+            claims = _verify(token, OKPKey.import_key(agent.public_key), "agent")
+        except TokenRefused as e:  # the agent signed it just now: only a clock running behind makes it old
+            if e.message.endswith("expired"):
+                raise TokenRefused("agent token expired: the agent's clock is behind the hub's",
+                                   hint="set the server's clock (e.g. `timedatectl set-ntp true`)") from e
+            raise
         if float(claims["exp"]) - float(claims.get("iat", 0)) > AGENT_TTL_MAX:
             raise TokenRefused("agent token lives too long", hint="upgrade the agent")
         return name
+
+
+class TokenSpent(TokenRefused):
+    """An enrolment token that was used already (by this very agent, if it also proves its key)."""
 
 
 def _verify(token: str, key: OKPKey, kind: str) -> dict:

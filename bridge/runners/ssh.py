@@ -109,7 +109,10 @@ class SSHRunner(Runner):
             channel.close()
         if status is None:
             return None
-        return status if status >= 0 else 255  # -1: the server sent no status (connection lost)
+        if status < 0 and not self.connection.is_open:  # no status because the connection itself went
+            raise ConnectError(f"lost the connection to {self.remote.name} mid-run",
+                               hint="run it again; `bridge test` checks the way there")
+        return status if status >= 0 else 255  # -1 on a live connection: killed by a signal, no status
 
     def open_pty(self, command: str, *, size: tuple[int, int] = (80, 24)) -> "ChannelPty":
         return ChannelPty(self.connection.exec_channel(command, pty=True, term_size=size))

@@ -89,9 +89,13 @@ class Connection:
             self._via.close()
             self._via = None
 
-    def exec_channel(self, command: str, *, pty: bool = False, term_size: tuple[int, int] = (80, 24),
+    def exec_channel(self, command: str | None, *, pty: bool = False, term_size: tuple[int, int] = (80, 24),
                      timeout: float | None = None) -> "paramiko.Channel":
-        """Open a session channel running `command` (already quoted by the caller)."""
+        """Open a session channel running `command` (already quoted by the caller), or the login shell for None.
+
+        None sends a shell request, not an exec: what a restricted key's `bridge guard` takes as an
+        interactive login (it refuses a computed `exec "$SHELL"` command line).
+        """
         transport = self.transport  # connects before importing paramiko (see the module docstring)
         import paramiko
 
@@ -99,7 +103,10 @@ class Connection:
             channel = transport.open_session(timeout=timeout or self.settings.connect_timeout)
             if pty:
                 channel.get_pty(term="xterm-256color", width=term_size[0], height=term_size[1])
-            channel.exec_command(command)
+            if command is None:
+                channel.invoke_shell()
+            else:
+                channel.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as e:
             raise ConnectError(f"{self.settings.describe()}: cannot start a command: {e or type(e).__name__}",
                                hint="the connection dropped; run again") from e

@@ -27,6 +27,7 @@ def hub_socket(route: HubRoute, timeout: float) -> socket.socket:
         ws.send(json.dumps({"token": login.token, "agent": route.agent, "workspace": route.workspace}))
         _await_ready(ws, hub, timeout)
     except BaseException:
+        _shutdown(ws.socket)  # first: close() would wait on a reader stuck in a TLS read (see _open)
         ws.close()
         raise
     ours, theirs = socket.socketpair()
@@ -35,16 +36,45 @@ def hub_socket(route: HubRoute, timeout: float) -> socket.socket:
 
 
 def _open(hub: hublink.HubAddress, timeout: float) -> Any:
-    from websockets.exceptions import InvalidHandshake, InvalidURI
-    from websockets.sync.client import connect
+    """The WebSocket to the hub's /ws/connect, opened within `timeout` (+ a grace) or ConnectError.
 
+    websockets' sync client can hang past its own open_timeout: its reader thread may be inside a
+    blocking TLS read (the hub's TLS 1.3 session ticket arrived, the HTTP answer not yet) when the
+    handshake times out, and closing the socket does not wake that read, so connect() waits on the
+    thread forever. A watchdog shuts the socket down at `timeout`, before the library's own timeout
+    (later, on purpose) closes it; a shutdown wakes the read. tests/hub/test_faults.py has the hub.
+    """
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+    from websockets.sync.client import ClientConnection, connect
+
+    sockets: list[socket.socket] = []
+
+    class Watched(ClientConnection):
+        def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+            sockets.append(sock)
+            super().__init__(sock, *args, **kwargs)
+
+    fired = threading.Event()
+
+    def expire() -> None:  # before the library's own (later) timeout closes the socket out of our reach
+        fired.set()
+        for sock in sockets:
+            _shutdown(sock)
+
+    watchdog = threading.Timer(timeout, expire)
+    watchdog.daemon = True
+    watchdog.start()
     try:
         return connect(hub.url("/ws/connect"), ssl=hublink.client_context(), server_hostname=hub.host,
-                       open_timeout=timeout, max_size=hublink.MAX_MESSAGE, compression=None,
-                       user_agent_header="bridge", legacy=True)  # legacy: a plain connection, not a context manager
-    except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as e:
-        raise ConnectError(f"cannot connect to hub {hub.display()}: {getattr(e, 'strerror', None) or e}",
+                       open_timeout=timeout + 5, max_size=hublink.MAX_MESSAGE, compression=None,
+                       user_agent_header="bridge", create_connection=Watched,
+                       legacy=True)  # legacy: a plain connection, not a context manager
+    except (OSError, EOFError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as e:
+        cause = f"no answer within {timeout:g}s" if fired.is_set() else getattr(e, "strerror", None) or e
+        raise ConnectError(f"cannot connect to hub {hub.display()}: {cause}",
                            hint="check the hub address in the hub:// URL; is `bridge hub serve` running?") from e
+    finally:
+        watchdog.cancel()
 
 
 def _await_ready(ws: Any, hub: hublink.HubAddress, timeout: float) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from bridge import targets
 from bridge.config import Config, Remote
 from bridge.errors import BridgeError
+from bridge.fleet import fan_out
 from bridge.sync.target import Target
 
 DONE = "bridge:done "
@@ -26,7 +27,7 @@ class CancelResult:
 def cancel(config: Config, spec: str | None) -> list[CancelResult]:
     """Cancel the running deploy on every server target, in parallel."""
     servers = [r for r in targets.resolve(config, spec) if r.kind == "server"]
-    return targets.fan_out(config, servers, lambda r: cancel_one(config, r))
+    return fan_out(config, servers, lambda r: cancel_one(config, r))
 
 
 def cancel_one(config: Config, remote: Remote) -> CancelResult:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bridge.config import Config, Remote
 from bridge.errors import BridgeError, GitError, RemoteError
+from bridge.fleet import host_failure
 from bridge.targets import git_url
 from bridge.sync.report import DeployReport, Emit, Line, MarkerReader
 from bridge.sync.target import LineSplitter, Target
@@ -234,5 +235,6 @@ def _raise_link_error(link: object, run: GitRun) -> None:
 
 def failure(host: str, kind: str, sha: str, error: BridgeError) -> PushResult:
     """A result for a target whose push raised, so one bad host never hides the others."""
-    return PushResult(host, kind, sha, status="unreachable" if int(error.exit_code) == 255 else "failed",
-                      error=error.message, hint=error.hint, exit_code=int(error.exit_code))
+    failed = host_failure(host, error)
+    return PushResult(host, kind, sha, status=failed.status, error=failed.error, hint=failed.hint,
+                      exit_code=failed.exit_code)

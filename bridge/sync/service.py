@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge import targets
-from bridge.targets import fan_out
+from bridge.fleet import fan_out
 from bridge.config import Config, Remote
 from bridge.errors import BridgeError, UsageError
 from bridge.sync import gitlocal, wip

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bridge.config import Config, Remote
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, ExitCode
+from bridge.fleet import host_failure
 from bridge.targets import git_url
 from bridge.sync import gitlocal
 from bridge.sync.pull import fetch, tracking_ref
@@ -23,7 +24,10 @@ STATUS_SCRIPT = 'git --git-dir "$1" rev-parse -q --verify "$2" || echo -; shift 
 
 @dataclass
 class RemoteStatus:
-    """One remote's state; `error` is set (and `reachable` False) when it could not be asked."""
+    """One remote's state; `error` is set (and `reachable` False) when it could not be asked.
+
+    `status` and `exit_code` read a failure as an exec or push result does (fleet.host_failure).
+    """
 
     remote: str
     url: str
@@ -38,9 +42,11 @@ class RemoteStatus:
     last: dict | None = None
     error: str | None = None
     dirty: list[str] = field(default_factory=list)
+    status: str = "ok"
+    exit_code: int = 0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "host": self.remote}  # `host`, as in exec's and test's rows
 
 
 def status(config: Config, remote: Remote, root: Path, branch: str, dirty: list[str]) -> RemoteStatus:
@@ -52,7 +58,11 @@ def status(config: Config, remote: Remote, root: Path, branch: str, dirty: list[
         else:
             _server(result, config, remote, root)
     except BridgeError as e:
-        result.error = e.message
+        failed = host_failure(remote.name, e)
+        result.error, result.status, result.exit_code = failed.error, failed.status, failed.exit_code
+        return result
+    if not result.reachable:  # git ls-remote failed: its words are the error
+        result.status, result.exit_code = "unreachable", int(ExitCode.CONNECT)
     return result
 
 

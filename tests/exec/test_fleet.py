@@ -7,12 +7,13 @@ import time
 import pytest
 
 from tests.conftest import write_config
+from tests.fleet_probe import probe  # noqa: F401 - fixture
 
 WAYS = {"keeper": [], "direct": ["--no-reuse"]}
 
 
-def _fleet(sshd_factory, workspace, count: int) -> list:
-    servers = [sshd_factory() for _ in range(count)]
+def _fleet(sshd_factory, workspace, count: int, extra_config: list[str] | None = None) -> list:
+    servers = [sshd_factory(extra_config=extra_config) for _ in range(count)]
     remotes = "".join(f"  h{i:02d}: {{url: \"{s.url('/tmp')}\"}}\n" for i, s in enumerate(servers))
     members = ", ".join(f"h{i:02d}" for i in range(count))
     write_config(workspace, f"workspace: w\nremotes:\n{remotes}groups:\n  web: [{members}]\n")
@@ -61,3 +62,29 @@ def test_stdin_goes_to_every_host_and_keeper_reuses_all(bridge, sshd_factory, wo
         result = bridge("exec", "--on", "web", "--", "cat", cwd=workspace, input="fed\n")
         assert sorted(result.out.splitlines()) == ["h00 | fed", "h01 | fed", "h02 | fed"], result
     assert [s.accepted_connections() for s in servers] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_forks_1_runs_one_host_at_a_time(bridge, sshd_factory, workspace, probe, way) -> None:
+    _fleet(sshd_factory, workspace, 3, extra_config=probe.sshd_config)
+    result = bridge("exec", *WAYS[way], "--on", "web", "--forks", "1", "--", "echo", "ran", cwd=workspace)
+    assert result.code == 0, result
+    assert sorted(result.out.splitlines()) == ["h00 | ran", "h01 | ran", "h02 | ran"]
+    seen = probe.seen()
+    assert len(seen) >= 3 and max(seen) == 1, seen  # no session ever met another
+
+
+def test_forks_2_runs_at_most_two_hosts_at_once(bridge, sshd_factory, workspace, probe) -> None:
+    _fleet(sshd_factory, workspace, 3, extra_config=probe.sshd_config)
+    probe.wait(3)  # a session waits for all three: only a run of all at once could see them
+    result = bridge("exec", "--on", "web", "--forks", "2", "--", "true", cwd=workspace)
+    assert result.code == 0, result
+    assert max(probe.seen()) == 2, probe.seen()
+
+
+def test_forks_out_of_range_is_refused_before_any_host(bridge, sshd_factory, workspace, probe) -> None:
+    _fleet(sshd_factory, workspace, 2, extra_config=probe.sshd_config)
+    for args in (["exec", "--on", "web", "--forks", "0", "--", "true"], ["test", "web", "--forks", "0"]):
+        result = bridge(*args, cwd=workspace)
+        assert result.code == 2 and "--forks 0 is out of range" in result.err, (args, result)
+    assert probe.seen() == []

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_config
+from tests.fleet_probe import probe  # noqa: F401 - fixture
 
 USER = "bridgesudo"
 
@@ -65,3 +66,29 @@ def test_wrong_password_fails_without_looping(bridge, sudo_ws) -> None:
     result = bridge("exec", "box", "--sudo", "--", "id", "-u", cwd=sudo_ws, env={"BRIDGE_SUDO_PASSWORD": "wrong"})
     assert result.code == 1
     assert "sudo refused the password" in result.err
+
+
+def test_fleet_sudo_honours_forks(bridge, sshd_factory, workspace, sudo_user, probe) -> None:
+    server = sshd_factory(extra_config=[*probe.sshd_config, "Match User " + USER,
+                                        f"  AuthorizedKeysFile /home/{USER}/.ssh/authorized_keys"])
+    write_config(workspace, "workspace: w\nremotes:\n" + "".join(
+        f"  b{i}: {{url: \"ssh://{USER}@127.0.0.1:{server.port}/tmp\"}}\n" for i in range(3)))
+    result = bridge("exec", "--on", "b0,b1,b2", "--sudo", "--forks", "1", "--", "id", "-u", cwd=workspace,
+                    env={"BRIDGE_SUDO_PASSWORD": sudo_user})
+    assert result.code == 0, result
+    assert sorted(result.out.split()) == ["0", "0", "0", "b0", "b1", "b2", "|", "|", "|"]
+    seen = probe.seen()
+    assert len(seen) >= 3 and max(seen) == 1, seen  # one host's PTY session at a time
+
+
+def test_fleet_sudo_gives_an_unreachable_host_the_fleet_row(bridge, sshd_factory, sudo_ws, sudo_user) -> None:
+    down = sshd_factory()
+    down.stop()
+    config = (sudo_ws / "bridge.yaml").read_text() + f"  down: {{url: \"ssh://{USER}@127.0.0.1:{down.port}\"}}\n"
+    write_config(sudo_ws, config)
+    result = bridge("exec", "--on", "box,down", "--sudo", "--", "id", "-u", cwd=sudo_ws,
+                    env={"BRIDGE_SUDO_PASSWORD": sudo_user})
+    assert result.code == 255, result
+    row = next(line.split() for line in result.err.splitlines() if line.startswith("down "))
+    assert row[1:3] == ["255", "unreachable"] and "cannot connect" in " ".join(row), result.err
+    assert result.out.split() == ["box", "|", "0"]

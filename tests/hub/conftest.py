@@ -53,6 +53,7 @@ class Hub:
     proc: subprocess.Popen | None = None
     fingerprint: str = ""
     extra_env: dict = field(default_factory=dict)
+    prefix: tuple[str, ...] = ()  # e.g. prlimit: what the hub is started under
 
     @property
     def address(self) -> str:
@@ -64,7 +65,7 @@ class Hub:
 
     def start(self) -> "Hub":
         out = self.log.open("ab")
-        self.proc = subprocess.Popen([*BRIDGE, "hub", "serve", "--host", self.host, "--port", str(self.port),
+        self.proc = subprocess.Popen([*self.prefix, *BRIDGE, "hub", "serve", "--host", self.host, "--port", str(self.port),
                                       "--state", str(self.state), "--ping", str(PING)],
                                      stdout=out, stderr=subprocess.STDOUT, env={**self.home.env, **self.extra_env})
         wait_port(self.port, 20)

@@ -3,6 +3,8 @@ silent cut, nginx and a CONNECT proxy in front, malformed and oversized frames, 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -192,3 +194,163 @@ def test_agent_and_client_through_a_connect_proxy(scene: Scene, proxy: tuple[int
         assert log.read_text().count(f"CONNECT 127.0.0.1:{scene.hub.port}") >= 2  # the agent's and the client's
     finally:
         again.stop()
+
+
+@pytest.fixture
+def silent_hub(tmp_path: Path) -> Iterator[int]:
+    """A TLS 1.3 server that finishes the handshake (so its session tickets arrive) and then never answers."""
+    import socket
+    import ssl
+    import threading
+
+    from bridge.hub.cert import ensure_self_signed
+
+    files = ensure_self_signed(tmp_path / "silent", ["localhost"])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.cert, files.key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+                held.append(context.wrap_socket(raw, server_side=True))
+            except OSError:
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
+    for sock in held:
+        sock.close()
+
+
+def test_a_hub_that_never_answers_the_upgrade_is_one_line_not_a_hang(silent_hub: int, bridge, tmp_path: Path) -> None:
+    import base64
+
+    claims = base64.urlsafe_b64encode(json.dumps({"typ": "user", "fp": "sha256:00"}).encode()).decode().rstrip("=")
+    (tmp_path / "bridge.yaml").write_text(f"workspace: app\nremotes:\n  edge: {{url: \"hub://127.0.0.1:{silent_hub}"
+                                          f"/web1/tmp\"}}\n")
+    result = bridge("exec", "--on", "edge", "--", "true", cwd=tmp_path, env={"BRIDGE_HUB_TOKEN": f"e30.{claims}.x"},
+                    timeout=60)  # websockets' own open_timeout alone left this waiting forever
+    assert result.code == 255, result
+    assert "cannot connect to hub" in result.err and "Traceback" not in result.err
+
+
+def test_an_agent_whose_clock_runs_behind_is_refused_naming_the_clock(hub: Hub, agent: Agent) -> None:
+    """What an agent ten minutes behind sends: its own key's token, already expired by the hub's clock."""
+    from joserfc import jwt
+    from joserfc.jwk import OKPKey
+
+    past = int(time.time()) - 600
+    claims = {"typ": "agent", "sub": "web1", "aud": hublink.AUDIENCE, "iat": past, "exp": past + 60, "jti": "skew"}
+    token = jwt.encode({"alg": hublink.ALGORITHM}, claims, OKPKey.import_key((agent.state / "agent.key").read_bytes()),
+                       algorithms=[hublink.ALGORITHM])
+    ws = _raw(hub, "/ws/agent")
+    from websockets.exceptions import ConnectionClosed
+
+    with pytest.raises(ConnectionClosed) as closed:
+        ws.send(json.dumps({"type": "hello", "agent": "web1", "auth": token}))
+        ws.recv(timeout=10)
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+        hublink.CLOSE_UNAUTHORIZED, "agent token expired: the agent's clock is behind the hub's")
+    assert agent.connected()  # the real agent, with a right clock, is not disturbed
+
+
+def test_an_expired_user_token_is_one_line_with_the_next_step(scene: Scene) -> None:
+    from bridge.hub.store import Store
+    from bridge.hub.tokens import Signer
+
+    _trust(scene)
+    signer = Signer(scene.hub.state, Store(scene.hub.state / "hub.db"), scene.hub.fingerprint)
+    expired = signer.user("ann", "operator", ["app"], ttl=-120)  # issued as if two minutes ago it ran out
+    result = scene("exec", "--on", "edge", "--", "true", env={"BRIDGE_HUB_TOKEN": expired, **NO_REUSE})
+    assert result.code == 255
+    assert "token refused: expired" in result.err and "fresh token" in result.err
+    assert len([line for line in result.err.splitlines() if line.strip()]) <= 2, result.err  # the line and its hint
+
+
+NO_REUSE = {"BRIDGE_NO_REUSE": "1"}
+
+
+def test_a_hub_restart_mid_transfer_is_one_line_and_the_agent_comes_back(scene: Scene) -> None:
+    _trust(scene)
+    reader = subprocess.Popen([*_bridge_argv(), "exec", "--on", "edge", "--", "head", "-c", "2000000000", "/dev/zero"],
+                              cwd=scene.workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**scene.agent.home.env, **NO_REUSE})
+    try:
+        assert reader.stdout is not None
+        got = 0
+        while got < 10 << 20:  # bytes are flowing through the hub
+            got += len(reader.stdout.read(1 << 20))
+        scene.hub.stop()
+        while reader.stdout.read(1 << 20):
+            pass
+        assert reader.wait(30) == 255
+        err = reader.stderr.read().decode() if reader.stderr else ""
+        assert "Traceback" not in err and 1 <= len([line for line in err.splitlines() if line.strip()]) <= 2, err
+    finally:
+        stop(reader)
+    scene.hub.start()
+    wait_for(lambda: scene.agent.connected() and scene.agent.status()["reconnects"] >= 1, 30)
+    again = scene("exec", "--on", "edge", "--", "echo", "back", env=NO_REUSE)
+    assert (again.code, again.out) == (0, "back\n"), again
+
+
+@pytest.fixture
+def short_proxy(tmp_path: Path) -> Iterator[int]:
+    """tinyproxy closing any connection idle for 3 s (as a corporate proxy might, only sooner)."""
+    port = free_port()
+    conf = tmp_path / "tinyproxy-short.conf"
+    conf.write_text(f"Port {port}\nListen 127.0.0.1\nTimeout 3\nAllow 127.0.0.1\nMaxClients 50\nUser root\n"
+                    f"Group root\nPidFile \"{tmp_path}/tinyproxy-short.pid\"\n")
+    proc = subprocess.Popen(["tinyproxy", "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, 10)
+        yield port
+    finally:
+        stop(proc)
+
+
+def test_pings_keep_a_link_through_a_proxy_with_a_short_idle_timeout(hub: Hub, short_proxy: int,
+                                                                      agent_factory, admin: str) -> None:
+    env = {"https_proxy": f"http://127.0.0.1:{short_proxy}", "no_proxy": ""}
+    agent = agent_factory("web4").start(hub.url, hub.token("agent", "web4"), env=env)
+    wait_for(agent.connected, 30)
+    time.sleep(10)  # over three of the proxy's idle timeouts: only the 1 s pings cross
+    status = agent.status()
+    assert (status["state"], status["connects"]) == ("connected", 1)
+    assert hub.online(admin) == ["web4"]
+
+
+def _fds_and_threads(pid: int) -> tuple[int, int]:
+    return len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task"))
+
+
+def _storm(scene: Scene, count: int = 8) -> None:
+    """`count` clients through the hub, all killed at once while streaming or still connecting."""
+    doomed = [subprocess.Popen([*_bridge_argv(), "exec", "--on", "edge", "--", "head", "-c", "500000000", "/dev/zero"],
+                               cwd=scene.workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**scene.agent.home.env, **NO_REUSE}) for _ in range(count)]
+    wait_for(lambda: scene.agent.status()["streams"] >= 2, 60)
+    time.sleep(2)  # more of them are streaming by now
+    for proc in doomed:
+        os.kill(proc.pid, signal.SIGKILL)  # no goodbye: their connections to the hub just close
+        proc.wait()
+    wait_for(lambda: scene.agent.status()["streams"] == 0, 30)
+
+
+def test_a_storm_of_vanished_clients_leaks_no_fd_or_thread_in_the_hub(scene: Scene) -> None:
+    _trust(scene)
+    assert scene.hub.proc is not None
+    pid = scene.hub.proc.pid
+    _storm(scene)  # the first storm grows the hub's worker pool to its size; later ones must leave no trace
+    time.sleep(1)
+    before = _fds_and_threads(pid)
+    _storm(scene)
+    after = wait_for(lambda: (lambda now: now if now[0] <= before[0] and now[1] <= before[1] else None)(
+        _fds_and_threads(pid)), 30)
+    assert after[0] <= before[0] and after[1] <= before[1], (before, after)
+    assert scene("exec", "--on", "edge", "--", "echo", "ok", env=NO_REUSE).out == "ok\n"

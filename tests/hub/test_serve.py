@@ -5,6 +5,7 @@ import hashlib
 import socket
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,37 @@ def test_install_writes_a_unit_that_serves_this_state_dir(bridge, tmp_path: Path
     text = unit.read_text()
     assert "User=hubuser" in text and "Restart=always" in text
     assert f"hub serve --host 0.0.0.0 --port 8443 --state {tmp_path / 'st'}" in text
+
+
+def test_serve_lifts_a_low_soft_fd_limit_so_hundreds_of_agents_fit(home: Home, tmp_path: Path) -> None:
+    """Started under a soft limit of 256 open files (hard 8192), the hub raises it and holds 400 connections."""
+    hub = Hub(home, tmp_path / "hubstate", free_port(), tmp_path / "hub.log",
+              prefix=("prlimit", "--nofile=256:8192", "--")).start()
+    held: list[ssl.SSLSocket] = []
+    try:
+        assert hub.proc is not None
+        limits = Path(f"/proc/{hub.proc.pid}/limits").read_text().splitlines()
+        assert next(line for line in limits if line.startswith("Max open files")).split()[3:5] == ["8192", "8192"]
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        for _ in range(400):  # each a finished TLS handshake: the hub holds a socket for it
+            held.append(context.wrap_socket(socket.create_connection((hub.host, hub.port), timeout=10)))
+        admin = hub.token("user", "adm", "--role", "admin")
+        assert hub.api("/api/v1/agents", admin) == (200, {"agents": []})
+    finally:
+        for tls in held:
+            tls.close()
+        hub.stop()
+
+
+def test_the_hubs_tls_read_buffer_is_one_record_per_connection() -> None:
+    """Fails when asyncio no longer sizes each connection's TLS read buffer from SSLProtocol.max_size."""
+    probe = ("import asyncio, asyncio.sslproto, ssl\n"
+             "from bridge.hub.server import TLS_READ_BUFFER, small_tls_buffers\n"
+             "small_tls_buffers()\n"
+             "loop = asyncio.new_event_loop()\n"
+             "proto = asyncio.sslproto.SSLProtocol(loop, asyncio.Protocol(), ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER),"
+             " None, server_side=True)\n"
+             "print(len(proto.get_buffer(-1)), TLS_READ_BUFFER)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == out[1] == str(16 << 10)

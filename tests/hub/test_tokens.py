@@ -75,3 +75,20 @@ def test_hub_token_from_the_environment(bridge, hub: Hub) -> None:
     result = bridge("hub", "login", hub.address, env={"BRIDGE_HUB_TOKEN": token})
     assert result.code == 0, result
     assert os.environ.get("BRIDGE_HUB_TOKEN") is None
+
+
+def test_the_store_closes_every_sqlite_connection_it_opens(tmp_path: Path) -> None:
+    """Each call opens and closes: a serving hub must not pile up open database files (one per agent hello)."""
+    from bridge.hub.store import Store
+
+    store = Store(tmp_path / "hub.db")
+    for n in range(50):
+        store.enrol(f"a{n}", "key")
+        assert store.agent(f"a{n}") is not None
+    open_files = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            open_files.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:  # the listing's own descriptor, closed by now
+            pass
+    assert str(tmp_path / "hub.db") not in open_files

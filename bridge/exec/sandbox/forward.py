@@ -140,7 +140,10 @@ class _Telling:
         self.channel.shutdown(how)
 
     def close(self) -> None:
-        self.channel.close()
+        try:
+            self.channel.close()
+        except EOFError:  # the SSH connection ended first (a hub:// stream closes as soon as the run is done)
+            pass
 
 
 def forward_docker_socket(dial: Dial) -> DockerForward:

@@ -1,4 +1,4 @@
-"""keeper.listen: a unix socket with the mode asked for, whatever the umask, and the umask untouched.
+"""unixserver.listen: a unix socket with the mode asked for, whatever the umask, and the umask untouched.
 
 The umask is process-wide: a keeper's first client is served on another thread while it binds, so
 listen() must not change it even for a moment. A thread racing a file creation against that moment
@@ -18,7 +18,7 @@ from tests.conftest import REPO
 PROBE = """
 import os, sys
 os.umask(int(sys.argv[2], 8))
-from bridge.ssh.keeper import listen
+from bridge.unixserver import listen
 umask, os.umask = os.umask, lambda mask: sys.exit("listen() changed the process-wide umask")
 listener = listen(sys.argv[1], mode=int(sys.argv[3], 8))
 print(oct(os.stat(sys.argv[1]).st_mode & 0o777), oct(umask(0)))
