@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from bridge.config import Config, Remote
 from bridge.errors import AuthError, BridgeError, ChangedHostKey, ExitCode, UnknownHostKey
 from bridge.fleet import HostFailure, fan_out, fleet_exit_code, host_failure
-from bridge.runners import Runner, SSHRunner, open_runner
+from bridge.runners import Runner, open_runner
 
 MIN_FREE_KB = 100 * 1024
 CONNECT_CHECKS = ("reachable", "host key", "auth")  # failing one of these is "cannot connect": exit 255
@@ -101,22 +101,22 @@ def check_remote(config: Config, remote: Remote, *, trust: bool = False) -> Remo
         report.checks.append(Check("kind", None, "plain git remote: not checked"))
         return report
     with open_runner(config, remote) as runner:
-        if isinstance(runner, SSHRunner) and not _connect(runner, report, trust):
+        if not _connect(runner, report, trust):
             return report
         _probe(runner, report, sandbox=config.exec.sandbox is not None)
         _check_deploy_needs(runner, report, deploy_needs(config))
     return report
 
 
-def _connect(runner: SSHRunner, report: RemoteReport, trust: bool) -> bool:
-    """Open the connection, recording reachability, host key and auth; True when all passed."""
+def _connect(runner: Runner, report: RemoteReport, trust: bool) -> bool:
+    """Open the connection, recording reachability, host key and auth (none for this machine); True when all passed."""
     start = time.monotonic()
     try:
-        runner.connection.open()
+        link = runner.connect()
     except UnknownHostKey as e:
         if not trust:
             return _fail_at(report, "host key", e)
-        report.trusted = _trust(runner)
+        report.trusted = runner.trust_host_key()
         return _connect(runner, report, trust=False)
     except ChangedHostKey as e:
         return _fail_at(report, "host key", e)
@@ -124,9 +124,11 @@ def _connect(runner: SSHRunner, report: RemoteReport, trust: bool) -> bool:
         return _fail_at(report, "auth", e)
     except BridgeError as e:
         return _fail_at(report, "reachable", e)
-    report.checks += [Check("reachable", True, runner.connection.settings.describe()),
+    if not link.verified_host_key:
+        return True
+    report.checks += [Check("reachable", True, link.where),
                       Check("host key", True, "matches known_hosts"),
-                      Check("auth", True, f"as {runner.connection.settings.user}"),
+                      Check("auth", True, f"as {link.user}"),
                       Check("connect", True, f"{(time.monotonic() - start) * 1000:.0f} ms")]
     return True
 
@@ -137,16 +139,6 @@ def _fail_at(report: RemoteReport, step: str, error: BridgeError) -> bool:
     detail = error.message + (f" ({error.hint})" if error.hint else "")
     report.checks.append(Check(step, False, detail))
     return False
-
-
-def _trust(runner: SSHRunner) -> str:
-    """Add the server's key to known_hosts (only ever for an unknown key) and return its fingerprint."""
-    from bridge.ssh import hostkeys
-    from bridge.ssh.connection import probe_host_key
-
-    name, key_type, blob = probe_host_key(runner.connection.settings)
-    hostkeys.trust(name, key_type, blob)
-    return f"{key_type} {hostkeys.fingerprint(blob)}"
 
 
 def _probe(runner: Runner, report: RemoteReport, sandbox: bool) -> None:

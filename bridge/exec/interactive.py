@@ -11,7 +11,6 @@ import getpass
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -27,10 +26,9 @@ from bridge.exec import remote as remote_script
 from bridge.exec.service import ExecRequest
 from bridge.result import ExecResult
 from bridge.runners import TIMED_OUT, open_runner
+from bridge.transport import PtySession
 
 if TYPE_CHECKING:
-    import paramiko
-
     from bridge.exec.options import ExecOptions
 
 SUDO_PROMPT = "[bridge-sudo] password:"
@@ -157,13 +155,11 @@ def session(config: Config, remote: Remote, request: ExecRequest, *, password: S
         if not interactive:
             script = "stty -onlcr 2>/dev/null\n" + script  # piped output keeps its \n line ends
         command = sudo_command(script) if password else script
-        if runner.is_local:
-            return subprocess.call(["/bin/sh", "-c", command], cwd=os.path.expanduser("~"))
-        channel = runner.connection.exec_channel(command, pty=True, term_size=terminal_size())  # type: ignore[attr-defined]  # not is_local: an SSHRunner (#14 replaces these checks)
+        pty = runner.open_pty(command, size=terminal_size())
         try:
-            return _drive(channel, password, interactive, on_output, request.timeout)
+            return _drive(pty, password, interactive, on_output, request.timeout)
         finally:
-            channel.close()
+            pty.close()
 
 
 def terminal_size() -> tuple[int, int]:
@@ -174,46 +170,31 @@ def terminal_size() -> tuple[int, int]:
     return size.columns, size.lines
 
 
-def _drive(channel: "paramiko.Channel", password: SudoPassword | None, interactive: bool, sink: Sink,
+def _drive(pty: PtySession, password: SudoPassword | None, interactive: bool, sink: Sink,
            timeout: float | None) -> int:
     """Pump the PTY until the command ends: keys in (raw), output out, password typed when asked."""
-    answerer = PromptAnswerer(password, channel.sendall) if password else None
+    answerer = PromptAnswerer(password, pty.write) if password else None
     deadline = time.monotonic() + timeout if timeout else None
-    with RawTerminal(channel if interactive else None):
-        channel.settimeout(0.2)
+    with RawTerminal(pty if interactive else None):
         while True:
             if deadline and time.monotonic() > deadline:
-                return TIMED_OUT  # closing the channel hangs up the PTY: the server sends SIGHUP
-            data = _recv(channel)
+                return TIMED_OUT  # closing the session hangs up the PTY: the command gets SIGHUP
+            data = pty.read(0.2)
             if data == b"":
-                return _status(channel)
+                return pty.wait()
             if data:
                 sink(answerer.filter(data) if answerer else data)
-
-
-def _recv(channel: "paramiko.Channel") -> bytes | None:
-    import socket
-
-    try:
-        return channel.recv(65536)
-    except socket.timeout:
-        return None
-
-
-def _status(channel: "paramiko.Channel") -> int:
-    status = channel.recv_exit_status()
-    return status if status >= 0 else int(ExitCode.CONNECT)
 
 
 class RawTerminal:
     """While a PTY session runs: our terminal raw, keys forwarded, window size followed (SIGWINCH)."""
 
-    def __init__(self, channel: "paramiko.Channel | None") -> None:
-        self.channel = channel
+    def __init__(self, pty: PtySession | None) -> None:
+        self.pty = pty
         self.saved: Any = None
 
     def __enter__(self) -> "RawTerminal":
-        if self.channel is None:
+        if self.pty is None:
             return self
         if os.isatty(0):
             import termios
@@ -221,15 +202,15 @@ class RawTerminal:
 
             self.saved = termios.tcgetattr(0)
             tty.setraw(0)
-            signal.signal(signal.SIGWINCH, lambda *_: self.channel.resize_pty(*terminal_size()))  # type: ignore
+            signal.signal(signal.SIGWINCH, lambda *_: self.pty.resize(*terminal_size()))  # type: ignore
         threading.Thread(target=self._keys, daemon=True).start()
         return self
 
     def _keys(self) -> None:
-        """Every byte typed goes to the server (Ctrl-C included: the remote PTY turns it into SIGINT)."""
+        """Every byte typed goes to the command (Ctrl-C included: its PTY turns it into SIGINT)."""
         try:
             while data := os.read(0, 4096):
-                self.channel.sendall(data)  # type: ignore[union-attr]
+                self.pty.write(data)  # type: ignore[union-attr]
         except OSError:
             pass
 

@@ -28,7 +28,7 @@ from bridge.exec.plan import Plan, plan
 from bridge.exec.requests import Accepted, Declined, Exit, HostDone, Request
 from bridge.exec.sandbox_link import KeptEngines, run_and_report
 from bridge.exec.service import fleet_exit_code, run_fleet, script_for
-from bridge.runners import open_runner
+from bridge.runners import Sink, open_runner
 from bridge.security.client import record_operation
 from bridge.result import ExecResult
 from bridge.ssh import keeper
@@ -115,14 +115,15 @@ class Keeper:
         try:
             with open_runner(config, remote, pool=self.pool) as runner:
                 stdin = _stdin(peer, request, run, runner.cancel)
+                on_stdout: Sink
+                on_stderr: Sink
                 if len(fds) == 2:
                     output = ClientOutput(fds[0], fds[1], on_closed=runner.cancel)
-                    sinks = {"on_stdout": output.stdout, "on_stderr": output.stderr}
+                    on_stdout, on_stderr = output.stdout, output.stderr
                 else:
-                    sinks = {"on_stdout": lambda data: peer.send(b"1", data),
-                             "on_stderr": lambda data: peer.send(b"2", data)}
+                    on_stdout, on_stderr = (lambda data: peer.send(b"1", data)), (lambda data: peer.send(b"2", data))
                 result = runner.run_stream(script_for(runner, exec_request), stdin=stdin, capture=False,
-                                           timeout=exec_request.timeout, **sinks)
+                                           timeout=exec_request.timeout, on_stdout=on_stdout, on_stderr=on_stderr)
         except BridgeError as e:
             return (int(ExitCode.FAILED), "") if output and output.closed else _error(e)
         if output and output.closed:

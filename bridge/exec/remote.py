@@ -11,14 +11,12 @@ Assumptions about the server (DESIGN §5: a POSIX shell and Python 3, nothing el
 """
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Mapping, Sequence
 
 from bridge.errors import UsageError
+from bridge.runners.base import exports
 from bridge.targets import has_parent_step
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def command_text(command: Sequence[str] | str) -> str:
@@ -38,7 +36,7 @@ def script(command: Sequence[str] | str, *, deploy_path: str = "", cwd: str | No
     Raises UsageError for a `--cwd` that climbs with `..`.
     """
     deploy_path = deploy_path.rstrip("/")
-    lines = [_enter(deploy_path, cwd, host), *_deploy_env(deploy_path), *_exports(env or {})]
+    lines = [_enter(deploy_path, cwd, host), *_deploy_env(deploy_path), *exports(env or {})]
     return "\n".join([*filter(None, lines), command_text(command), "exit $?"])
 
 
@@ -75,14 +73,6 @@ def _deploy_env(deploy_path: str) -> list[str]:
     node = shlex.quote(f"{deploy_path}/current/node_modules/.bin")
     return [f"if [ -d {venv}/bin ]; then VIRTUAL_ENV={venv}; export VIRTUAL_ENV; PATH={venv}/bin:$PATH; fi",
             f"if [ -d {node} ]; then PATH={node}:$PATH; fi", "export PATH"]
-
-
-def _exports(env: Mapping[str, str]) -> list[str]:
-    """`export K='v'` per variable: works where sshd has no AcceptEnv, any bytes in the value."""
-    for name in env:
-        if not _ENV_NAME.match(name):
-            raise UsageError(f"invalid environment variable name {name!r}", hint="use --env NAME=VALUE")
-    return [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
 
 
 def parse_env(pairs: Sequence[str]) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """The one SSH layer: settings resolution, host-key policy, connections.
 
-Usage: ``with connect(config, remote) as conn: conn.run("uname -a")``;
-``conn.transport`` is the authenticated paramiko Transport for channels and forwards.
+Usage: ``with connect(config, remote) as conn: ...``; ``conn.transport`` is the authenticated
+paramiko Transport for channels and forwards. Features run commands through bridge.runners
+(bridge.transport's contract), not through a Connection.
 """
 from __future__ import annotations
 

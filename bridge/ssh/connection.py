@@ -112,13 +112,6 @@ class Connection:
                                hint="the connection dropped; run again") from e
         return channel
 
-    def run(self, command: str, *, stdin: bytes | None = None, timeout: float | None = None) -> tuple[int, bytes, bytes]:
-        """Run `command` to completion and return (exit code, stdout, stderr). For short control commands."""
-        from bridge.ssh.pump import collect
-
-        channel = self.exec_channel(command)
-        return collect(channel, stdin=stdin, timeout=timeout)
-
     # -- steps of open() -------------------------------------------------------------------------
 
     def _establish(self) -> "paramiko.Transport":

@@ -1,10 +1,10 @@
-"""Drain a paramiko channel: feed stdin, read stdout and stderr apart, wait for the exit status."""
+"""Drain a paramiko channel: read stdout and stderr apart, wait for the exit status (stdin: runners.feed_stdin)."""
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Callable
 
-from bridge.errors import ConnectError, TimeoutExpired
+from bridge.errors import ConnectError
 
 if TYPE_CHECKING:
     import paramiko
@@ -13,15 +13,12 @@ CHUNK = 1 << 20  # read what has arrived, up to 1 MiB: fewer, larger frames down
 Sink = Callable[[bytes], None]
 
 
-def pump(channel: "paramiko.Channel", *, on_stdout: Sink, on_stderr: Sink, stdin: bytes | None = None,
+def pump(channel: "paramiko.Channel", *, on_stdout: Sink, on_stderr: Sink,
          deadline: float | None = None) -> int | None:
     """Stream the channel's output to the sinks until it exits; returns the exit status, None on timeout.
 
     A status of -1 from paramiko (no exit-status sent: the command died of a signal) is returned as is.
     """
-    if stdin is not None:
-        channel.sendall(stdin)
-        channel.shutdown_write()
     channel.settimeout(0.2)
     while True:
         got = _read_some(channel, on_stdout, on_stderr)
@@ -55,16 +52,3 @@ def _read_some(channel: "paramiko.Channel", on_stdout: Sink, on_stderr: Sink) ->
         on_stderr(channel.recv_stderr(CHUNK))
         got = True
     return got
-
-
-def collect(channel: "paramiko.Channel", *, stdin: bytes | None = None,
-            timeout: float | None = None) -> tuple[int, bytes, bytes]:
-    """Run to completion and return (status, stdout, stderr); raises TimeoutExpired past `timeout`."""
-    out: list[bytes] = []
-    err: list[bytes] = []
-    deadline = time.monotonic() + timeout if timeout else None
-    status = pump(channel, on_stdout=out.append, on_stderr=err.append, stdin=stdin, deadline=deadline)
-    channel.close()
-    if status is None:
-        raise TimeoutExpired(f"remote command did not finish within {timeout:g}s")
-    return status, b"".join(out), b"".join(err)

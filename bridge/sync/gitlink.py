@@ -2,11 +2,12 @@
 
 git runs `GIT_SSH_COMMAND host 'git-receive-pack '\\''/path'\\'''`. We point that at a tiny
 stdlib relay (RELAY, run with `python -I -S`) which hands the command to this process over a
-private unix socket; we check it names exactly the expected service and repo, open an exec
-channel on the Connection (so host keys, `via`, identity and ports follow the one SSH layer)
-and pump bytes both ways. The relay's command, and everything back to it, are bridge.frames' frames
-(1 byte kind + 4 byte length + payload): C the command, 1 stdout, 2 stderr, X the exit status. The
-relay, which cannot import bridge, reads that layout with struct `!cI` (the same bytes as HEADER).
+private unix socket; we check it names exactly the expected service and repo and run it with
+the transport's run_stream (over SSH: host keys, `via`, identity and ports follow the one SSH
+layer; any transport that keeps bridge.transport's contract carries git this way). The relay's
+command, and everything back to it, are bridge.frames' frames (1 byte kind + 4 byte length +
+payload): C the command, 1 stdout, 2 stderr, X the exit status. The relay, which cannot import
+bridge, reads that layout with struct `!cI` (the same bytes as HEADER).
 """
 from __future__ import annotations
 
@@ -18,13 +19,13 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from bridge import frames, unixserver
 from bridge.errors import BridgeError, ConnectError
 
 if TYPE_CHECKING:
-    from bridge.ssh.connection import Connection
+    from bridge.transport import Transport
 
 SERVICES = ("git-receive-pack", "git-upload-pack")
 COMMAND, OUT, ERR, EXIT = b"C", b"1", b"2", b"X"
@@ -77,15 +78,15 @@ class LinkState:
 
 
 class GitLink:
-    """A unix-socket relay server bound to one Connection and one repo path; a context manager.
+    """A unix-socket relay server bound to one transport and one repo path; a context manager.
 
     `env()` is what a local `git push/fetch` needs; `url` is the remote to give it. `before` (say,
     opening the connection and making sure the server is prepared) starts at once, overlapping
     git's own start-up, and every git session waits for it.
     """
 
-    def __init__(self, connection: "Connection", repo_path: str, before: Callable[[], Any] | None = None) -> None:
-        self.connection = connection
+    def __init__(self, transport: "Transport", repo_path: str, before: Callable[[], Any] | None = None) -> None:
+        self.transport = transport
         self.repo_path = repo_path
         self.state = LinkState()
         self._before = threading.Thread(target=self._run_before, args=(before,), daemon=True)
@@ -161,36 +162,23 @@ class GitLink:
         return shlex.join(words)
 
     def _relay(self, client: socket.socket, command: str) -> int:
-        from bridge.ssh.pump import pump
-
-        channel = self.connection.exec_channel(command)
-        upstream = threading.Thread(target=_upload, args=(client, channel), daemon=True)
-        upstream.start()
         try:
-            status = pump(channel, on_stdout=lambda d: _send(client, OUT, d),
-                          on_stderr=lambda d: _send(client, ERR, d))
+            result = self.transport.run_stream(command, stdin=_uploads(client), capture=False,
+                                               on_stdout=lambda d: _send(client, OUT, d),
+                                               on_stderr=lambda d: _send(client, ERR, d))
         except ConnectError as e:
-            raise ConnectError(f"{self.connection.settings.describe()}: connection lost during git transfer",
+            raise ConnectError(f"{self.transport.describe()}: connection lost during git transfer",
                                hint="nothing was deployed; check the server, then push again") from e
-        finally:
-            channel.close()
-        if status is None or status < 0:
-            raise ConnectError(f"{self.connection.settings.describe()}: {command.split()[0]} ended without "
-                               "an exit status (killed, or the connection dropped)")
-        return status
+        if result.exit_code == 255:  # the transport's "no status came"; git's services exit 0, 1 or 128
+            raise ConnectError(f"{self.transport.describe()}: {command.split()[0]} ended without an exit status "
+                               "(killed, or the connection dropped)")
+        return result.exit_code
 
 
-def _upload(client: socket.socket, channel: Any) -> None:
-    """git's stdin (the pack we push, or fetch negotiation) to the channel; EOF becomes shutdown_write."""
-    try:
-        while True:
-            data = client.recv(CHUNK)
-            if not data:
-                break
-            channel.sendall(data)
-        channel.shutdown_write()
-    except (OSError, EOFError):
-        pass  # the channel died: the pump side reports it
+def _uploads(client: socket.socket) -> Iterator[bytes]:
+    """git's stdin (the pack we push, or fetch negotiation), until it shuts its side: then EOF to the server."""
+    while data := client.recv(CHUNK):
+        yield data
 
 
 def _read_exact(sock: socket.socket, size: int) -> bytes:
@@ -205,7 +193,7 @@ def _read_exact(sock: socket.socket, size: int) -> bytes:
 
 def _read_args(sock: socket.socket) -> list[str]:
     """The relay's C frame: its argv, NUL-separated. Read exactly, not through a Peer's buffer: the bytes
-    after it are git's raw stream, for _upload."""
+    after it are git's raw stream, for _uploads."""
     kind, size = frames.HEADER.unpack(_read_exact(sock, frames.HEADER.size))
     if kind != COMMAND:
         raise BridgeError("the git relay sent something other than its command")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-import subprocess
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,10 +53,6 @@ class Target:
     def root(self) -> str:
         return str(self.layout.root)
 
-    @property
-    def is_local(self) -> bool:
-        return bool(getattr(self.runner, "is_local", False))
-
     def run(self, argv: Sequence[str], stdin: bytes | None = None) -> tuple[int, str, str]:
         """Run argv on the target (quoted here, never built from a string); (code, stdout, stderr)."""
         code, out, err = self.runner.run_capture(shlex.join(argv), stdin=stdin)
@@ -65,9 +60,17 @@ class Target:
 
     def stream(self, argv: Sequence[str], on_line: Callable[[str], None]) -> int:
         """Run argv on the target, handing each output line (stdout and stderr) over as it comes."""
-        if self.is_local:
-            return _stream_local(argv, on_line)
-        return _stream_ssh(self.runner.connection, shlex.join(argv), on_line)  # type: ignore[attr-defined]
+        lock = threading.Lock()  # a transport may deliver the two streams from two threads
+
+        def one_line(line: str) -> None:
+            with lock:
+                on_line(line)
+
+        out, err = LineSplitter(one_line), LineSplitter(one_line)
+        result = self.runner.run_stream(shlex.join(argv), on_stdout=out.feed, on_stderr=err.feed, capture=False)
+        out.flush()
+        err.flush()
+        return result.exit_code
 
     def hook(self, *args: str) -> list[str]:
         """argv of the installed deploy hook with `args`."""
@@ -90,8 +93,7 @@ class Target:
 
     def _warm_up(self, deploy: DeployConfig) -> None:
         try:
-            if not self.is_local:
-                self.runner.connection.open()  # type: ignore[attr-defined]
+            self.runner.connect()
             self.ensure_prepared(deploy)
         except Exception as e:  # handed to ready(), in the caller's thread
             self._warm_error = e
@@ -99,22 +101,22 @@ class Target:
     @contextmanager
     def git_remote(self, before: Callable[[], object] | None = None
                    ) -> Iterator[tuple[str, dict[str, str], object]]:
-        """(url, env, link) for local git to reach repo.git; over SSH through a GitLink on our Connection.
+        """(url, env, link) for local git to reach repo.git: the transport's own URL, else through a GitLink.
 
-        `before` runs ahead of any git session, overlapping git's start-up when over SSH; it must
+        `before` runs ahead of any git session, overlapping git's start-up through a link; it must
         leave the connection open (push passes ready()). Without it, the connection opens here first.
         """
-        if self.is_local:
+        direct = self.runner.git_url(str(self.layout.repo))
+        if direct is not None:
             if before is not None:
                 before()
-            yield str(self.layout.repo), {}, None
+            yield direct, {}, None
             return
         from bridge.sync.gitlink import GitLink
 
-        connection = self.runner.connection  # type: ignore[attr-defined]
         if before is None:
-            connection.open()
-        with GitLink(connection, str(self.layout.repo), before) as link:
+            self.runner.connect()
+        with GitLink(self.runner, str(self.layout.repo), before) as link:
             yield link.url, link.env(), link
 
     def ensure_prepared(self, deploy: DeployConfig, *, always: bool = False) -> bool:
@@ -142,27 +144,6 @@ def stamp(settings: DeploySettings) -> str:
     for name in (*SERVER_FILES, "install.py"):
         digest.update((HERE / name).read_bytes())
     return digest.hexdigest()[:24]
-
-
-def _stream_local(argv: Sequence[str], on_line: Callable[[str], None]) -> int:
-    proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdout is not None
-    for raw in iter(proc.stdout.readline, b""):
-        on_line(raw.decode(errors="replace").rstrip("\n"))
-    return proc.wait()
-
-
-def _stream_ssh(connection: object, command: str, on_line: Callable[[str], None]) -> int:
-    from bridge.ssh.pump import pump
-
-    lines = LineSplitter(on_line)
-    channel = connection.exec_channel(command)  # type: ignore[attr-defined]
-    try:
-        status = pump(channel, on_stdout=lines.feed, on_stderr=lines.feed)
-    finally:
-        channel.close()
-    lines.flush()
-    return -1 if status is None else status
 
 
 class LineSplitter:

@@ -303,3 +303,11 @@ def test_ctrl_c_ends_a_local_run_under_a_timeout_tree_and_all(target: Target, tm
     assert proc.wait(10) == 130
     time.sleep(2.5)  # past the command's own 2 s
     assert not mark.exists()
+
+
+def test_a_local_shell_gets_a_terminal_and_is_recorded_like_a_remote_one(target: Target, home) -> None:
+    result = target.run("shell", "here", cwd=target.workspace, input="tty; echo local-$((40 + 2)); exit 3\n")
+    assert result.code == 3, result
+    assert "/dev/pts/" in result.out and "local-42" in result.out
+    casts = list((home.path / ".local/state/bridge/recordings").glob("*.cast"))
+    assert len(casts) == 1 and "local-42" in casts[0].read_text()

@@ -193,6 +193,8 @@ def test_nasty_workspace_folder_and_deploy_command_args_do_not_inject(
 def test_the_git_relay_runs_only_git_services_on_the_expected_repo(home: Home, sshd: SSHServer,
                                                                      tmp_path: Path) -> None:
     """A git (or anything) using our relay cannot reach another repo or run another command on the server."""
+    from bridge.config import Remote
+    from bridge.runners import SSHRunner
     from bridge.ssh.connection import Connection
     from bridge.ssh.settings import SSHSettings
     from bridge.sync.gitlink import GitLink
@@ -203,7 +205,8 @@ def test_the_git_relay_runs_only_git_services_on_the_expected_repo(home: Home, s
         subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
     settings = SSHSettings(host="127.0.0.1", hostname="127.0.0.1", port=sshd.port, user="root",
                            identities=(home.key,), explicit_identity=True)
-    with Connection(settings) as connection, GitLink(connection, str(repo)) as link:
+    runner = SSHRunner(Remote(name="prod", url=sshd.url("/")), "/", Connection(settings))
+    with runner, GitLink(runner, str(repo)) as link:
         socket_path = link.env()["GIT_SSH_COMMAND"].split()[-1]
         assert os.stat(socket_path).st_mode & 0o777 == 0o600
         assert os.stat(os.path.dirname(socket_path)).st_mode & 0o777 == 0o700

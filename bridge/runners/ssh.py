@@ -1,0 +1,184 @@
+"""A server over the one SSH layer (bridge.ssh): exec channels, PTYs, forwarded pipes, all on one Connection."""
+from __future__ import annotations
+
+import shlex
+import time
+from typing import TYPE_CHECKING
+
+from bridge.config import Remote
+from bridge.errors import ConnectError, TimeoutExpired, UsageError
+from bridge.runners.base import GRACE, Runner, feed_stdin
+from bridge.runners.wrapper import with_timeout
+from bridge.transport import TIMED_OUT, Link, Sink, Stdin
+
+if TYPE_CHECKING:
+    import paramiko
+
+    from bridge.ssh.connection import Connection
+
+# Runs under `python3 -I -S -c` on the server (stdlib only): argv is the unix socket's path. Connects,
+# says so with one NUL byte (or exits 1 with the reason on stderr), then copies bytes both ways.
+_UNIX_RELAY = r"""
+import os,socket,sys,threading
+s=socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    sys.stderr.write(e.strerror or str(e));sys.exit(1)
+os.write(1,b"\0")
+def up():
+    try:
+        while True:
+            d=os.read(0,65536)
+            if not d:
+                break
+            s.sendall(d)
+        s.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+threading.Thread(target=up,daemon=True).start()
+while True:
+    d=s.recv(65536)
+    if not d:
+        break
+    while d:
+        d=d[os.write(1,d):]
+"""
+
+
+class SSHRunner(Runner):
+    """A server over the one SSH layer; the connection opens on first use."""
+
+    is_local = False
+
+    def __init__(self, remote: Remote, path: str, connection: "Connection", *, owned: bool = True) -> None:
+        super().__init__(remote, path)
+        self.connection = connection
+        self.owned = owned
+        self._channel: "paramiko.Channel | None" = None
+
+    def close(self) -> None:
+        if self.owned:
+            self.connection.close()
+
+    def connect(self) -> Link:
+        self.connection.open()
+        return Link(self.describe(), self.connection.settings.user, verified_host_key=True)
+
+    def trust_host_key(self) -> str:
+        from bridge.ssh import hostkeys
+        from bridge.ssh.connection import probe_host_key
+
+        name, key_type, blob = probe_host_key(self.connection.settings)
+        hostkeys.trust(name, key_type, blob)
+        return f"{key_type} {hostkeys.fingerprint(blob)}"
+
+    def describe(self) -> str:
+        return self.connection.settings.describe()
+
+    def cancel(self) -> None:
+        """Close the running command's channel: pump() then ends with ConnectError, the thread is free."""
+        channel = self._channel
+        if channel is not None:
+            channel.close()
+
+    def run_capture(self, command: str, *, stdin: bytes | None = None,
+                    timeout: float | None = None) -> tuple[int, bytes, bytes]:
+        out: list[bytes] = []
+        err: list[bytes] = []
+        status = self._pump(command, stdin, out.append, err.append, time.monotonic() + timeout if timeout else None)
+        if status is None:
+            raise TimeoutExpired(f"remote command did not finish within {timeout:g}s")
+        return status, b"".join(out), b"".join(err)
+
+    def _execute(self, script: str, stdin: Stdin, out: Sink, err: Sink, timeout: float | None) -> int:
+        deadline = time.monotonic() + timeout + GRACE if timeout else None
+        status = self._pump(with_timeout(script, timeout), stdin, out, err, deadline)
+        return TIMED_OUT if status is None else status
+
+    def _pump(self, command: str, stdin: Stdin, out: Sink, err: Sink, deadline: float | None) -> int | None:
+        """One exec channel to its end: the status (255 when none came), None past `deadline`."""
+        from bridge.ssh.pump import pump
+
+        channel = self._channel = self.connection.exec_channel(command)
+        try:
+            feed_stdin(stdin, channel.sendall, channel.shutdown_write)
+            status = pump(channel, on_stdout=out, on_stderr=err, deadline=deadline)
+        finally:
+            self._channel = None
+            channel.close()
+        if status is None:
+            return None
+        if status < 0 and not self.connection.is_open:  # no status because the connection itself went
+            raise ConnectError(f"lost the connection to {self.remote.name} mid-run",
+                               hint="run it again; `bridge test` checks the way there")
+        return status if status >= 0 else 255  # -1 on a live connection: killed by a signal, no status
+
+    def open_pty(self, command: str, *, size: tuple[int, int] = (80, 24)) -> "ChannelPty":
+        return ChannelPty(self.connection.exec_channel(command, pty=True, term_size=size))
+
+    def open_pipe(self, *, port: int | None = None, unix: str | None = None,
+                  host: str = "127.0.0.1") -> "paramiko.Channel":
+        """A direct-tcpip channel for a port; for a unix socket, an exec channel running a stdlib relay."""
+        if unix is not None:
+            return self._unix_pipe(unix)
+        if port is None:
+            raise UsageError("open_pipe needs a port or a unix socket path")
+        import paramiko
+
+        try:
+            return self.connection.transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0),
+                                                          timeout=self.connection.settings.connect_timeout)
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            raise ConnectError(f"{self.describe()}: cannot reach {host}:{port} there: {e or type(e).__name__}",
+                               hint="is something listening there, and does sshd allow TCP forwarding?") from e
+
+    def _unix_pipe(self, path: str) -> "paramiko.Channel":
+        channel = self.connection.exec_channel(shlex.join(["python3", "-I", "-S", "-c", _UNIX_RELAY, path]))
+        try:
+            ready = channel.recv(1)
+        except (OSError, EOFError):
+            ready = b""
+        if ready == b"\0":
+            return channel
+        reason = _stderr(channel)
+        channel.close()
+        raise ConnectError(f"{self.describe()}: cannot reach unix socket {path} there: {reason or 'no relay'}",
+                           hint="is something listening on it (and python3 on the server)?")
+
+
+def _stderr(channel: "paramiko.Channel") -> str:
+    channel.recv_exit_status()
+    parts = []
+    while channel.recv_stderr_ready():
+        parts.append(channel.recv_stderr(4096))
+    return b"".join(parts).decode(errors="replace").strip()
+
+
+class ChannelPty:
+    """An exec channel with a PTY as a bridge.transport.PtySession."""
+
+    def __init__(self, channel: "paramiko.Channel") -> None:
+        self.channel = channel
+
+    def read(self, timeout: float) -> bytes | None:
+        import socket
+
+        self.channel.settimeout(timeout)
+        try:
+            return self.channel.recv(65536)
+        except socket.timeout:
+            return None
+
+    def write(self, data: bytes) -> None:
+        self.channel.sendall(data)
+
+    def resize(self, columns: int, rows: int) -> None:
+        self.channel.resize_pty(width=columns, height=rows)
+
+    def wait(self) -> int:
+        status = self.channel.recv_exit_status()
+        return status if status >= 0 else 255
+
+    def close(self) -> None:
+        self.channel.close()  # sshd hangs the PTY up: the command gets SIGHUP
