@@ -163,8 +163,8 @@ def test_tunnel_reaches_its_relay_through_a_proxy_command(home, sshd_factory, wo
     _config(home, _target(relay, f"sh -c 'echo $$ > {pidfile}; exec {RELAY} \"$0\" \"$1\"' %h %p"))
     write_config(workspace, f"workspace: w\nremotes:\n  relay: {{url: \"ssh://target\"}}\n"
                             f"tunnel:\n  relay: relay\n  forwards: [\"{relay_port}:127.0.0.1:{local.port}\"]\n")
-    with tunnel_up(workspace, home.env, tmp_path / "tunnel.log", lambda text: "connected to" in text) as text:
-        assert "connected to root@target" in text, text
+    with tunnel_up(workspace, home.env, tmp_path / "tunnel.log", lambda text: "forwarding " in text) as text:
+        assert "connected to root@target" in text and "forwarding " in text, text
         with socket.create_connection(("127.0.0.1", relay_port), timeout=10) as sock:
             assert sock.recv(4) == b"SSH-"  # the local sshd, through the relay's forward
         proxy = int(pidfile.read_text())
