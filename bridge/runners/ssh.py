@@ -49,8 +49,6 @@ while True:
 class SSHRunner(Runner):
     """A server over the one SSH layer; the connection opens on first use."""
 
-    is_local = False
-
     def __init__(self, remote: Remote, path: str, connection: "Connection", *, owned: bool = True) -> None:
         super().__init__(remote, path)
         self.connection = connection
@@ -63,7 +61,7 @@ class SSHRunner(Runner):
 
     def connect(self) -> Link:
         self.connection.open()
-        return Link(self.describe(), self.connection.settings.user, verified_host_key=True)
+        return Link(self.describe(), self.connection.settings.user, verified_host_key=True, carrier=self.connection)
 
     def trust_host_key(self) -> str:
         from bridge.ssh import hostkeys
@@ -132,6 +130,10 @@ class SSHRunner(Runner):
         except (paramiko.SSHException, OSError, EOFError) as e:
             raise ConnectError(f"{self.describe()}: cannot reach {host}:{port} there: {e or type(e).__name__}",
                                hint="is something listening there, and does sshd allow TCP forwarding?") from e
+
+    def open_stdio(self, command: str) -> "paramiko.Channel":
+        """An exec channel: its stdin and stdout are the stream, its stderr stays on `recv_stderr`."""
+        return self.connection.exec_channel(command)
 
     def _unix_pipe(self, path: str) -> "paramiko.Channel":
         channel = self.connection.exec_channel(shlex.join(["python3", "-I", "-S", "-c", _UNIX_RELAY, path]))
