@@ -3,8 +3,9 @@
 On a server the engine is the server's own dockerd, reached through `docker system dial-stdio` on
 the transport's stdio pipes (bridge.transport `open_stdio`: over SSH exec channels on the one
 connection, host key checked as always; sandbox/forward.py); `local://` uses this machine's engine.
-The workspace mounted is the deployed release `current` points to, or (a local target with nothing deployed) a snapshot of the workspace's tracked files (sandbox/snapshot.py):
-never the checkout itself, its `.git` or its ignored files.
+The workspace mounted is the deployed release `current` points to, or (a local target with nothing
+deployed) a snapshot of the workspace's tracked files (sandbox/snapshot.py): never the checkout
+itself, its `.git` or its ignored files.
 The CLI and the connection keeper run it with the same code (`run_and_report`); the keeper
 passes its `KeptEngines`, so engine clients (the docker SDK, imported once), connections and
 forwards outlive a run and the used container is removed once the result is out.
