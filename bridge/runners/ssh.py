@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from bridge.config import Remote
 from bridge.errors import ConnectError, TimeoutExpired, UsageError
 from bridge.runners.base import GRACE, Runner, feed_stdin
-from bridge.runners.wrapper import with_timeout
+from bridge.runners.wrapper import UPLOAD, with_timeout
 from bridge.transport import TIMED_OUT, Link, Sink, Stdin
 
 if TYPE_CHECKING:
@@ -26,17 +26,7 @@ try:
 except OSError as e:
     sys.stderr.write(e.strerror or str(e));sys.exit(1)
 os.write(1,b"\0")
-def up():
-    try:
-        while True:
-            d=os.read(0,65536)
-            if not d:
-                break
-            s.sendall(d)
-        s.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-threading.Thread(target=up,daemon=True).start()
+""" + UPLOAD + r"""
 while True:
     d=s.recv(65536)
     if not d:
