@@ -1,6 +1,6 @@
 """The transport contract: what every way of reaching a target (local, ssh, hub://, the next one) provides.
 
-Features (exec, shell, sudo, push/pull/status, rollback, `bridge test`) talk to a target through
+Features (exec, shell, sudo, push/pull/status, rollback, sandbox, `bridge test`) talk to a target through
 this interface and nothing else; `bridge.runners.open_runner` gives the implementation for a remote.
 A new transport plugs in by implementing `Transport` alone and passing tests/transport/test_conformance.py.
 
@@ -27,6 +27,12 @@ Guarantees every implementation makes:
 * A pipe is a byte stream to a TCP port or unix socket *on the target*, socket-like (`sendall`,
   `recv` returning b"" at EOF, `shutdown(socket.SHUT_WR)` to half-close, `close`): the shape
   bridge.ssh.splice joins, so a pipe splices to a local socket as is. Nothing listening: ConnectError.
+  `open_stdio(command)` is the same kind of pipe to sh `command`'s stdin and stdout on the target
+  (the sandbox's `docker system dial-stdio`): half-closing it is EOF on the command's stdin, the
+  command's exit is EOF on the pipe; its stderr is not in the stream (an SSH channel keeps it for
+  `recv_stderr`, as paramiko does; elsewhere it is dropped).
+* `connect()`'s Link names, in `carrier`, what pipes ride on (compared by identity): another carrier
+  from a later connect() (a pool replaced the connection) means pipes opened earlier may be gone.
 * Git: `git_url(repo)` is a URL local git can use itself, or None; then git reaches `repo` through
   `run_stream` of `git-receive-pack` / `git-upload-pack` (bridge.sync.gitlink relays it), which every
   transport therefore supports.
@@ -37,7 +43,7 @@ Guarantees every implementation makes:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, Union
 
 if TYPE_CHECKING:
@@ -55,6 +61,7 @@ class Link:
     where: str
     user: str
     verified_host_key: bool  # False: nothing to verify (this machine)
+    carrier: object = field(default=None, compare=False)  # what pipes ride on (identity); None: nothing between
 
 
 class PtySession(Protocol):
@@ -122,6 +129,9 @@ class Transport(Protocol):
 
     def open_pipe(self, *, port: int | None = None, unix: str | None = None, host: str = "127.0.0.1") -> Pipe:
         """A byte stream to TCP `host:port` or unix socket `unix` as seen from the target."""
+
+    def open_stdio(self, command: str) -> Pipe:
+        """A byte stream to sh `command`'s stdin and stdout on the target (its stderr kept apart)."""
 
     def git_url(self, repo: str) -> str | None:
         """A URL local git reaches `repo` with by itself, or None (then: run_stream of the git service)."""

@@ -1,10 +1,11 @@
 """`exec --sandbox` and `CodeExecutor(sandbox=True)`: the same request, run by bridge.exec.sandbox.
 
 On a server the engine is the server's own dockerd, reached through `docker system dial-stdio` on
-the one SSH connection (host key checked as always; sandbox/forward.py); `local://` uses this
-machine's engine. The workspace mounted is the deployed release `current` points to, or (a local
-target with nothing deployed) a snapshot of the workspace's tracked files (sandbox/snapshot.py):
-never the checkout itself, its `.git` or its ignored files.
+the transport's stdio pipes (bridge.transport `open_stdio`: over SSH exec channels on the one
+connection, host key checked as always; sandbox/forward.py); `local://` uses this machine's engine.
+The workspace mounted is the deployed release `current` points to, or (a local target with nothing
+deployed) a snapshot of the workspace's tracked files (sandbox/snapshot.py): never the checkout
+itself, its `.git` or its ignored files.
 The CLI and the connection keeper run it with the same code (`run_and_report`); the keeper
 passes its `KeptEngines`, so engine clients (the docker SDK, imported once), connections and
 forwards outlive a run and the used container is removed once the result is out.
@@ -26,6 +27,7 @@ from bridge.exec.output import json_line
 from bridge.exec.service import ExecRequest
 from bridge.result import ExecResult
 from bridge.runners import Runner, Sink, open_runner
+from bridge.targets import parse_url
 
 if TYPE_CHECKING:
     from bridge.exec.sandbox import Cancel, Engine
@@ -81,7 +83,8 @@ class KeptEngines:
     def engine(self, runner: Runner) -> Engine:
         """This machine's engine, or the server's through a forward on the runner's (pooled) connection;
         made on first use (that imports the SDK) and again only for a reopened pool connection."""
-        key, owner, dial = (None, None, None) if runner.is_local else (runner.name, *_engine_dial(runner))
+        key, owner, dial = (None, None, None) if _here(runner) else (runner.name, runner.connect().carrier,
+                                                                      _engine_dial(runner))
         with self._lock:
             kept = self._engines.get(key)
             if kept is None or kept.owner is not owner:
@@ -119,20 +122,23 @@ class KeptEngines:
             self._engines.clear()
 
 
-def _engine_dial(runner: Runner) -> tuple[object, Dial]:
-    """How to reach a server's engine, and the connection that depends on (a new one needs a new forward):
-    an exec channel running `docker system dial-stdio`. The one place the sandbox reaches into a runner's
-    SSH connection; a transport's byte pipe to the server's docker socket can take its place."""
+def _here(runner: Runner) -> bool:
+    """Whether the runner's target is this machine (its engine is ours): the remote's URL says."""
+    return parse_url(runner.remote.url, where=f"remotes.{runner.name}.url").is_local
+
+
+def _engine_dial(runner: Runner) -> Dial:
+    """How to reach a server's engine: a stdio pipe running `docker system dial-stdio` there. What it
+    depends on (a new one needs a new forward) is the Link's `carrier`."""
     from bridge.exec.sandbox.forward import DIAL_STDIO
 
-    connection = runner.connection  # type: ignore[attr-defined]  # an SSHRunner: not is_local
-    return connection, partial(connection.exec_channel, DIAL_STDIO)
+    return partial(runner.open_stdio, DIAL_STDIO)
 
 
 @contextmanager
 def _one_shot_engine(runner: Runner) -> Iterator[Engine]:
     """The engine for one run in the CLI's own process, closed (with its forward) afterwards."""
-    client = _Client.open(None if runner.is_local else _engine_dial(runner)[1], runner.name)
+    client = _Client.open(None if _here(runner) else _engine_dial(runner), runner.name)
     try:
         yield client.engine
     finally:
@@ -173,7 +179,7 @@ def _workspace(config: Config, runner: Runner) -> tuple[str | None, bool]:
     """What to mount, and whether it is a shared snapshot: the deployed release, resolved (so a pool
     never serves the one before a deploy), else here a snapshot of the workspace's tracked files."""
     current = f"{runner.path.rstrip('/')}/current"
-    if runner.is_local:
+    if _here(runner):
         if runner.path and os.path.isdir(current):
             return os.path.realpath(current), False
         from bridge.exec.sandbox.snapshot import tracked_snapshot

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from bridge.hub.app import Hub
     from bridge.ssh.connection import Connection
+    from bridge.transport import Transport
 
 OUTPUT_CAP = 1 << 20  # bytes of stdout and of stderr kept for a JSON answer; the rest is counted as truncated
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -105,10 +106,9 @@ def run(hub: "Hub", loop: asyncio.AbstractEventLoop, agent: str, request: RunReq
     from bridge.config import Remote
     from bridge.runners import SSHRunner
 
-    connection = hub_connection(hub, loop, agent)
-    if request.sandbox:
-        return _sandboxed(connection, agent, request, on_stdout, on_stderr)
-    with SSHRunner(Remote(name=agent, url=f"ssh://{agent}/"), "", connection) as runner:
+    with SSHRunner(Remote(name=agent, url=f"ssh://{agent}/"), "", hub_connection(hub, loop, agent)) as runner:
+        if request.sandbox:
+            return _sandboxed(runner, agent, request, on_stdout, on_stderr)
         return runner.run_stream(script(request), on_stdout=on_stdout, on_stderr=on_stderr,
                                  timeout=request.timeout or None, capture=False)
 
@@ -130,16 +130,17 @@ def hub_connection(hub: "Hub", loop: asyncio.AbstractEventLoop, agent: str) -> "
     return Connection(settings, trust_hint="re-enrol the agent (its host key is pinned at enrolment)", opener=opener)
 
 
-def _sandboxed(connection: Any, agent: str, request: RunRequest, on_stdout: Callable[[bytes], None],
+def _sandboxed(runner: "Transport", agent: str, request: RunRequest, on_stdout: Callable[[bytes], None],
                on_stderr: Callable[[bytes], None]) -> ExecResult:
-    """As `bridge exec --sandbox` does: the server's dockerd through `docker system dial-stdio` channels on
-    this connection. Raises SandboxError when the server has no engine or image (or refuses the command)."""
+    """As `bridge exec --sandbox` does: the server's dockerd through `docker system dial-stdio` pipes of
+    the runner (bridge.transport `open_stdio`). Raises SandboxError when the server has no engine or image
+    (or refuses the command)."""
     from functools import partial
 
     from bridge.exec.sandbox import SandboxSpec, forward_docker_socket, run_in_sandbox
     from bridge.exec.sandbox.forward import DIAL_STDIO
 
-    with connection, forward_docker_socket(partial(connection.exec_channel, DIAL_STDIO)) as forward:
+    with forward_docker_socket(partial(runner.open_stdio, DIAL_STDIO)) as forward:
         engine = forward.engine(f"check that docker is installed and running on agent `{agent}`'s server")
         try:
             return run_in_sandbox(SandboxSpec(), request.command, env=request.env, timeout=request.timeout or None,

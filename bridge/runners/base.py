@@ -70,8 +70,6 @@ def prelude(script: str, env: Mapping[str, str] | None, cwd: str | None) -> str:
 class Runner:
     """Where commands run (bridge.transport.Transport): `name` for display, `path` the remote's folder."""
 
-    is_local: bool  # read only by exec/sandbox_link.py (which engine to dial), not part of the contract
-
     def __init__(self, remote: Remote, path: str) -> None:
         self.remote = remote
         self.name = remote.name
@@ -105,6 +103,9 @@ class Runner:
         raise NotImplementedError
 
     def open_pipe(self, *, port: int | None = None, unix: str | None = None, host: str = "127.0.0.1") -> Pipe:
+        raise NotImplementedError
+
+    def open_stdio(self, command: str) -> Pipe:
         raise NotImplementedError
 
     def run_capture(self, command: str, *, stdin: bytes | None = None,

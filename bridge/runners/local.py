@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 class LocalRunner(Runner):
     """Runs sh here, in a session of its own, starting in the home directory as sshd would."""
 
-    is_local = True
-
     def __init__(self, remote: Remote, path: str) -> None:
         super().__init__(remote, path)
         self._proc: subprocess.Popen | None = None
@@ -99,6 +97,18 @@ class LocalRunner(Runner):
             raise ConnectError(f"this machine: cannot reach {unix or f'{host}:{port}'}: {e.strerror or e}",
                                hint="is something listening there?") from e
         return sock
+
+
+    def open_stdio(self, command: str) -> "socket.socket":
+        """One end of a socketpair whose other end is sh `command`'s stdin and stdout (stderr dropped)."""
+        import socket
+
+        ours, theirs = socket.socketpair()
+        with theirs:
+            proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=theirs.fileno(), stdout=theirs.fileno(),
+                                    stderr=subprocess.DEVNULL, start_new_session=True, cwd=os.path.expanduser("~"))
+        threading.Thread(target=proc.wait, daemon=True, name="stdio-reap").start()
+        return ours
 
 
 class LocalPty:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from bridge.config import Remote
 from bridge.errors import ConnectError, TimeoutExpired, UsageError
 from bridge.runners.base import GRACE, Runner, feed_stdin
-from bridge.runners.wrapper import with_timeout
+from bridge.runners.wrapper import UPLOAD, with_timeout
 from bridge.transport import TIMED_OUT, Link, Sink, Stdin
 
 if TYPE_CHECKING:
@@ -26,17 +26,7 @@ try:
 except OSError as e:
     sys.stderr.write(e.strerror or str(e));sys.exit(1)
 os.write(1,b"\0")
-def up():
-    try:
-        while True:
-            d=os.read(0,65536)
-            if not d:
-                break
-            s.sendall(d)
-        s.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-threading.Thread(target=up,daemon=True).start()
+""" + UPLOAD + r"""
 while True:
     d=s.recv(65536)
     if not d:
@@ -48,8 +38,6 @@ while True:
 
 class SSHRunner(Runner):
     """A server over the one SSH layer; the connection opens on first use."""
-
-    is_local = False
 
     def __init__(self, remote: Remote, path: str, connection: "Connection", *, owned: bool = True) -> None:
         super().__init__(remote, path)
@@ -63,7 +51,7 @@ class SSHRunner(Runner):
 
     def connect(self) -> Link:
         self.connection.open()
-        return Link(self.describe(), self.connection.settings.user, verified_host_key=True)
+        return Link(self.describe(), self.connection.settings.user, verified_host_key=True, carrier=self.connection)
 
     def trust_host_key(self) -> str:
         from bridge.ssh import hostkeys
@@ -132,6 +120,10 @@ class SSHRunner(Runner):
         except (paramiko.SSHException, OSError, EOFError) as e:
             raise ConnectError(f"{self.describe()}: cannot reach {host}:{port} there: {e or type(e).__name__}",
                                hint="is something listening there, and does sshd allow TCP forwarding?") from e
+
+    def open_stdio(self, command: str) -> "paramiko.Channel":
+        """An exec channel: its stdin and stdout are the stream, its stderr stays on `recv_stderr`."""
+        return self.connection.exec_channel(command)
 
     def _unix_pipe(self, path: str) -> "paramiko.Channel":
         channel = self.connection.exec_channel(shlex.join(["python3", "-I", "-S", "-c", _UNIX_RELAY, path]))

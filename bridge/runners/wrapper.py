@@ -1,4 +1,5 @@
-"""The one way a run ends at its timeout, on a server and here alike (stdlib only, sent as text)."""
+"""Python sent as text to run on a server (stdlib only): the one way a run ends at its timeout, on a
+server and here alike, and the stdin-to-socket half the inline relays share."""
 from __future__ import annotations
 
 import shlex
@@ -56,6 +57,23 @@ signal.setitimer(signal.ITIMER_REAL, t)
 _, status = os.waitpid(pid, 0)
 signal.setitimer(signal.ITIMER_REAL, 0)
 os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+"""
+
+# A thread copying stdin to the socket `s` until EOF, then half-closing it (the peer sees EOF); for
+# relays run as `python -c` text (runners/ssh.py's unix pipe, sync/gitlink.py's git relay) that
+# import os, socket and threading and name their socket `s`.
+UPLOAD = r"""
+def up():
+    try:
+        while True:
+            d=os.read(0,65536)
+            if not d:
+                break
+            s.sendall(d)
+        s.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+threading.Thread(target=up,daemon=True).start()
 """
 
 

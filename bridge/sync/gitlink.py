@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from bridge import frames, unixserver
 from bridge.errors import BridgeError, ConnectError
+from bridge.runners.wrapper import UPLOAD
 
 if TYPE_CHECKING:
     from bridge.transport import Transport
@@ -36,17 +37,7 @@ RELAY = r"""
 import os,socket,struct,sys,threading
 s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1])
 a="\0".join(sys.argv[2:]).encode("utf-8","surrogateescape");s.sendall(struct.pack("!cI",b"C",len(a))+a)
-def up():
-    try:
-        while True:
-            d=os.read(0,65536)
-            if not d:
-                break
-            s.sendall(d)
-        s.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-threading.Thread(target=up,daemon=True).start()
+""" + UPLOAD + r"""
 b=b"";code=255
 while True:
     d=s.recv(262144)

@@ -297,6 +297,25 @@ def test_a_pipe_splices_to_a_local_socket_as_is(transport: Transport) -> None:
         assert not joined.is_alive()
 
 
+def test_a_stdio_pipe_is_a_commands_stdin_and_stdout(transport: Transport) -> None:
+    """open_stdio: bytes to the command's stdin, its stdout back; half-close is its EOF, its exit ours."""
+    payload = b"stdio \x00\xff" * 50000
+    assert _exchange(transport.open_stdio("echo err >&2; tr a-z A-Z"), payload) == payload.upper()
+
+
+def test_a_stdio_pipe_ends_when_its_command_exits(transport: Transport) -> None:
+    pipe = transport.open_stdio("echo done")  # never reads its stdin
+    got = b""
+    while chunk := pipe.recv(65536):
+        got += chunk
+    pipe.close()
+    assert got == b"done\n"
+
+
+def test_connect_names_the_carrier_pipes_ride_on(transport: Transport) -> None:
+    assert transport.connect().carrier is transport.connect().carrier  # the same connection: the same carrier
+
+
 # ---------------------------------------------------------------- git
 
 def _git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:

@@ -1,8 +1,8 @@
 """A server's Docker engine on a local unix socket, carried over bridge's own SSH connection.
 
-Each connection to the local socket becomes one SSH exec channel running `docker system
-dial-stdio` on the server (what Docker's own ssh:// transport does), spliced to it: only public
-paramiko API (an exec channel), the one host-key policy of bridge/ssh holds, and the server needs
+Each connection to the local socket becomes one stdio pipe (bridge.transport's `open_stdio`: over
+SSH an exec channel) running `docker system dial-stdio` on the server (what Docker's own ssh://
+transport does), spliced to it: the one host-key policy of bridge/ssh holds, and the server needs
 the docker CLI (which `bridge test` checks) and a login user allowed on its docker socket.
 The socket lives in a fresh 0700 folder in bridge's runtime dir, itself 0600.
 """
@@ -22,16 +22,17 @@ from bridge.ssh.splice import splice
 from .engine import Engine
 
 if TYPE_CHECKING:
-    import paramiko
+    from bridge.transport import Pipe
 
 DIAL_STDIO = "docker system dial-stdio"
-Dial = Callable[[], "paramiko.Channel"]  # opens one channel whose stdin/stdout are a connection to the engine
+Dial = Callable[[], "Pipe"]  # opens one pipe (an SSH channel) whose stdin/stdout are a connection to the engine
 
 
 class DockerForward:
     """A listening local socket whose connections reach the remote engine; close() stops it.
 
-    `last_error` holds what the server last said on a channel's stderr (e.g. docker missing there),
+    `last_error` holds what the server last said on a channel's stderr (e.g. docker missing there;
+    a pipe that keeps stderr as an SSH channel does, `recv_stderr`),
     so an engine error can say why instead of only "the connection closed".
     A new channel costs a login shell (its rc files) and a docker CLI start on the server (measured
     on the test sshd: ~0.7-1 s under load, against ~2 ms for a stream the old private-API code
@@ -42,7 +43,7 @@ class DockerForward:
     def __init__(self, dial: Dial) -> None:
         self.dial = dial
         self.last_error: str | None = None
-        self._spare: paramiko.Channel | None = None
+        self._spare: Pipe | None = None
         self._lock = threading.Lock()
         self._closed = False
         self.dir = tempfile.mkdtemp(prefix="docker-", dir=ensure_private_dir(runtime_dir()))
@@ -95,13 +96,13 @@ class DockerForward:
             return
         splice(client, _Telling(channel, self))
 
-    def _channel(self) -> "paramiko.Channel":
+    def _channel(self) -> "Pipe":
         """The spare when it is still running (its dial-stdio exits when the engine or the link is gone),
         else a new one; either way the next spare is dialled on a thread."""
         with self._lock:
             spare, self._spare = self._spare, None
         threading.Thread(target=self._dial_spare, daemon=True, name="docker-spare").start()
-        if spare is not None and not spare.closed and not spare.exit_status_ready():
+        if spare is not None and _running(spare):
             return spare
         if spare is not None:
             spare.close()
@@ -124,7 +125,7 @@ class _Telling:
     """The channel as a splice stream that notes the server's stderr as its output ends, so the note is
     there before the engine client sees the connection close (stderr arrives before EOF, in order)."""
 
-    def __init__(self, channel: "paramiko.Channel", forward: DockerForward) -> None:
+    def __init__(self, channel: "Pipe", forward: DockerForward) -> None:
         self.channel, self.forward = channel, forward
 
     def recv(self, size: int, /) -> bytes:
@@ -151,10 +152,17 @@ def forward_docker_socket(dial: Dial) -> DockerForward:
     return DockerForward(dial)
 
 
-def _stderr_tail(channel: "paramiko.Channel") -> str | None:
-    """The last line the server wrote on the channel's stderr (None when it said nothing)."""
+def _running(pipe: "Pipe") -> bool:
+    """False when the pipe is known to be over (an SSH channel closed, or its command exited)."""
+    ended = getattr(pipe, "exit_status_ready", None)
+    return not getattr(pipe, "closed", False) and not (ended is not None and ended())
+
+
+def _stderr_tail(channel: "Pipe") -> str | None:
+    """The last line the server wrote on the channel's stderr (None when it said nothing, or the pipe keeps none)."""
+    ready, read = getattr(channel, "recv_stderr_ready", None), getattr(channel, "recv_stderr", None)
     data = b""
-    while channel.recv_stderr_ready():
-        data += channel.recv_stderr(65536)
+    while ready is not None and read is not None and ready():
+        data += read(65536)
     lines = data.decode(errors="replace").strip().splitlines()
     return lines[-1] if lines else None
