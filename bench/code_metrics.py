@@ -49,6 +49,9 @@ def duplicate_pairs(files: dict[str, str]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0].startswith("-"):
+        print(__doc__.strip())
+        return 0 if argv[0] in ("-h", "--help") else 2
     rev = argv[0] if argv else None
     files = sources(rev)
     lengths = sorted(n for text in files.values() for n in function_lengths(text))
