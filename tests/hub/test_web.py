@@ -6,6 +6,7 @@ the server's guard decides every session (and its no-sudo role runs as the `runn
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import subprocess
 import time
@@ -19,7 +20,7 @@ from tests.hub.test_api import ApiScene, api  # noqa: F401 - the hub + agent + g
 from tests.hub.web_scene import WAIT_MS, kept_session, launch, open_shell, screen, sign_in, wait_screen
 from tests.security.conftest import bridge_exe, run_as_policy, runner, sec  # noqa: F401 - fixtures
 
-SCREENS = Path("/work/screens")
+SCREENS = os.environ.get("BRIDGE_SCREENS")  # a folder to save the page's screenshots in (docs/screens/)
 
 pytestmark = pytest.mark.slow
 
@@ -48,8 +49,9 @@ def url(api: ApiScene) -> str:  # noqa: F811
 
 
 def _shot(page, name: str) -> None:
-    SCREENS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENS / name))
+    if SCREENS:
+        Path(SCREENS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENS) / name))
 
 
 def _type(page, text: str) -> None:
