@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
-from common import BENCH_USER, BRIDGE, PYTHON, BenchEnv, command, print_table
+from common import BENCH_USER, BRIDGE, PYTHON, BenchEnv, command, interleaved_ms, print_table
 
 from tests.sshd import free_port, wait_port  # noqa: E402 - common puts the repo on sys.path
 
@@ -34,20 +34,7 @@ BIG = 200 * 1000 * 1000
 BIG_CMD = ["head", "-c", str(BIG), "/dev/zero"]
 SWARM_PING = 20.0  # a real agent's default
 SOFT_FD_LIMIT = 1024  # Debian's default soft RLIMIT_NOFILE: the hub must raise it itself to hold 1,000 agents
-REPEAT = 10
 
-
-def interleaved_ms(runs: dict[str, Callable[[], None]], repeat: int = REPEAT) -> dict[str, float]:
-    """Median ms of each run, taken in turns so load from elsewhere hits every case alike."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for run in runs.values():
-        run()  # warm-up (starts the keeper and its connection for warm runs)
-    for _ in range(repeat):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append((time.perf_counter() - start) * 1000)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 # -- processes ----------------------------------------------------------------------------------

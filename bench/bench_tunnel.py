@@ -22,9 +22,8 @@ import statistics
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
 
-from common import BENCH_USER, BRIDGE, PYTHON, BenchEnv, command, print_table
+from common import BENCH_USER, BRIDGE, PYTHON, BenchEnv, command, interleaved_ms, print_table
 
 from tests.sshd import free_port, keygen  # noqa: E402 - common puts the repo on sys.path
 from tests.tunnel.netns import Namespace, NsSSHServer, kill_with_sessions, usable
@@ -139,18 +138,6 @@ class Scene:
         self.server.stop()
         self.ns.destroy()
 
-
-def interleaved_ms(runs: dict[str, Callable[[], None]], repeat: int = 10) -> dict[str, float]:
-    """Median ms of each run, taken in turns so load from elsewhere hits every case alike."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for run in runs.values():
-        run()  # warm-up
-    for _ in range(repeat):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append((time.perf_counter() - start) * 1000)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def bench_latency(scene: Scene) -> list[tuple[str, float, str, float]]:

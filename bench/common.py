@@ -59,6 +59,19 @@ def median_ms(run: Callable[[], object], repeat: int = 10, warmup: int = 1) -> f
     return statistics.median(times)
 
 
+def interleaved_ms(runs: dict[str, Callable[[], None]], repeat: int = 10) -> dict[str, float]:
+    """Median ms of each run, taken in turns so load from elsewhere hits every case alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():
+        run()  # warm-up (starts the keeper and its connection for warm runs)
+    for _ in range(repeat):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def command(argv: Sequence[str], env: dict | None = None, check: bool = True, **kw) -> Callable[[], None]:
     """A callable that runs `argv` to completion, discarding output."""
     def run() -> None:
