@@ -36,7 +36,6 @@ SWARM_PING = 20.0  # a real agent's default
 SOFT_FD_LIMIT = 1024  # Debian's default soft RLIMIT_NOFILE: the hub must raise it itself to hold 1,000 agents
 
 
-
 # -- processes ----------------------------------------------------------------------------------
 
 def _low_fd_limit() -> None:

@@ -139,7 +139,6 @@ class Scene:
         self.ns.destroy()
 
 
-
 def bench_latency(scene: Scene) -> list[tuple[str, float, str, float]]:
     """`ssh -J relay … true` through each tunnel; direct to the relay's identical sshd for scale."""
     config = scene.env.dir / "ssh_config"
