@@ -251,11 +251,17 @@ def _upper_server(family: int, address: object) -> tuple[socket.socket, threadin
 
 
 def _exchange(pipe: Pipe, payload: bytes) -> bytes:
-    pipe.sendall(payload)
-    pipe.shutdown(socket.SHUT_WR)
+    """Send `payload` then EOF while reading the answer, as a splice does (the far end may answer as it reads)."""
+    def send() -> None:
+        pipe.sendall(payload)
+        pipe.shutdown(socket.SHUT_WR)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
     got = b""
     while chunk := pipe.recv(65536):
         got += chunk
+    sender.join(30)
     pipe.close()
     return got
 
