@@ -11,7 +11,8 @@ import shlex
 # is already a zombie has ended: it stays in the group until its new parent reaps it, which a
 # container's PID 1 may never do (read from /proc, Linux; elsewhere the group must be empty).
 # Exit: the script's status, 128+N when a signal killed it, or 124. python3 because sh has no
-# portable setsid, and the server has Python 3 anyway (DESIGN §5).
+# portable setsid, and the server has Python 3 anyway (DESIGN §5). It ends with os._exit because it
+# exits from its alarm handler too and loads nothing whose atexit could be skipped: not a speed hack.
 _TIMEOUT_WRAPPER = """\
 import os, signal, sys, time
 t, script = float(sys.argv[1]), sys.argv[2]
