@@ -36,6 +36,22 @@ def test_tls_below_1_3_is_refused(hub: Hub) -> None:
         _presented(hub, maximum=ssl.TLSVersion.TLSv1_2)
 
 
+def test_no_session_ticket_follows_the_handshake(hub: Hub) -> None:
+    """A ticket lands while the CLI's sync client reads in one thread and writes its upgrade in another: the
+    race that now and then lost the upgrade (no answer within 10 s). Reading the hub's answer to a request
+    makes OpenSSL take in anything sent after the handshake, tickets included."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection((hub.host, hub.port), timeout=10) as raw:
+        with context.wrap_socket(raw) as tls:
+            tls.sendall(b"GET /api/v1/agents HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 401")
+            assert tls.session is not None and not tls.session.has_ticket
+
+
 def test_the_same_certificate_after_a_restart(hub: Hub) -> None:
     before = hub.fingerprint
     hub.stop()
