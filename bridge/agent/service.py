@@ -130,7 +130,7 @@ async def _connect_once(plan: Plan, status: st.AgentStatus, save: Callable[[], N
 
     status.last_heartbeat_at = None
     try:
-        reason = await control(plan, status, changed)
+        reason = await control(plan, status, changed, log)
     except Refused:
         raise
     except BridgeError as e:

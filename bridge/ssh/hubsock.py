@@ -70,7 +70,9 @@ def _open(hub: hublink.HubAddress, timeout: float) -> Any:
                        user_agent_header="bridge", create_connection=Watched,
                        legacy=True)  # legacy: a plain connection, not a context manager
     except (OSError, EOFError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as e:
-        cause = f"no answer within {timeout:g}s" if fired.is_set() else getattr(e, "strerror", None) or e
+        # the library hands a socket to Watched once its TLS handshake is done: which hop was silent
+        hop = "to the WebSocket upgrade" if sockets else "to the TLS handshake"
+        cause = f"no answer {hop} within {timeout:g}s" if fired.is_set() else getattr(e, "strerror", None) or e
         raise ConnectError(f"cannot connect to hub {hub.display()}: {cause}",
                            hint="check the hub address in the hub:// URL; is `bridge hub serve` running?") from e
     finally:
