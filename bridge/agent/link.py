@@ -164,8 +164,8 @@ async def carry(plan: Plan, sid: str, status: AgentStatus, log: Callable[[str], 
     A stream that cannot be opened is logged with the hop that failed: the hub only waits, then tells
     its client that the agent did not open the stream.
     """
-    try:
-        reader, writer = await asyncio.open_connection(plan.ssh_host, plan.ssh_port)
+    try:  # limit: the reader buffers up to two chunks before it holds sshd back, so reads fill a message
+        reader, writer = await asyncio.open_connection(plan.ssh_host, plan.ssh_port, limit=DATA_CHUNK)
     except OSError as e:
         log(f"stream not opened: cannot reach sshd at {plan.ssh_host}:{plan.ssh_port}: {e.strerror or e}")
         return
