@@ -39,10 +39,10 @@ def _open(hub: hublink.HubAddress, timeout: float) -> Any:
     """The WebSocket to the hub's /ws/connect, opened within `timeout` (+ a grace) or ConnectError.
 
     websockets' sync client can hang past its own open_timeout: its reader thread may be inside a
-    blocking TLS read (the hub's TLS 1.3 session ticket arrived, the HTTP answer not yet) when the
-    handshake times out, and closing the socket does not wake that read, so connect() waits on the
-    thread forever. A watchdog shuts the socket down at `timeout`, before the library's own timeout
-    (later, on purpose) closes it; a shutdown wakes the read. tests/hub/test_faults.py has the hub.
+    blocking TLS read (a hub gone silent after the TLS handshake) when the handshake times out, and
+    closing the socket does not wake that read, so connect() waits on the thread forever. A watchdog
+    shuts the socket down at `timeout`, before the library's own timeout (later, on purpose) closes
+    it; a shutdown wakes the read. tests/hub/test_faults.py has the hub.
     """
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
     from websockets.sync.client import ClientConnection, connect
