@@ -242,6 +242,7 @@ def test_a_hub_that_never_answers_the_upgrade_is_one_line_not_a_hang(silent_hub:
                     timeout=60)  # websockets' own open_timeout alone left this waiting forever
     assert result.code == 255, result
     assert "cannot connect to hub" in result.err and "Traceback" not in result.err
+    assert "no answer to the WebSocket upgrade within" in result.err  # the hop that was silent: not TLS
 
 
 def test_an_agent_whose_clock_runs_behind_is_refused_naming_the_clock(hub: Hub, agent: Agent) -> None:
