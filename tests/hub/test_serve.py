@@ -65,11 +65,14 @@ def test_a_busy_port_is_one_line_with_a_hint(bridge, hub: Hub, tmp_path: Path) -
 
 def test_install_writes_a_unit_that_serves_this_state_dir(bridge, tmp_path: Path) -> None:
     unit = tmp_path / "bridge-hub.service"
-    result = bridge("hub", "install", "--port", "8443", "--state", str(tmp_path / "st"), "--user", "hubuser",
+    result = bridge("hub", "install", "--port", "8443", "--state", str(tmp_path / "st"), "--user", "root",
                     "--path", str(unit))
     assert result.code == 0, result
     text = unit.read_text()
-    assert "User=hubuser" in text and "Restart=always" in text
+    assert "User=root" in text and "Restart=always" in text and f"ReadWritePaths={tmp_path / 'st'}" in text
+    assert (tmp_path / "st").is_dir()  # made for the unit, which may write nothing else but ~/.ssh
+    refused = bridge("hub", "install", "--user", "hubuser", "--path", str(tmp_path / "other.service"))
+    assert refused.code == 1 and "no account `hubuser`" in refused.err and not (tmp_path / "other.service").exists()
     assert f"hub serve --host 0.0.0.0 --port 8443 --state {tmp_path / 'st'}" in text
 
 
