@@ -20,11 +20,13 @@ DEFAULT_PING = 20.0
 TLS_READ_BUFFER = 16 << 10
 # A storm of TLS handshakes (1,000 agents at once after a restart) leaves glibc's heap holding the
 # handshakes' freed memory for good: free() returns to the OS only what sits at the heap's top. Handing
-# the slack back when it passes this much, checked every TRIM_EVERY seconds off the event loop, took hub
-# memory per idle agent 96.5 -> 73 KiB in bench/bench_hub.py's swarm. Process-wide (glibc's malloc):
-# called only by `bridge hub serve`; tests/hub/test_serve.py fails when glibc stops offering the calls.
+# the slack back when it passes this much, checked every TRIM_EVERY seconds off the event loop while the
+# hub is quiet, took hub memory per idle agent 96.5 -> 73 KiB in bench/bench_hub.py's swarm. Process-wide
+# (glibc's malloc): called only by `bridge hub serve`; tests/hub/test_serve.py fails when glibc stops
+# offering the calls or they stop returning memory.
 TRIM_SLACK = 8 << 20
 TRIM_EVERY = 10.0
+TRIM_BUSY = 0.2  # of a core: 1,000 idle agents cost ~3 %, a stream of 100 MB/s a whole core
 
 
 class ServeOptions(NamedTuple):
@@ -85,7 +87,9 @@ def small_tls_buffers() -> None:
 
 
 def trim_heap_slack_forever() -> None:
-    """A daemon thread returning glibc's free heap to the OS whenever it exceeds TRIM_SLACK; no-op off glibc."""
+    """A daemon thread returning glibc's free heap to the OS when it exceeds TRIM_SLACK and the hub is quiet
+    (under TRIM_BUSY of a core over the last TRIM_EVERY s): trimming while a stream flows hands back pages
+    the next chunks fault in again (one bench run: 200 MB through the hub 1.4x slower). No-op off glibc."""
     import threading
     import time
 
@@ -94,9 +98,13 @@ def trim_heap_slack_forever() -> None:
         return
 
     def run() -> None:
+        used = time.process_time()
         while True:
             time.sleep(TRIM_EVERY)
-            trimmer(TRIM_SLACK)
+            now = time.process_time()
+            if now - used < TRIM_BUSY * TRIM_EVERY:
+                trimmer(TRIM_SLACK)
+            used = time.process_time()
 
     threading.Thread(target=run, name="heap-trim", daemon=True).start()
 

@@ -86,8 +86,8 @@ def test_default_nginx_keeps_a_20s_pinging_agent_and_cuts_a_90s_one_which_comes_
     try:
         server = sshd_factory(trusted=True)
         hub_url, address = f"wss://127.0.0.1:{port}", f"127.0.0.1:{port}"
-        kept = agent_factory("web1").start(hub_url, slow_hub.token("agent", "web1"), "--ssh", f"127.0.0.1:{server.port}",
-                                           "--ping", "20")
+        kept = agent_factory("web1").start(hub_url, slow_hub.token("agent", "web1"),
+                                           "--ssh", f"127.0.0.1:{server.port}", "--ping", "20")
         cut = agent_factory("web2").start(hub_url, slow_hub.token("agent", "web2"), "--ping", "90")
         wait_for(kept.connected, 30)
         wait_for(cut.connected, 30)

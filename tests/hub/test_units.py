@@ -65,7 +65,8 @@ def test_hardened_hub_and_agent_units_run_under_systemd(tmp_path: Path) -> None:
         # enrol by hand (the unit holds no token), then hand the enrolled folder to the unit
         enrolled = server.sh('"$1" -m bridge agent up --hub wss://127.0.0.1:443 --token "$2" --state "$3" & pid=$!; '
                              'for i in $(seq 100); do grep -qs \'"state": "connected"\' "$3/status.json" && break; '
-                             'sleep 0.2; done; kill $pid; wait $pid; cat "$3/enrolment.json"', PYTHON, token, AGENT_STATE)
+                             'sleep 0.2; done; kill $pid; wait $pid; cat "$3/enrolment.json"',
+                             PYTHON, token, AGENT_STATE)
         assert '"enrolled": true' in enrolled, enrolled
         installed = server.sh(f'"$1" -m bridge agent install --user {APP_USER} --python "$1" --state "$2" && '
                               'systemctl daemon-reload && systemctl start bridge-agent.service', PYTHON, AGENT_STATE)
