@@ -128,14 +128,5 @@ def install(config: Config, user: str | None, path: Path | None, python: Path | 
     """Write the unit (default /etc/systemd/system/NAME) and make the state folder it may write, owned by `user`;
     raises BridgeError when the folder is not writable or `user` cannot run `python`."""
     name, text = unit_for(config, user, python)
-    _make_owned(unit_state_dir(user or getpass.getuser()), user or getpass.getuser())
+    systemd.make_owned(unit_state_dir(user or getpass.getuser()), user or getpass.getuser())
     return systemd.install(text, name, path, "bridge tunnel install")
-
-
-def _make_owned(folder: Path, user: str) -> None:
-    """mkdir -p `folder`, giving every folder made here to `user` (a sandboxed unit cannot make it itself)."""
-    account = pwd.getpwnam(user)
-    missing = [p for p in [folder, *folder.parents] if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for made in missing:
-        os.chown(made, account.pw_uid, account.pw_gid)
