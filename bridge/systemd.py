@@ -96,6 +96,11 @@ def check_runnable(user: str, python: Path, command: str) -> None:
         raise BridgeError(f"{user} cannot run bridge with {python}: {why}", hint=hint)
 
 
+def unit_state_dir(user: str) -> Path:
+    """Bridge's state dir for a unit running as `user` (systemd sets HOME, not XDG_STATE_HOME)."""
+    return Path(pwd.getpwnam(user).pw_dir) / ".local" / "state" / "bridge"
+
+
 def make_owned(folder: Path, user: str) -> None:
     """mkdir -p `folder`, giving every folder made here to `user` (a sandboxed unit cannot make it itself)."""
     account = pwd.getpwnam(user)

@@ -85,9 +85,7 @@ def unit_text(options: ServeOptions, user: str | None, python: Path | None = Non
 
 def unit_state(options: ServeOptions, user: str) -> Path:
     """--state, else `user`'s own ~/.local/state/bridge/hub (the unit's account, not the installing one)."""
-    import pwd
-
-    return (options.state or Path(pwd.getpwnam(user).pw_dir) / ".local" / "state" / "bridge" / "hub").resolve()
+    return (options.state or systemd.unit_state_dir(user) / "hub").resolve()
 
 
 def _ssh_dir(user: str) -> Path:

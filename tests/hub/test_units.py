@@ -4,13 +4,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.accounts import system_venv
-from tests.systemd_server import APP_USER, BASE_IMAGE, SystemdServer, build_image, docker, start_server
+from tests.systemd_server import APP_USER, BASE_IMAGE, SystemdServer, build_image, docker, exposure, start_server
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = "/opt/bridge/bin/python3"  # Debian's python3 in a venv copied into the container, readable by app
@@ -29,7 +28,7 @@ def test_hub_unit_on_a_low_port_is_sandboxed_with_only_the_bind_capability(bridg
     assert "CapabilityBoundingSet=" in high and "AmbientCapabilities=" in high
     unit = tmp_path / "bridge-hub.service"
     unit.write_text(printed.out)
-    assert _exposure(unit) < 2.5
+    assert exposure(unit) < 2.5
 
 
 def test_install_refuses_an_interpreter_the_account_cannot_run(bridge) -> None:
@@ -38,15 +37,6 @@ def test_install_refuses_an_interpreter_the_account_cannot_run(bridge) -> None:
         assert refused.code != 0 and refused.out == "" and "Traceback" not in refused.err
     hub = bridge("hub", "install", "--print", "--user", "nobody")
     assert "nobody cannot run bridge with" in hub.err and "--user nobody --python /opt/bridge/bin/python3" in hub.err
-
-
-def _exposure(unit: Path) -> float:
-    """systemd-analyze's overall exposure (0 safe … 10 unsafe) for a unit file, without loading it."""
-    out = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True,
-                         text=True, check=False).stdout
-    found = re.search(r"Overall exposure level for \S+: (\d+\.\d)", out)
-    assert found, out
-    return float(found.group(1))
 
 
 @pytest.mark.slow
