@@ -33,6 +33,7 @@ class Plan(NamedTuple):
     ping_interval: float = 20.0
     backoff_cap: float = 30.0
     enrol_token: str | None = None  # only until the hub accepted it
+    workspaces: tuple[tuple[str, str], ...] = ()  # (name, remote path): where the hub's web terminals start
 
 
 class Refused(BridgeError):
@@ -93,7 +94,8 @@ async def control(plan: Plan, status: AgentStatus, changed: Callable[[], None], 
 
 
 def _hello(plan: Plan) -> dict:
-    hello = {"type": "hello", "agent": plan.enrolment.agent, "version": VERSION, "capabilities": list(CAPABILITIES)}
+    hello = {"type": "hello", "agent": plan.enrolment.agent, "version": VERSION, "capabilities": list(CAPABILITIES),
+             "workspaces": dict(plan.workspaces)}
     auth = sign_agent_token(plan.key, plan.enrolment.agent)
     if plan.enrol_token:  # `auth` too: if the hub took the token but its welcome never came, the key proves us
         return {**hello, "enrol": plan.enrol_token, "key": public_key_pem(plan.key), "auth": auth}

@@ -16,7 +16,7 @@ from typing import Any
 
 from bridge.hub.audit import HubAudit
 from bridge.hub.hostpin import pin_host_key
-from bridge.hub.live import STREAM_OPEN_TIMEOUT, AgentSession, Live
+from bridge.hub.live import STREAM_OPEN_TIMEOUT, AgentSession, Live, workspace_folders
 from bridge.hub.store import Store
 from bridge.hub.tokens import Signer, TokenRefused, TokenSpent, UserClaims
 from bridge.hublink import (CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, CLOSE_UNAVAILABLE,
@@ -100,7 +100,7 @@ async def agent_control(hub: Hub, ws: Any) -> None:
         return
     session = AgentSession(name, ws, version=str(hello.get("version", "")),
                            capabilities=tuple(str(c) for c in hello.get("capabilities") or ()),
-                           ssh_user=str(hello.get("ssh_user") or ""))
+                           ssh_user=str(hello.get("ssh_user") or ""), workspaces=workspace_folders(hello))
     await asyncio.to_thread(pin_host_key, name, hello.get("host_key"), replace="enrol" in hello)
     await hub.live.attach(session)
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shlex
 import socket
 import time
 from dataclasses import dataclass, field
@@ -248,10 +249,21 @@ class Terminals:
 
 
 def _open_channel(hub: "Hub", loop: asyncio.AbstractEventLoop, spec: Spec) -> tuple[Any, Any]:
-    """A PTY channel with the server's login shell (the guard's interactive login) or the command; in a thread."""
+    """A PTY channel with the server's login shell (the guard's interactive login) or the command; in a thread.
+
+    A command starts in its workspace's folder, the one its agent reported (`agent up --workspace`): the
+    deployed `current` in it, else the folder itself. (bridge.exec.remote's script is not used: its
+    `[ -d … ]` test is refused by the guard's parser as a computed program name.) A login shell starts
+    where sshd starts it, the login directory: an SSH shell request carries no folder, and the server's
+    guard refuses an exec that starts a shell (it could not check what is typed into it).
+    """
     from bridge.hub import runs
 
-    command = None if spec.command is None else runs.script(runs.RunRequest(spec.command, spec.workspace))
+    command = None
+    if spec.command is not None:
+        folder = workspace_folder(hub, spec)
+        enter = [] if folder is None else [_enter(folder)]
+        command = "\n".join([*enter, runs.script(runs.RunRequest(spec.command, spec.workspace))])
     connection = runs.hub_connection(hub, loop, spec.agent)
     try:
         channel = connection.exec_channel(command, pty=True, term_size=(spec.cols, spec.rows), window_size=SSH_WINDOW)
@@ -259,6 +271,17 @@ def _open_channel(hub: "Hub", loop: asyncio.AbstractEventLoop, spec: Spec) -> tu
         connection.close()
         raise
     return channel, connection
+
+
+def workspace_folder(hub: "Hub", spec: Spec) -> str | None:
+    """The folder of the spec's workspace on its agent's server, as the agent reported it; None if it did not."""
+    session = hub.live.agents.get(spec.agent)
+    return session.workspaces.get(spec.workspace or "") if session is not None else None
+
+
+def _enter(folder: str) -> str:
+    """sh that enters the workspace's deployed `current`, else its folder, else stops (exit 2)."""
+    return f"cd -- {shlex.quote(folder + '/current')} 2>/dev/null || cd -- {shlex.quote(folder)} || exit 2"
 
 
 def _recorder(folder: Path, sid: str, user: str, spec: Spec) -> "Recorder":
