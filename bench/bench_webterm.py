@@ -22,6 +22,9 @@ is out. With `--disable-frame-rate-limit --disable-gpu-vsync` that part falls aw
 and draws the echo at that frame anyway. So the goal (web p99 <= 2x ssh -tt, ~1.4 ms p99 here)
 cannot be met by any web terminal on this path: chromium's own WebSocket round trip to a bare echo
 server is p50 1.0-1.2 ms, p99 4-8 ms, and the agent's relay alone is above 2x ssh.
+The harness waits for each echo on an in-page promise and sends the keyup after it: waiting with
+Playwright's default rAF polling (before 2026-12-03) kept chromium drawing frames all along, which
+hid part of the frame wait (p50 6.4 ms then, 10-12 ms now for the same page) and added its own load.
 The flood: xterm.js in this headless chromium parses 11-19 MB/s of `yes` written from the page
 itself, 3-5 MB/s arriving from the socket (its renderer at ~90 % of a core, sharing 2 cores with the
 hub, agent, sshd and `yes`); Ctrl-C's latency is the backlog behind it (see bridge/hub/terminal.py).

@@ -314,3 +314,10 @@ def test_sessions_are_audited_recorded_and_replayed(api: ApiScene, page, home: H
                            timeout=WAIT_MS)
     assert "recorded-23" in screen(page)
     _shot(page, "webterm-replay.png")
+
+
+def test_a_workspace_folder_that_is_not_absolute_is_refused_in_one_line(home: Home, tmp_path: Path) -> None:
+    run = subprocess.run([*BRIDGE, "agent", "up", "--state", str(tmp_path / "agent"), "--workspace", "app=srv/app"],
+                         capture_output=True, text=True, env=home.env, timeout=60)
+    assert run.returncode == 2 and "--workspace 'app=srv/app' is not NAME=/absolute/path" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "agent").exists()
