@@ -12,15 +12,18 @@ Guarantees every implementation makes:
 * stdout and stderr arrive apart and byte-exact (binary safe), each in order, as they are produced.
 * stdin: bytes or an iterable of bytes, sent from a thread (a big stdin never blocks output), then EOF;
   None is EOF at once. A command that exits without reading all of it is not an error.
-* Exit status: the command's own (128+N for a child that signal N killed, as sh reports it); 124
-  when `timeout` ended it, and then its whole process tree (background children too) has been
-  ended (SIGTERM, then SIGKILL) before the call returns; 255 when the far side sent no status
-  (connection lost; over ssh also when a signal kills the top process itself: paramiko drops
-  sshd's `exit-signal`, so a caller that wants 128+N ends its script with `exit $?`, as
-  exec/remote.py does).
-* `cancel()` from another thread ends a run in progress: `run_stream` then returns or raises
-  ConnectError soon; a finished run is left alone. Ctrl-C (KeyboardInterrupt) in the caller's
-  thread ends the run and re-raises.
+* Exit status: the command's own, 128+N when signal N killed it (the script's shell itself, or a
+  child, as sh reports it); 124 when `timeout` ended it, and then its whole process tree
+  (background children too) has been ended (SIGTERM, then SIGKILL) before the call returns; 255
+  when the far side sent no status (connection lost). Over ssh the script runs as a child of the
+  login shell, which reports the 128+N that sshd would send as `exit-signal` (paramiko drops it).
+* `cancel()` from another thread ends a run in progress and its whole tree on the target
+  (SIGTERM, then SIGKILL half a second later; background children too): `run_stream` then returns
+  or raises ConnectError soon; a finished run is left alone. `signal(sig)` sends one signal to
+  that tree and nothing more (the command decides what it means). Over ssh both find the tree by
+  a BRIDGE_RUN tag in its processes' environment (a process that clears its environment escapes
+  them), not by sshd's `signal` request, which paramiko cannot send through a public API. Ctrl-C
+  (KeyboardInterrupt) in the caller's thread ends the run and re-raises.
 * A PTY session carries bytes both ways; keys such as Ctrl-C reach the command as its terminal's
   signals (SIGINT); `resize` changes the size the command sees (`stty size`) and sends it SIGWINCH;
   closing it hangs up (SIGHUP). Output and stderr are merged, as on a terminal.
@@ -122,7 +125,10 @@ class Transport(Protocol):
         """A whole run: output streamed to the sinks (and kept when `capture`), the timeout ending its tree."""
 
     def cancel(self) -> None:
-        """End the run in progress (called from another thread)."""
+        """End the run in progress, its whole tree on the target (called from another thread)."""
+
+    def signal(self, sig: int) -> None:
+        """Send signal `sig` (this machine's number; it travels by name) to the run in progress's tree."""
 
     def open_pty(self, command: str, *, size: tuple[int, int] = (80, 24)) -> PtySession:
         """`command` on a new PTY of `size` (columns, rows)."""

@@ -87,6 +87,9 @@ class Runner:
     def cancel(self) -> None:
         """Stop a run in progress (its client went away); a finished run is left alone."""
 
+    def signal(self, sig: int) -> None:
+        """Send `sig` to the whole tree of the run in progress; none running: nothing."""
+
     def connect(self) -> Link:
         raise NotImplementedError
 

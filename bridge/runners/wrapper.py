@@ -1,10 +1,12 @@
-"""Python sent as text to run on a server (stdlib only): the one way a run ends at its timeout, on a
-server and here alike, and the stdin-to-socket half the inline relays share."""
+"""Text sent to run on a server (sh, and Python stdlib only): the one way a run ends at its timeout, on a
+server and here alike; how an ssh run is tagged so a signal reaches its whole tree; and the
+stdin-to-socket half the inline relays share."""
 from __future__ import annotations
 
 import shlex
 
-# argv: [seconds, sh script].
+# argv: [seconds, sh script, run tag]. The script (not the wrapper: a signal() to the run is the
+# command's to handle) gets BRIDGE_RUN=<tag> in its environment, when there is a tag.
 # The script leads a new session; at the deadline (or when the wrapper itself is signalled: Ctrl-C
 # on a local run) its whole process group, background children too, gets SIGTERM, and SIGKILL if
 # any of it still runs half a second later; the wrapper exits as soon as none does. A member that
@@ -15,11 +17,11 @@ import shlex
 # exits from its alarm handler too and loads nothing whose atexit could be skipped: not a speed hack.
 _TIMEOUT_WRAPPER = """\
 import os, signal, sys, time
-t, script = float(sys.argv[1]), sys.argv[2]
+t, script, tag = float(sys.argv[1]), sys.argv[2], sys.argv[3]
 pid = os.fork()
 if pid == 0:
     os.setsid()
-    os.execv('/bin/sh', ['/bin/sh', '-c', script])
+    os.execve('/bin/sh', ['/bin/sh', '-c', script], dict(os.environ, BRIDGE_RUN=tag) if tag else os.environ)
 def running():
     try:
         os.waitpid(pid, os.WNOHANG)
@@ -78,13 +80,61 @@ threading.Thread(target=up,daemon=True).start()
 """
 
 
-def with_timeout(script: str, timeout: float | None) -> str:
-    """Wrap sh `script` so the server ends its whole process tree at `timeout` seconds (none: unchanged)."""
-    if not timeout or timeout <= 0:
-        return script
-    return shlex.join(timeout_argv(script, timeout))
+# argv: [tag, signal name, "escalate" or ""]. Every process of this uid whose environment carries
+# BRIDGE_RUN=<tag> (the run's tree: children inherit it, daemons that left its session too) gets the
+# signal; with "escalate", SIGKILL for any of them still there half a second later. Used over ssh
+# because paramiko has no public way to send sshd's `signal` channel request, and sshd ends nothing
+# of a non-PTY command when its channel closes. Reads /proc (Linux). Exit 0.
+_SIGNAL_RUN = """\
+import os, signal, sys, time
+mark = ('BRIDGE_RUN=' + sys.argv[1]).encode()
+sig = getattr(signal, sys.argv[2])
+def tagged():
+    for name in os.listdir('/proc'):
+        if name.isdigit() and int(name) != os.getpid():
+            try:
+                with open('/proc/' + name + '/environ', 'rb') as f:
+                    if mark in f.read().split(b'\\0'):
+                        yield int(name)
+            except OSError:
+                pass
+def send(s):
+    alive = False
+    for pid in tagged():
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                if f.read().rpartition(')')[2].split()[0] == 'Z':
+                    continue
+            os.kill(pid, s)
+            alive = True
+        except OSError:
+            pass
+    return alive
+if send(sig) and sys.argv[3]:
+    end = time.monotonic() + 0.5
+    while time.monotonic() < end and send(0):
+        time.sleep(0.02)
+    send(signal.SIGKILL)
+"""
 
 
-def timeout_argv(script: str, timeout: float, python: str = "python3") -> list[str]:
-    """argv that runs sh `script` under the timeout wrapper (`python`: the server's python3, or ours here)."""
-    return [python, "-c", _TIMEOUT_WRAPPER, f"{timeout:g}", script]
+def tagged(script: str, tag: str, timeout: float | None = None) -> str:
+    """sh text for a login shell: sh `script` as its child, with BRIDGE_RUN=`tag` in the script's
+    environment (signal_argv finds its tree by that), under the timeout wrapper when there is a
+    `timeout`. The login shell outlives a script a signal kills, so it reports 128+N where sshd's
+    `exit-signal` (which paramiko drops) would read as 255."""
+    if timeout and timeout > 0:
+        return shlex.join(timeout_argv(script, timeout, tag=tag)) + "; exit $?"
+    return f"BRIDGE_RUN={tag} /bin/sh -c {shlex.quote(script)}; exit $?"
+
+
+def signal_argv(tag: str, name: str, escalate: bool, python: str = "python3") -> list[str]:
+    """argv that sends signal `name` (SIGTERM...) to the tree of the run tagged `tag` (tagged(), or
+    BRIDGE_RUN in a local run's environment); `python`: the server's python3, or ours here."""
+    return [python, "-I", "-S", "-c", _SIGNAL_RUN, tag, name, "escalate" if escalate else ""]
+
+
+def timeout_argv(script: str, timeout: float, python: str = "python3", tag: str = "") -> list[str]:
+    """argv that runs sh `script` under the timeout wrapper (`python`: the server's python3, or ours
+    here), the script tagged BRIDGE_RUN=`tag` when there is one."""
+    return [python, "-c", _TIMEOUT_WRAPPER, f"{timeout:g}", script, tag]

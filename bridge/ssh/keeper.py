@@ -27,7 +27,7 @@ from bridge.frames import Peer
 
 DEFAULT_IDLE = 300.0
 # Settings that change nothing a keeper's connections depend on (or are secrets, never hashed into a name)
-_IDENT_SKIP = {"BRIDGE_KEEPER_IDLE", "BRIDGE_DEBUG", "BRIDGE_NO_REUSE", "BRIDGE_SUDO_PASSWORD"}
+_IDENT_SKIP = {"BRIDGE_RUN", "BRIDGE_KEEPER_IDLE", "BRIDGE_DEBUG", "BRIDGE_NO_REUSE", "BRIDGE_SUDO_PASSWORD"}
 
 
 def runtime_dir() -> str:

@@ -7,6 +7,7 @@ targets are this machine too, which lets a test check remote processes by PID an
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -122,7 +123,8 @@ def test_cwd_is_entered_and_a_missing_one_stops_the_run(transport: Transport, tm
     assert missing.exit_code == 2 and not (tmp_path / "missing").exists()
 
 
-@pytest.mark.parametrize("script, code", [("true", 0), ("exit 7", 7), ("exit 255", 255), ("sleep 30 & kill -TERM $!; wait $!", 143)])
+@pytest.mark.parametrize("script, code", [("true", 0), ("exit 7", 7), ("exit 255", 255), ("sleep 30 & kill -TERM $!; wait $!", 143),
+                                          ("kill -TERM $$", 143), ("exec sh -c 'kill -KILL $$'", 137)])
 def test_exit_status_is_the_commands_own(transport: Transport, script: str, code: int) -> None:
     assert transport.run_stream(script).exit_code == code
     assert transport.run_capture(script)[0] == code
@@ -142,23 +144,47 @@ def test_run_capture_raises_at_its_timeout(transport: Transport) -> None:
         transport.run_capture("sleep 30", timeout=0.5)
 
 
-def test_cancel_from_another_thread_ends_a_run_in_progress(transport: Transport, tmp_path: Path) -> None:
-    started = tmp_path / "started"
+def _start(transport: Transport, script: str, started: Path, **options: object) -> tuple[threading.Thread, list]:
+    """`script` run_stream'ed from a thread, once it has touched `started`; the list gets its end."""
     ended: list[object] = []
 
     def run() -> None:
         try:
-            ended.append(transport.run_stream(f"touch {started}; sleep 300", timeout=600))
+            ended.append(transport.run_stream(script, **options))  # type: ignore[arg-type]
         except ConnectError as e:
             ended.append(e)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     _wait(started.exists)
+    return thread, ended
+
+
+@pytest.mark.parametrize("timeout", [None, 600], ids=["plain", "under-timeout"])
+def test_cancel_from_another_thread_ends_the_runs_whole_tree(transport: Transport, tmp_path: Path,
+                                                              timeout: float | None) -> None:
+    started, background, top = tmp_path / "started", tmp_path / "bg.pid", tmp_path / "top.pid"
+    script = f"sleep 300 & echo $! > {background}; echo $$ > {top}; touch {started}; exec sleep 301"
+    thread, ended = _start(transport, script, started, timeout=timeout)
+    pids = [int(background.read_text()), int(top.read_text())]
     transport.cancel()
     thread.join(60)
     assert ended, "run_stream did not end after cancel()"
+    _wait(lambda: all(_gone(pid) for pid in pids), tries=100)  # none of the command is left on the server
     transport.cancel()  # nothing runs now: a no-op
+
+
+def test_signal_reaches_the_runs_tree_and_the_command_decides(transport: Transport, tmp_path: Path) -> None:
+    started, seen = tmp_path / "started", tmp_path / "seen"
+    script = (f"trap 'echo usr1 >> {seen}' USR1; (trap 'echo child >> {seen}; exit 0' USR1; touch {started};"
+              f" while :; do sleep 0.05; done) & wait; wait; echo after")
+    thread, ended = _start(transport, script, started, timeout=60)
+    transport.signal(signal.SIGUSR1)
+    thread.join(30)
+    assert ended and not isinstance(ended[0], ConnectError), ended
+    assert sorted(seen.read_text().split()) == ["child", "usr1"]
+    assert ended[0].stdout_bytes == b"after\n"  # type: ignore[attr-defined]
+    transport.signal(signal.SIGUSR1)  # nothing runs now: a no-op
 
 
 # ---------------------------------------------------------------- PTY
