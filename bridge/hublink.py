@@ -23,8 +23,10 @@ from bridge.errors import AuthError, ConnectError, UsageError
 AUDIENCE = "bridge-hub"
 ALGORITHM = "Ed25519"  # EdDSA over Ed25519, the fully specified name (RFC 9864) for what JWTs called "EdDSA"
 DEFAULT_PORT = 443
-MAX_MESSAGE = 1 << 20  # the largest WebSocket message any side accepts (bytes); data is sent in 64 KiB
-DATA_CHUNK = 64 << 10
+MAX_MESSAGE = 1 << 20  # the largest WebSocket message any side accepts (bytes)
+# Stream data travels in messages of up to this much: 64 KiB spent ~20% more CPU per byte in the CLI's
+# hub socket (the binding hop, bench/bench_hub.py throughput), and a stream still holds at most a few.
+DATA_CHUNK = 256 << 10
 # WebSocket close codes the hub uses (4000-4999 are the application's)
 CLOSE_REPLACED = 4000  # a newer connection for the same agent took over
 CLOSE_BAD_REQUEST = 4400

@@ -43,15 +43,17 @@ def render_unit(*, description: str, argv: list[str], user: str, workdir: Path |
     ])
 
 
-def hardening(writable: Sequence[Path] = ()) -> list[str]:
-    """Sandbox lines for a process that only dials out and reads its key and config: the system and every
-    home read-only except `writable` (which must exist), no privileges or capabilities to gain, no devices,
-    IPv4/IPv6/Unix sockets only, and the system calls of an ordinary service.
+def hardening(writable: Sequence[Path] = (), capabilities: Sequence[str] = ()) -> list[str]:
+    """Sandbox lines for a process that dials out or listens and reads its key and config: the system and every
+    home read-only except `writable` (which must exist), no privileges to gain and no capabilities but
+    `capabilities` (e.g. CAP_NET_BIND_SERVICE for a port below 1024, granted even to a non-root User=),
+    no devices, IPv4/IPv6/Unix sockets only, and the system calls of an ordinary service.
 
     No PrivateUsers=: systemd then needs a user namespace, which containers and some hosts refuse
     (the unit fails at start, 217/USER), for 0.2 of systemd-analyze's exposure score."""
+    granted = " ".join(capabilities)
     return [
-        "NoNewPrivileges=yes", "CapabilityBoundingSet=", "AmbientCapabilities=",
+        "NoNewPrivileges=yes", f"CapabilityBoundingSet={granted}", f"AmbientCapabilities={granted}",
         "ProtectSystem=strict", "ProtectHome=read-only", *[f"ReadWritePaths={path}" for path in writable],
         "PrivateTmp=yes", "PrivateDevices=yes", "DevicePolicy=closed", "PrivateMounts=yes",
         "ProtectKernelTunables=yes", "ProtectKernelModules=yes", "ProtectKernelLogs=yes",
@@ -92,6 +94,20 @@ def check_runnable(user: str, python: Path, command: str) -> None:
         why = getattr(e, "strerror", None) or str(e)
     if why:
         raise BridgeError(f"{user} cannot run bridge with {python}: {why}", hint=hint)
+
+
+def unit_state_dir(user: str) -> Path:
+    """Bridge's state dir for a unit running as `user` (systemd sets HOME, not XDG_STATE_HOME)."""
+    return Path(pwd.getpwnam(user).pw_dir) / ".local" / "state" / "bridge"
+
+
+def make_owned(folder: Path, user: str) -> None:
+    """mkdir -p `folder`, giving every folder made here to `user` (a sandboxed unit cannot make it itself)."""
+    account = pwd.getpwnam(user)
+    missing = [p for p in [folder, *folder.parents] if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for made in missing:
+        os.chown(made, account.pw_uid, account.pw_gid)
 
 
 def install(text: str, name: str, path: Path | None, command: str) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -137,3 +138,12 @@ def _configure(server: SystemdServer) -> None:
             return
         time.sleep(0.2)
     raise AssertionError("the app account's user manager did not start")
+
+
+def exposure(unit: Path) -> float:
+    """systemd-analyze's overall exposure (0 safe … 10 unsafe) for a unit file, without loading it."""
+    out = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True,
+                         text=True, check=False).stdout
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d)", out)
+    assert found, out
+    return float(found.group(1))

@@ -60,8 +60,11 @@ async def dial(plan: Plan, path: str) -> Any:
     return ws
 
 
-async def control(plan: Plan, status: AgentStatus, changed: Callable[[], None]) -> str:
-    """Hold one control connection until it ends; returns why it ended. Raises Refused when retrying is futile."""
+async def control(plan: Plan, status: AgentStatus, changed: Callable[[], None], log: Callable[[str], None]) -> str:
+    """Hold one control connection until it ends; returns why it ended. Raises Refused when retrying is futile.
+
+    `log` gets one line per stream that could not be opened (the hub only tells its client "did not open").
+    """
     ws = await dial(plan, "/ws/agent")
     streams: set[asyncio.Task] = set()
     try:
@@ -75,7 +78,7 @@ async def control(plan: Plan, status: AgentStatus, changed: Callable[[], None]) 
         beat = asyncio.create_task(_heartbeat(ws, plan.ping_interval, status, changed))
         try:
             async for message in ws:
-                _on_message(plan, message, streams, status)
+                _on_message(plan, message, streams, status, log)
         finally:
             beat.cancel()
     except Exception as e:
@@ -133,14 +136,15 @@ def _close_reason(ws: Any) -> str:
     return f"the hub closed the connection ({close.code} {close.reason})".rstrip() if close else "connection lost"
 
 
-def _on_message(plan: Plan, message: Any, streams: set[asyncio.Task], status: AgentStatus) -> None:
+def _on_message(plan: Plan, message: Any, streams: set[asyncio.Task], status: AgentStatus,
+                log: Callable[[str], None]) -> None:
     """The hub's requests: `open` a stream (anything else is ignored, for newer hubs)."""
     try:
         data = json.loads(message)
     except (TypeError, ValueError):
         return
     if isinstance(data, dict) and data.get("type") == "open" and isinstance(data.get("stream"), str):
-        task = asyncio.create_task(carry(plan, data["stream"], status))
+        task = asyncio.create_task(carry(plan, data["stream"], status, log))
         streams.add(task)
         task.add_done_callback(streams.discard)
 
@@ -154,18 +158,23 @@ async def _heartbeat(ws: Any, interval: float, status: AgentStatus, changed: Cal
         await ws.send(json.dumps({"type": "status", "rtt_ms": status.rtt_ms, "streams": status.streams}))
 
 
-async def carry(plan: Plan, sid: str, status: AgentStatus) -> None:
-    """One stream: a data connection to the hub spliced to a TCP connection to the local sshd."""
-    try:
-        reader, writer = await asyncio.open_connection(plan.ssh_host, plan.ssh_port)
-    except OSError:
-        return  # the hub's wait for this stream times out and tells the client the agent did not open it
+async def carry(plan: Plan, sid: str, status: AgentStatus, log: Callable[[str], None]) -> None:
+    """One stream: a data connection to the hub spliced to a TCP connection to the local sshd.
+
+    A stream that cannot be opened is logged with the hop that failed: the hub only waits, then tells
+    its client that the agent did not open the stream.
+    """
+    try:  # limit: the reader buffers up to two chunks before it holds sshd back, so reads fill a message
+        reader, writer = await asyncio.open_connection(plan.ssh_host, plan.ssh_port, limit=DATA_CHUNK)
+    except OSError as e:
+        log(f"stream not opened: cannot reach sshd at {plan.ssh_host}:{plan.ssh_port}: {e.strerror or e}")
+        return
     status.streams += 1
     try:
-        ws = await dial(plan, "/ws/stream")
-        await ws.send(json.dumps({"stream": sid, "auth": sign_agent_token(plan.key, plan.enrolment.agent)}))
-        await _pump(ws, reader, writer)
-    except (OSError, BridgeError, asyncio.TimeoutError):
+        ws = await _dial_stream(plan, sid, log)
+        if ws is not None:
+            await _pump(ws, reader, writer)
+    except (OSError, asyncio.TimeoutError):
         pass  # this stream ends; the SSH client on the other side sees its connection close
     except Exception as e:  # websockets.ConnectionClosed and friends: the same
         if not _is_closed(e):
@@ -173,6 +182,21 @@ async def carry(plan: Plan, sid: str, status: AgentStatus) -> None:
     finally:
         status.streams -= 1
         writer.close()
+
+
+async def _dial_stream(plan: Plan, sid: str, log: Callable[[str], None]) -> Any:
+    """The data connection for stream `sid`, announced to the hub; None (and a log line) if it cannot be had."""
+    try:
+        ws = await dial(plan, "/ws/stream")
+    except BridgeError as e:
+        log(f"stream not opened: {e.message}")
+        return None
+    except Exception as e:  # OSError, timeout, websockets' InvalidHandshake...: the hub did not take the dial
+        log(f"stream not opened: data connection to hub {plan.enrolment.hub.display()} failed: "
+            f"{getattr(e, 'strerror', None) or e or type(e).__name__}")
+        return None
+    await ws.send(json.dumps({"stream": sid, "auth": sign_agent_token(plan.key, plan.enrolment.agent)}))
+    return ws
 
 
 async def _pump(ws: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -130,7 +130,7 @@ async def _connect_once(plan: Plan, status: st.AgentStatus, save: Callable[[], N
 
     status.last_heartbeat_at = None
     try:
-        reason = await control(plan, status, changed)
+        reason = await control(plan, status, changed, log)
     except Refused:
         raise
     except BridgeError as e:
@@ -166,15 +166,37 @@ def status(state: Path | None) -> dict | None:
     return {**dataclasses.asdict(current), "running": running, "state": current.state if running else "stopped"}
 
 
-def unit_text(options: UpOptions, user: str | None) -> str:
-    """A unit that runs `bridge agent up` (already enrolled: no token in the unit) at boot."""
-    st.require_enrolment(st.agent_dir(options.state))
-    argv = [sys.executable, "-m", "bridge", "agent", "up", "--state", str(st.agent_dir(options.state).resolve()),
-            "--ssh", options.ssh, "--ping", f"{options.ping_interval:g}", *(["--ssh-user", options.ssh_user]
-                                                                           if options.ssh_user else [])]
-    return systemd.render_unit(description="bridge agent (dials the hub)", argv=argv, user=user or getpass.getuser())
+def unit_text(options: UpOptions, user: str | None, python: Path | None = None) -> str:
+    """A sandboxed unit that runs `bridge agent up` (already enrolled: no token in the unit) at boot.
+
+    The agent only dials the hub and the local sshd over TCP and writes its state dir: no capability,
+    nothing else writable. Raises BridgeError when `user` cannot run `python` with bridge.
+    """
+    folder = st.agent_dir(options.state).resolve()
+    st.require_enrolment(folder)
+    account, interpreter = user or getpass.getuser(), python or Path(sys.executable)
+    systemd.check_runnable(account, interpreter, "bridge agent install")
+    argv = [str(interpreter), "-m", "bridge", "agent", "up", "--state", str(folder), "--ssh", options.ssh,
+            "--ping", f"{options.ping_interval:g}", *(["--ssh-user", options.ssh_user] if options.ssh_user else [])]
+    return systemd.render_unit(description="bridge agent (dials the hub)", argv=argv, user=account,
+                               sandbox=systemd.hardening([folder]))
 
 
-def install(options: UpOptions, user: str | None, path: Path | None) -> Path:
-    """Write the agent's unit (default /etc/systemd/system/bridge-agent.service)."""
-    return systemd.install(unit_text(options, user), UNIT_NAME, path, "bridge agent install")
+def install(options: UpOptions, user: str | None, path: Path | None, python: Path | None = None) -> Path:
+    """Write the agent's unit (default /etc/systemd/system/bridge-agent.service), giving its state dir to
+    `user`; raises BridgeError when that cannot be done or `user` cannot run `python`."""
+    account = user or getpass.getuser()
+    text = unit_text(options, account, python)
+    _give(st.agent_dir(options.state).resolve(), account)
+    return systemd.install(text, UNIT_NAME, path, "bridge agent install")
+
+
+def _give(folder: Path, user: str) -> None:
+    """chown -R the enrolment folder to the unit's account (enrolled as root, run as `user`); only root can."""
+    import pwd
+
+    account = pwd.getpwnam(user)
+    if os.geteuid() != 0 or folder.stat().st_uid == account.pw_uid:
+        return
+    for path in [folder, *folder.rglob("*")]:
+        os.chown(path, account.pw_uid, account.pw_gid)

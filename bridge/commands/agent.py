@@ -62,13 +62,15 @@ def install(ssh: SshOpt = "127.0.0.1:22", ssh_user: SshUserOpt = "", ping: PingO
             user: Annotated[Optional[str], typer.Option("--user", help="Account the agent runs as.")] = None,
             path: Annotated[Optional[Path], typer.Option("--path", help="Write here instead of /etc/systemd/system/.")] = None,
             print_only: Annotated[bool, typer.Option("--print", help="Print the unit instead of writing it.")] = False,
+            python: Annotated[Optional[Path], typer.Option("--python", help="The interpreter the unit runs bridge with "
+                                                           "(default: this one); --user must be able to run it.")] = None,
             ) -> int:
-    """Write a systemd unit that runs `bridge agent up` at boot (enrol first: the unit holds no token)."""
+    """Write a sandboxed systemd unit that runs `bridge agent up` at boot (enrol first: the unit holds no token)."""
     from bridge.agent import service
 
     options = service.UpOptions(ssh=ssh, ssh_user=ssh_user, ping_interval=ping, state=state)
     if print_only:
-        ui.say(service.unit_text(options, user).rstrip("\n"))
+        ui.say(service.unit_text(options, user, python).rstrip("\n"))
         return 0
-    ui.unit_written(service.install(options, user, path))
+    ui.unit_written(service.install(options, user, path, python))
     return 0

@@ -53,16 +53,18 @@ def install(host: HostOpt = "0.0.0.0", port: PortOpt = 443, state: StateOpt = No
             user: Annotated[Optional[str], typer.Option("--user", help="Account the hub runs as.")] = None,
             path: Annotated[Optional[Path], typer.Option("--path", help="Write here instead of /etc/systemd/system/.")] = None,
             print_only: Annotated[bool, typer.Option("--print", help="Print the unit instead of writing it.")] = False,
+            python: Annotated[Optional[Path], typer.Option("--python", help="The interpreter the unit runs bridge with "
+                                                           "(default: this one); --user must be able to run it.")] = None,
             ) -> int:
-    """Write a systemd unit that runs `bridge hub serve` at boot and restarts it always."""
+    """Write a sandboxed systemd unit that runs `bridge hub serve` at boot and restarts it always."""
     from bridge.hub import service
     from bridge.hub.server import ServeOptions
 
     options = ServeOptions(host, port, state, cert, key, ping)
     if print_only:
-        ui.say(service.unit_text(options, user).rstrip("\n"))
+        ui.say(service.unit_text(options, user, python).rstrip("\n"))
         return 0
-    ui.unit_written(service.install(options, user, path))
+    ui.unit_written(service.install(options, user, path, python))
     return 0
 
 

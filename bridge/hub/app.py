@@ -237,7 +237,7 @@ async def _splice_to_agent(hub: Hub, ws: Any, agent: str) -> None:
         agent_ws = await asyncio.wait_for(pending.ready, STREAM_OPEN_TIMEOUT)
     except asyncio.TimeoutError:
         hub.live.pending.pop(sid, None)
-        await ws.close(code=CLOSE_UNAVAILABLE, reason=f"agent `{agent}` did not open the stream")
+        await ws.close(code=CLOSE_UNAVAILABLE, reason=f"agent `{agent}` did not open the stream in {STREAM_OPEN_TIMEOUT:g}s; its log says why")
         return
     await ws.send_json({"type": "ready"})
     try:

@@ -12,6 +12,7 @@ from bridge.errors import BridgeError, ConnectError, UsageError
 from bridge.hub.server import ServeOptions, certificate, state_dir
 
 UNIT_NAME = "bridge-hub.service"
+FILE_LIMIT = 65536  # open files: one socket per agent, far past the 1,000 the bench holds
 
 
 def serve(options: ServeOptions, announce: Callable[[str, str, str], None]) -> None:
@@ -61,19 +62,46 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def unit_text(options: ServeOptions, user: str | None) -> str:
-    """The systemd unit that runs this `bridge hub serve` at boot."""
-    argv = [sys.executable, "-m", "bridge", "hub", "serve", "--host", options.host, "--port", str(options.port),
-            "--state", str(state_dir(options.state).resolve()), "--ping", f"{options.ping_interval:g}"]
+def unit_text(options: ServeOptions, user: str | None, python: Path | None = None) -> str:
+    """The sandboxed systemd unit that runs this `bridge hub serve` at boot, as `user` with `python`.
+
+    Raises BridgeError when `user` cannot run `python` with bridge. It may write only its state dir and
+    its account's ~/.ssh (the known_hosts the hub pins agents' host keys in); a port below 1024 gets
+    CAP_NET_BIND_SERVICE and nothing else.
+    """
+    account, interpreter = user or getpass.getuser(), python or Path(sys.executable)
+    systemd.check_runnable(account, interpreter, "bridge hub install")
+    state = unit_state(options, account)
+    argv = [str(interpreter), "-m", "bridge", "hub", "serve", "--host", options.host, "--port", str(options.port),
+            "--state", str(state), "--ping", f"{options.ping_interval:g}"]
     if options.cert and options.key:
         argv += ["--cert", str(options.cert.resolve()), "--key", str(options.key.resolve())]
-    return systemd.render_unit(description="bridge hub (control plane)", argv=argv, user=user or getpass.getuser())
+    sandbox = systemd.hardening([state, _ssh_dir(account)],
+                                ["CAP_NET_BIND_SERVICE"] if options.port < 1024 else [])
+    # every agent holds a socket; the sandbox refuses setrlimit, so the unit sets the limit itself
+    return systemd.render_unit(description="bridge hub (control plane)", argv=argv, user=account,
+                               sandbox=[*sandbox, f"LimitNOFILE={FILE_LIMIT}"])
 
 
-def install(options: ServeOptions, user: str | None, path: Path | None) -> Path:
-    """Write the hub's unit (default /etc/systemd/system/bridge-hub.service)."""
-    return systemd.install(unit_text(options, user), UNIT_NAME, path, "bridge hub install")
+def unit_state(options: ServeOptions, user: str) -> Path:
+    """--state, else `user`'s own ~/.local/state/bridge/hub (the unit's account, not the installing one)."""
+    return (options.state or systemd.unit_state_dir(user) / "hub").resolve()
 
+
+def _ssh_dir(user: str) -> Path:
+    import pwd
+
+    return Path(pwd.getpwnam(user).pw_dir) / ".ssh"
+
+
+def install(options: ServeOptions, user: str | None, path: Path | None, python: Path | None = None) -> Path:
+    """Write the hub's unit (default /etc/systemd/system/bridge-hub.service) and make the folders it may
+    write, owned by `user`; raises BridgeError when that cannot be done or `user` cannot run `python`."""
+    account = user or getpass.getuser()
+    text = unit_text(options, account, python)
+    systemd.make_owned(unit_state(options, account), account)
+    systemd.make_owned(_ssh_dir(account), account)
+    return systemd.install(text, UNIT_NAME, path, "bridge hub install")
 
 
 def _signer(state: Path | None, cert: Path | None, key: Path | None) -> "object":

@@ -39,10 +39,10 @@ def _open(hub: hublink.HubAddress, timeout: float) -> Any:
     """The WebSocket to the hub's /ws/connect, opened within `timeout` (+ a grace) or ConnectError.
 
     websockets' sync client can hang past its own open_timeout: its reader thread may be inside a
-    blocking TLS read (the hub's TLS 1.3 session ticket arrived, the HTTP answer not yet) when the
-    handshake times out, and closing the socket does not wake that read, so connect() waits on the
-    thread forever. A watchdog shuts the socket down at `timeout`, before the library's own timeout
-    (later, on purpose) closes it; a shutdown wakes the read. tests/hub/test_faults.py has the hub.
+    blocking TLS read (a hub gone silent after the TLS handshake) when the handshake times out, and
+    closing the socket does not wake that read, so connect() waits on the thread forever. A watchdog
+    shuts the socket down at `timeout`, before the library's own timeout (later, on purpose) closes
+    it; a shutdown wakes the read. tests/hub/test_faults.py has the hub.
     """
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
     from websockets.sync.client import ClientConnection, connect
@@ -70,7 +70,9 @@ def _open(hub: hublink.HubAddress, timeout: float) -> Any:
                        user_agent_header="bridge", create_connection=Watched,
                        legacy=True)  # legacy: a plain connection, not a context manager
     except (OSError, EOFError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as e:
-        cause = f"no answer within {timeout:g}s" if fired.is_set() else getattr(e, "strerror", None) or e
+        # the library hands a socket to Watched once its TLS handshake is done: which hop was silent
+        hop = "to the WebSocket upgrade" if sockets else "to the TLS handshake"
+        cause = f"no answer {hop} within {timeout:g}s" if fired.is_set() else getattr(e, "strerror", None) or e
         raise ConnectError(f"cannot connect to hub {hub.display()}: {cause}",
                            hint="check the hub address in the hub:// URL; is `bridge hub serve` running?") from e
     finally:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import pwd
 import signal
 import sys
 import threading
@@ -110,13 +109,8 @@ def unit_for(config: Config, user: str | None = None, python: Path | None = None
     systemd.check_runnable(account, interpreter, "bridge tunnel install")
     text = systemd.render_unit(description=f"bridge reverse tunnel for {config.workspace}",
                                argv=[str(interpreter), "-m", "bridge", "tunnel", "up"], user=account,
-                               workdir=config.root, sandbox=systemd.hardening([unit_state_dir(account)]))
+                               workdir=config.root, sandbox=systemd.hardening([systemd.unit_state_dir(account)]))
     return unit_name(config.workspace), text
-
-
-def unit_state_dir(user: str) -> Path:
-    """Where the unit's tunnel keeps its state (systemd sets HOME, not XDG_STATE_HOME): the one folder it writes."""
-    return Path(pwd.getpwnam(user).pw_dir) / ".local" / "state" / "bridge"
 
 
 def unit_name(workspace: str) -> str:
@@ -128,14 +122,5 @@ def install(config: Config, user: str | None, path: Path | None, python: Path | 
     """Write the unit (default /etc/systemd/system/NAME) and make the state folder it may write, owned by `user`;
     raises BridgeError when the folder is not writable or `user` cannot run `python`."""
     name, text = unit_for(config, user, python)
-    _make_owned(unit_state_dir(user or getpass.getuser()), user or getpass.getuser())
+    systemd.make_owned(systemd.unit_state_dir(user or getpass.getuser()), user or getpass.getuser())
     return systemd.install(text, name, path, "bridge tunnel install")
-
-
-def _make_owned(folder: Path, user: str) -> None:
-    """mkdir -p `folder`, giving every folder made here to `user` (a sandboxed unit cannot make it itself)."""
-    account = pwd.getpwnam(user)
-    missing = [p for p in [folder, *folder.parents] if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for made in missing:
-        os.chown(made, account.pw_uid, account.pw_gid)

@@ -54,6 +54,7 @@ class Hub:
     fingerprint: str = ""
     extra_env: dict = field(default_factory=dict)
     prefix: tuple[str, ...] = ()  # e.g. prlimit: what the hub is started under
+    ping: float = PING
 
     @property
     def address(self) -> str:
@@ -66,7 +67,7 @@ class Hub:
     def start(self) -> "Hub":
         out = self.log.open("ab")
         self.proc = subprocess.Popen([*self.prefix, *BRIDGE, "hub", "serve", "--host", self.host, "--port", str(self.port),
-                                      "--state", str(self.state), "--ping", str(PING)],
+                                      "--state", str(self.state), "--ping", str(self.ping)],
                                      stdout=out, stderr=subprocess.STDOUT, env={**self.home.env, **self.extra_env})
         wait_port(self.port, 20)
         self.fingerprint = wait_for(self._printed_fingerprint, 10)

@@ -69,10 +69,13 @@ def test_a_second_agent_with_the_same_id_replaces_the_first_at_once(
 
 def test_install_writes_a_unit_without_the_token(bridge, agent: Agent, tmp_path: Path) -> None:
     unit = tmp_path / "bridge-agent.service"
-    result = bridge("agent", "install", "--state", str(agent.state), "--user", "deploy", "--path", str(unit))
+    result = bridge("agent", "install", "--state", str(agent.state), "--user", "root", "--path", str(unit))
     assert result.code == 0, result
     text = unit.read_text()
-    assert "User=deploy" in text and f"agent up --state {agent.state}" in text and "--token" not in text
+    assert "User=root" in text and f"agent up --state {agent.state}" in text and "--token" not in text
+    other = tmp_path / "other.service"
+    refused = bridge("agent", "install", "--state", str(agent.state), "--user", "nosuchuser", "--path", str(other))
+    assert refused.code == 1 and "no account `nosuchuser`" in refused.err and not other.exists()
 
 
 def test_status_and_up_without_enrolment_say_what_to_do(bridge, tmp_path: Path) -> None:

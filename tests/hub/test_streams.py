@@ -57,3 +57,13 @@ def test_a_client_that_vanishes_mid_stream_leaks_no_stream(scene: Scene) -> None
     after = scene("exec", "--on", "edge", "--", "echo", "ok", env=NO_REUSE)
     assert (after.code, after.out) == (0, "ok\n")
     assert scene.agent.status()["reconnects"] == 0
+
+
+def test_an_agent_whose_sshd_is_down_says_so_and_the_client_hears_which_hop(scene: Scene) -> None:
+    _trust(scene)
+    scene.server.stop()
+    refused = scene("exec", "--on", "edge", "--", "true", env=NO_REUSE)
+    assert refused.code == 255 and "did not open the stream" in refused.err and "Traceback" not in refused.err
+    port = scene.server.port
+    wait_for(lambda: f"stream not opened: cannot reach sshd at 127.0.0.1:{port}" in scene.agent.log.read_text(), 10)
+    assert scene.agent.status()["reconnects"] == 0  # one stream failing leaves the control connection up

@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 import shutil
 import stat
-import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -14,7 +13,7 @@ import pytest
 from bridge import systemd
 from tests.accounts import Account, make_account, system_venv
 from tests.conftest import write_config
-from tests.systemd_server import APP_USER, BASE_IMAGE, SystemdServer, build_image, docker, start_server
+from tests.systemd_server import APP_USER, BASE_IMAGE, SystemdServer, build_image, docker, exposure, start_server
 
 REPO = Path(__file__).resolve().parents[2]
 TUNNEL_YAML = ("workspace: edge\nremotes:\n  relay: ssh://t@relay.example.com\n"
@@ -87,17 +86,8 @@ def test_the_sandbox_takes_the_exposure_score_from_unsafe_to_ok(tmp_path: Path) 
         unit = tmp_path / f"{name}.service"
         unit.write_text(systemd.render_unit(description=name, argv=["/usr/bin/python3", "-m", "bridge", "tunnel", "up"],
                                             user="root", workdir=tmp_path, sandbox=sandbox))
-        scores[name] = _exposure(unit)
+        scores[name] = exposure(unit)
     assert scores["bare"] > 9 and scores["hardened"] < 2.5, scores
-
-
-def _exposure(unit: Path) -> float:
-    """systemd-analyze's overall exposure (0 safe … 10 unsafe) for a unit file, without loading it."""
-    out = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True,
-                         text=True, check=False).stdout
-    found = re.search(r"Overall exposure level for \S+: (\d+\.\d)", out)
-    assert found, out
-    return float(found.group(1))
 
 
 @pytest.mark.slow
@@ -120,8 +110,8 @@ def test_the_hardened_unit_runs_the_tunnel_under_systemd(tmp_path: Path) -> None
                            user=APP_USER)
         assert '"state": "connected"' in status and '"state": "up"' in status
         score = server.sh("systemd-analyze security bridge-tunnel-edge.service | tail -1")
-        exposure = float(re.search(r": (\d+\.\d)", score).group(1))  # type: ignore[union-attr]
-        assert exposure < 2.5, score
+        level = float(re.search(r": (\d+\.\d)", score).group(1))  # type: ignore[union-attr]
+        assert level < 2.5, score
         server.sh("systemctl stop bridge-tunnel-edge.service")
         assert "stopped: forwards cancelled" in server.sh("journalctl -u bridge-tunnel-edge --no-pager")
     finally:
