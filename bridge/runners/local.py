@@ -62,7 +62,9 @@ class LocalRunner(Runner):
             raise TimeoutExpired(f"local command did not finish within {timeout:g}s") from e
         return _status(proc.returncode), proc.stdout, proc.stderr
 
-    def _execute(self, script: str, stdin: Stdin, out: Sink, err: Sink, timeout: float | None) -> int:
+    def _execute(self, script: str, stdin: Stdin, out: Sink, err: Sink, timeout: float | None,
+                 verbatim: bool) -> int:
+        """`verbatim` changes nothing here: the script's text reaches sh as is either way."""
         wrapped = bool(timeout and timeout > 0)  # the same timeout wrapper as a server's, with our Python
         tag = self._tag = os.urandom(8).hex()
         argv = timeout_argv(script, timeout, sys.executable, tag) if wrapped else ["/bin/sh", "-c", script]  # type: ignore[arg-type]

@@ -68,7 +68,8 @@ class SSHRunner(Runner):
 
     def cancel(self) -> None:
         """End the running command's tree on the server (SIGTERM, then SIGKILL), then close its channel:
-        pump() ends, the thread is free. Closing alone would leave a non-PTY command running there."""
+        pump() ends, the thread is free. Closing alone would leave a non-PTY command running there
+        (a verbatim run, which has no tag, is left to notice its closed pipes)."""
         channel = self._channel
         if channel is not None:
             self._signal("SIGTERM", escalate=True)
@@ -91,16 +92,19 @@ class SSHRunner(Runner):
         out: list[bytes] = []
         err: list[bytes] = []
         deadline = time.monotonic() + timeout if timeout else None
-        status = self._pump(tagged(command, os.urandom(8).hex()), stdin, out.append, err.append, deadline)
+        status = self._pump(command, stdin, out.append, err.append, deadline)
         if status is None:
             raise TimeoutExpired(f"remote command did not finish within {timeout:g}s")
         return status, b"".join(out), b"".join(err)
 
-    def _execute(self, script: str, stdin: Stdin, out: Sink, err: Sink, timeout: float | None) -> int:
+    def _execute(self, script: str, stdin: Stdin, out: Sink, err: Sink, timeout: float | None,
+                 verbatim: bool) -> int:
         deadline = time.monotonic() + timeout + GRACE if timeout else None
-        tag = self._tag = os.urandom(8).hex()
+        tag = None if verbatim else os.urandom(8).hex()
+        self._tag = tag
         try:
-            status = self._pump(tagged(script, tag, timeout), stdin, out, err, deadline, track=True)
+            command = script if tag is None else tagged(script, tag, timeout)
+            status = self._pump(command, stdin, out, err, deadline, track=True)
         finally:
             self._tag = None
         return TIMED_OUT if status is None else status

@@ -4,6 +4,7 @@ stdin-to-socket half the inline relays share."""
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 
 # argv: [seconds, sh script, run tag]. The script (not the wrapper: a signal() to the run is the
 # command's to handle) gets BRIDGE_RUN=<tag> in its environment, when there is a tag.
@@ -80,32 +81,37 @@ threading.Thread(target=up,daemon=True).start()
 """
 
 
-# argv: [tag, signal name, "escalate" or ""]. Every process of this uid whose environment carries
-# BRIDGE_RUN=<tag> (the run's tree: children inherit it, daemons that left its session too) gets the
-# signal; with "escalate", SIGKILL for any of them still there half a second later. Used over ssh
-# because paramiko has no public way to send sshd's `signal` channel request, and sshd ends nothing
-# of a non-PTY command when its channel closes. Reads /proc (Linux). Exit 0.
+# argv: [tag, signal name, "escalate" or ""]. Every process of this uid that belongs to the run
+# tagged <tag> gets the signal: its environment carries BRIDGE_RUN=<tag> (the run's tree: children
+# inherit it, daemons that left its session too), or it is the login shell running tagged()'s text
+# (an `export` does not change the shell's own /proc environ: its command line starts with the tag
+# line instead); with "escalate", SIGKILL for any of them still there half a second later. Used
+# over ssh because paramiko has no public way to send sshd's `signal` channel request, and sshd ends
+# nothing of a non-PTY command when its channel closes. Reads /proc (Linux). Exit 0.
 _SIGNAL_RUN = """\
 import os, signal, sys, time
-mark = ('BRIDGE_RUN=' + sys.argv[1]).encode()
+tag = sys.argv[1].encode()
+mark, line = b'BRIDGE_RUN=' + tag, b'export BRIDGE_RUN=' + tag + b'\\n'
 sig = getattr(signal, sys.argv[2])
-def tagged():
-    for name in os.listdir('/proc'):
-        if name.isdigit() and int(name) != os.getpid():
-            try:
-                with open('/proc/' + name + '/environ', 'rb') as f:
-                    if mark in f.read().split(b'\\0'):
-                        yield int(name)
-            except OSError:
-                pass
+def ours(pid):
+    try:
+        with open('/proc/%d/environ' % pid, 'rb') as f:
+            if mark in f.read().split(b'\\0'):
+                return True
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return any(arg.startswith(line) for arg in f.read().split(b'\\0'))
+    except OSError:
+        return False
 def send(s):
     alive = False
-    for pid in tagged():
+    for name in os.listdir('/proc'):
+        if not name.isdigit() or int(name) == os.getpid() or not ours(int(name)):
+            continue
         try:
-            with open('/proc/%d/stat' % pid) as f:
+            with open('/proc/' + name + '/stat') as f:
                 if f.read().rpartition(')')[2].split()[0] == 'Z':
                     continue
-            os.kill(pid, s)
+            os.kill(int(name), s)
             alive = True
         except OSError:
             pass
@@ -119,19 +125,32 @@ if send(sig) and sys.argv[3]:
 
 
 def tagged(script: str, tag: str, timeout: float | None = None) -> str:
-    """sh text for a login shell: sh `script` as its child, with BRIDGE_RUN=`tag` in the script's
-    environment (signal_argv finds its tree by that), under the timeout wrapper when there is a
-    `timeout`. The login shell outlives a script a signal kills, so it reports 128+N where sshd's
-    `exit-signal` (which paramiko drops) would read as 255."""
+    """sh text for the login shell, marked as the run `tag` for signal_argv.
+
+    Without a timeout the script runs in the login shell itself, as ssh would run it (a bash-only
+    script still works where the login shell is bash): the tag line before it exports BRIDGE_RUN to
+    its children, and `exit $?` on a line of its own after it (a script ending in a `# comment`
+    still ends) keeps the shell their parent, so a child that signal N kills reads 128+N. A signal
+    that kills the login shell itself reads 255 (sshd's `exit-signal`, which paramiko drops). With a
+    `timeout`, the timeout wrapper runs it under /bin/sh, as it always has, tagged through its env.
+    """
     if timeout and timeout > 0:
         return shlex.join(timeout_argv(script, timeout, tag=tag)) + "; exit $?"
-    return f"BRIDGE_RUN={tag} /bin/sh -c {shlex.quote(script)}; exit $?"
+    return f"export BRIDGE_RUN={tag}\n{script}\nexit $?"
 
 
 def signal_argv(tag: str, name: str, escalate: bool, python: str = "python3") -> list[str]:
     """argv that sends signal `name` (SIGTERM...) to the tree of the run tagged `tag` (tagged(), or
     BRIDGE_RUN in a local run's environment); `python`: the server's python3, or ours here."""
     return [python, "-I", "-S", "-c", _SIGNAL_RUN, tag, name, "escalate" if escalate else ""]
+
+
+def timed_script(argv: Sequence[str]) -> str | None:
+    """The sh script a timeout_argv() argv runs, None for any other argv: what a forced command (bridge
+    guard) checks, since to a shell parser the wrapper is python3 and the script one of its arguments."""
+    if len(argv) == 6 and list(argv[1:3]) == ["-c", _TIMEOUT_WRAPPER]:
+        return argv[4]
+    return None
 
 
 def timeout_argv(script: str, timeout: float, python: str = "python3", tag: str = "") -> list[str]:

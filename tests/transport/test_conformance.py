@@ -7,6 +7,7 @@ targets are this machine too, which lets a test check remote processes by PID an
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -124,10 +125,57 @@ def test_cwd_is_entered_and_a_missing_one_stops_the_run(transport: Transport, tm
 
 
 @pytest.mark.parametrize("script, code", [("true", 0), ("exit 7", 7), ("exit 255", 255), ("sleep 30 & kill -TERM $!; wait $!", 143),
-                                          ("kill -TERM $$", 143), ("exec sh -c 'kill -KILL $$'", 137)])
+                                          ("echo a # a comment last", 0)])
 def test_exit_status_is_the_commands_own(transport: Transport, script: str, code: int) -> None:
     assert transport.run_stream(script).exit_code == code
     assert transport.run_capture(script)[0] == code
+
+
+def test_a_last_command_killed_from_outside_reads_128_plus_n(transport: Transport, tmp_path: Path) -> None:
+    """The script's shell stays the last command's parent (no exec of it over ssh), so it reports the death."""
+    pidfile = tmp_path / "last.pid"
+    code = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(30)"
+    script = shlex.join(["python3", "-c", code, str(pidfile)])
+
+    def kill() -> None:
+        _wait(lambda: pidfile.exists() and pidfile.read_text())
+        os.kill(int(pidfile.read_text()), signal.SIGTERM)
+
+    killer = threading.Thread(target=kill, daemon=True)
+    killer.start()
+    assert transport.run_stream(script).exit_code == 143
+    killer.join()
+
+
+@pytest.mark.parametrize("script", ["kill -TERM $$", "exec sh -c 'kill -KILL $$'"])
+def test_a_signal_that_kills_the_scripts_own_shell(transport: Transport, request: pytest.FixtureRequest,
+                                                   script: str) -> None:
+    """128+N here; over ssh sshd says so with `exit-signal`, which paramiko drops: no status, 255."""
+    code = {"kill -TERM $$": 143, "exec sh -c 'kill -KILL $$'": 137}[script]
+    expected = code if request.node.callspec.params["transport"] == "local" else 255
+    assert transport.run_stream(script).exit_code == expected
+    assert transport.run_capture(script)[0] == expected
+    assert transport.run_stream(script, timeout=30).exit_code == code  # the timeout wrapper reports it
+
+
+def test_the_command_reaches_the_target_byte_for_byte_when_asked(transport: Transport) -> None:
+    """run_capture and verbatim run_stream send the text as is: what a forced command (bridge guard) matches."""
+    script = "tr '\\000' '\\n' < /proc/$$/cmdline | tail -n 1 # git-receive-pack '/srv/app/repo.git'"
+    for got in (transport.run_capture(script)[1], transport.run_stream(script, verbatim=True).stdout_bytes):
+        assert got == script.encode() + b"\n"
+    with pytest.raises(UsageError):
+        transport.run_stream("true", verbatim=True, timeout=5)
+
+
+def test_an_untimed_script_runs_in_the_login_shell(request: pytest.FixtureRequest, transport: Transport) -> None:
+    """As `ssh HOST SCRIPT` runs it: where the login shell is bash, bash-only syntax works."""
+    import pwd
+
+    if request.node.callspec.params["transport"] == "local" or not pwd.getpwuid(0).pw_shell.endswith("bash"):
+        pytest.skip("needs a server whose login shell is bash")
+    script = "a=(x y z)\nsource /dev/null\n[[ ${a[1]} == y ]] && echo \"${#a[@]} ${BASH_VERSION%%.*}\"\n# the end"
+    result = transport.run_stream(script)
+    assert (result.exit_code, result.stdout_bytes[:2]) == (0, b"3 "), result
 
 
 def test_timeout_ends_the_whole_tree_background_children_too(transport: Transport, tmp_path: Path) -> None:
@@ -161,10 +209,11 @@ def _start(transport: Transport, script: str, started: Path, **options: object) 
 
 
 @pytest.mark.parametrize("timeout", [None, 600], ids=["plain", "under-timeout"])
+@pytest.mark.parametrize("last", ["exec sleep 301", "while :; do sleep 0.05; done"], ids=["exec", "shell-loop"])
 def test_cancel_from_another_thread_ends_the_runs_whole_tree(transport: Transport, tmp_path: Path,
-                                                              timeout: float | None) -> None:
+                                                              timeout: float | None, last: str) -> None:
     started, background, top = tmp_path / "started", tmp_path / "bg.pid", tmp_path / "top.pid"
-    script = f"sleep 300 & echo $! > {background}; echo $$ > {top}; touch {started}; exec sleep 301"
+    script = f"sleep 300 & echo $! > {background}; echo $$ > {top}; touch {started}; {last}"
     thread, ended = _start(transport, script, started, timeout=timeout)
     pids = [int(background.read_text()), int(top.read_text())]
     transport.cancel()
@@ -174,11 +223,13 @@ def test_cancel_from_another_thread_ends_the_runs_whole_tree(transport: Transpor
     transport.cancel()  # nothing runs now: a no-op
 
 
-def test_signal_reaches_the_runs_tree_and_the_command_decides(transport: Transport, tmp_path: Path) -> None:
+@pytest.mark.parametrize("timeout", [None, 60], ids=["plain", "under-timeout"])
+def test_signal_reaches_the_runs_tree_and_the_command_decides(transport: Transport, tmp_path: Path,
+                                                              timeout: float | None) -> None:
     started, seen = tmp_path / "started", tmp_path / "seen"
     script = (f"trap 'echo usr1 >> {seen}' USR1; (trap 'echo child >> {seen}; exit 0' USR1; touch {started};"
               f" while :; do sleep 0.05; done) & wait; wait; echo after")
-    thread, ended = _start(transport, script, started, timeout=60)
+    thread, ended = _start(transport, script, started, timeout=timeout)
     transport.signal(signal.SIGUSR1)
     thread.join(30)
     assert ended and not isinstance(ended[0], ConnectError), ended
