@@ -16,7 +16,7 @@ from typing import Any
 
 from bridge.hub.audit import HubAudit
 from bridge.hub.hostpin import pin_host_key
-from bridge.hub.live import STREAM_OPEN_TIMEOUT, AgentSession, Live
+from bridge.hub.live import STREAM_OPEN_TIMEOUT, AgentSession, Live, received_bytes
 from bridge.hub.store import Store
 from bridge.hub.tokens import Signer, TokenRefused, TokenSpent, UserClaims
 from bridge.hublink import (CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, CLOSE_UNAVAILABLE,
@@ -266,13 +266,7 @@ async def splice(a: Any, b: Any) -> None:
 
 
 async def _copy(src: Any, dst: Any) -> None:
-    while True:
-        message = await src.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        data = message.get("bytes")
-        if data is None:
-            return  # a text frame inside a byte stream: the peer is not speaking this protocol
+    while (data := await received_bytes(src)) is not None:
         await dst.send_bytes(data)
 
 

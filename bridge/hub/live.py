@@ -109,3 +109,11 @@ async def _close(ws: Any, code: int, reason: str) -> None:
         await ws.close(code=code, reason=reason)
     except Exception:  # already closed or its transport gone: nothing left to close
         pass
+
+
+async def received_bytes(ws: Any) -> bytes | None:
+    """A Starlette WebSocket's next binary message; None once it disconnected or sent text (not this protocol)."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        return None
+    return message.get("bytes")

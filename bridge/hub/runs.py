@@ -12,12 +12,14 @@ import os
 import re
 import shlex
 import socket
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from bridge.errors import BridgeError, ConnectError
+from bridge.hublink import DATA_CHUNK, splice_stream
 from bridge.hub.hostpin import known_hosts_name
-from bridge.hub.live import STREAM_OPEN_TIMEOUT
+from bridge.hub.live import STREAM_OPEN_TIMEOUT, received_bytes
 from bridge.hub.tokens import UserClaims
 from bridge.result import ExecResult
 
@@ -162,29 +164,11 @@ async def open_stream(hub: "Hub", agent: str) -> socket.socket:
 
 
 async def _splice_socket(ws: Any, sock: socket.socket, done: asyncio.Future) -> None:
-    """Bytes between the agent's data WebSocket and our socketpair end, each way waiting on its sink."""
-    reader, writer = await asyncio.open_connection(sock=sock)
-
-    async def down() -> None:
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect" or message.get("bytes") is None:
-                return
-            writer.write(message["bytes"])
-            await writer.drain()
-
-    async def up() -> None:
-        from bridge.hublink import DATA_CHUNK
-
-        while data := await reader.read(DATA_CHUNK):
-            await ws.send_bytes(data)
-
-    tasks = [asyncio.create_task(down()), asyncio.create_task(up())]
+    """Bytes between the agent's data WebSocket and our socketpair end."""
+    reader, writer = await asyncio.open_connection(sock=sock, limit=DATA_CHUNK)
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await splice_stream(partial(received_bytes, ws), ws.send_bytes, reader, writer)
     finally:
-        for task in tasks:
-            task.cancel()
         writer.close()
         done.set_result(None)
 
