@@ -14,7 +14,7 @@ from bridge.config import Config, Remote
 from bridge.runners.base import Runner, exports, feed_stdin
 from bridge.runners.local import LocalRunner
 from bridge.runners.ssh import SSHRunner
-from bridge.runners.wrapper import timeout_argv
+from bridge.server.scripts import timeout_argv
 from bridge.targets import parse_url
 from bridge.transport import TIMED_OUT, Sink, Stdin
 

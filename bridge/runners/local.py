@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from bridge.config import Remote
 from bridge.errors import ConnectError, TimeoutExpired, UsageError
 from bridge.runners.base import CHUNK, GRACE, Runner, feed_stdin
-from bridge.runners.wrapper import signal_argv, timeout_argv
+from bridge.server.scripts import signal_argv, timeout_argv
 from bridge.transport import TIMED_OUT, Link, Sink, Stdin
 
 if TYPE_CHECKING:

@@ -9,32 +9,13 @@ from typing import TYPE_CHECKING
 from bridge.config import Remote
 from bridge.errors import ConnectError, TimeoutExpired, UsageError
 from bridge.runners.base import GRACE, Runner, feed_stdin
-from bridge.runners.wrapper import UPLOAD, signal_argv, tagged
+from bridge.server.scripts import UNIX_RELAY, signal_argv, tagged
 from bridge.transport import TIMED_OUT, Link, Sink, Stdin
 
 if TYPE_CHECKING:
     import paramiko
 
     from bridge.ssh.connection import Connection
-
-# Runs under `python3 -I -S -c` on the server (stdlib only): argv is the unix socket's path. Connects,
-# says so with one NUL byte (or exits 1 with the reason on stderr), then copies bytes both ways.
-_UNIX_RELAY = r"""
-import os,socket,sys,threading
-s=socket.socket(socket.AF_UNIX)
-try:
-    s.connect(sys.argv[1])
-except OSError as e:
-    sys.stderr.write(e.strerror or str(e));sys.exit(1)
-os.write(1,b"\0")
-""" + UPLOAD + r"""
-while True:
-    d=s.recv(65536)
-    if not d:
-        break
-    while d:
-        d=d[os.write(1,d):]
-"""
 
 
 class SSHRunner(Runner):
@@ -45,7 +26,7 @@ class SSHRunner(Runner):
         self.connection = connection
         self.owned = owned
         self._channel: "paramiko.Channel | None" = None
-        self._tag: str | None = None  # BRIDGE_RUN of the run in progress (wrapper.tagged)
+        self._tag: str | None = None  # BRIDGE_RUN of the run in progress (scripts.tagged)
 
     def close(self) -> None:
         if self.owned:
@@ -156,7 +137,7 @@ class SSHRunner(Runner):
         return self.connection.exec_channel(command)
 
     def _unix_pipe(self, path: str) -> "paramiko.Channel":
-        channel = self.connection.exec_channel(shlex.join(["python3", "-I", "-S", "-c", _UNIX_RELAY, path]))
+        channel = self.connection.exec_channel(shlex.join(["python3", "-I", "-S", "-c", UNIX_RELAY, path]))
         try:
             ready = channel.recv(1)
         except (OSError, EOFError):

@@ -34,6 +34,7 @@ from bridge.security.policy import GIT_ACTIONS, SYSTEM_POLICY, Decision, Grant, 
 from bridge.security.recording import Recorder, new_recording_path
 from bridge.security.secrets import secret_values
 from bridge.security.shellparse import UnparsableCommand, simple_commands
+from bridge.server.scripts import timed_script
 from bridge.security.session import run_in_pty, run_plain, window_size
 
 SANDBOX_IMAGE = "python:3.12-slim"
@@ -148,14 +149,10 @@ def _timed_scripts(command: str) -> list[str]:
     """The scripts bridge's timeout wrapper in `command` would run (`bridge exec --timeout`): checked
     as commands too, so a sudo inside one is refused here, as it is without a timeout."""
     try:
-        argvs = [cmd.argv for cmd in simple_commands(command) if len(cmd.argv) == 6 and cmd.argv[1] == "-c"]
+        commands = simple_commands(command)
     except UnparsableCommand:
         return []
-    if not argvs:
-        return []
-    from bridge.runners.wrapper import timed_script  # only now: bridge.runners loads the config (+35 ms a login)
-
-    return [script for argv in argvs if (script := timed_script(argv)) is not None]
+    return [script for cmd in commands if (script := timed_script(cmd.argv)) is not None]
 
 
 def _split(command: str) -> list[str] | None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from bridge import frames, unixserver
 from bridge.errors import BridgeError, ConnectError
-from bridge.runners.wrapper import UPLOAD
+from bridge.server.scripts import UPLOAD
 
 if TYPE_CHECKING:
     from bridge.transport import Transport

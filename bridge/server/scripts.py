@@ -1,6 +1,8 @@
-"""Text sent to run on a server (sh, and Python stdlib only): the one way a run ends at its timeout, on a
-server and here alike; how an ssh run is tagged so a signal reaches its whole tree; and the
-stdin-to-socket half the inline relays share."""
+"""Text sent to run on a server (sh, and Python stdlib only, 3.9+, as `python3 -c`): the one way a run
+ends at its timeout, on a server and here alike; how an ssh run is tagged so a signal reaches its
+whole tree; the unix-socket relay of open_pipe; and the stdin-to-socket half the relays share.
+Imports nothing of bridge: the runners, gitlink and the guard (which checks what the timeout
+wrapper will run) load it at no cost."""
 from __future__ import annotations
 
 import shlex
@@ -64,7 +66,7 @@ os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(s
 """
 
 # A thread copying stdin to the socket `s` until EOF, then half-closing it (the peer sees EOF); for
-# relays run as `python -c` text (runners/ssh.py's unix pipe, sync/gitlink.py's git relay) that
+# relays run as `python -c` text (UNIX_RELAY below, sync/gitlink.py's git relay, run here) that
 # import os, socket and threading and name their socket `s`.
 UPLOAD = r"""
 def up():
@@ -78,6 +80,26 @@ def up():
     except OSError:
         pass
 threading.Thread(target=up,daemon=True).start()
+"""
+
+
+# Runs under `python3 -I -S -c` on the server (stdlib only): argv is the unix socket's path. Connects,
+# says so with one NUL byte (or exits 1 with the reason on stderr), then copies bytes both ways.
+UNIX_RELAY = r"""
+import os,socket,sys,threading
+s=socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    sys.stderr.write(e.strerror or str(e));sys.exit(1)
+os.write(1,b"\0")
+""" + UPLOAD + r"""
+while True:
+    d=s.recv(65536)
+    if not d:
+        break
+    while d:
+        d=d[os.write(1,d):]
 """
 
 
