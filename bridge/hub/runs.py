@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.serialization.ssh import SSHPrivateKeyTypes
 
     from bridge.hub.app import Hub
+    from bridge.runners import Runner
     from bridge.ssh.connection import Connection
-    from bridge.transport import Transport
 
 OUTPUT_CAP = 1 << 20  # bytes of stdout and of stderr kept for a JSON answer; the rest is counted as truncated
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -132,21 +132,17 @@ def hub_connection(hub: "Hub", loop: asyncio.AbstractEventLoop, agent: str) -> "
     return Connection(settings, trust_hint="re-enrol the agent (its host key is pinned at enrolment)", opener=opener)
 
 
-def _sandboxed(runner: "Transport", agent: str, request: RunRequest, on_stdout: Callable[[bytes], None],
+def _sandboxed(runner: "Runner", agent: str, request: RunRequest, on_stdout: Callable[[bytes], None],
                on_stderr: Callable[[bytes], None]) -> ExecResult:
-    """As `bridge exec --sandbox` does: the server's dockerd through `docker system dial-stdio` pipes of
-    the runner (bridge.transport `open_stdio`). Raises SandboxError when the server has no engine or image
-    (or refuses the command)."""
-    from bridge.exec.sandbox import SandboxSpec, forward_docker_socket, run_in_sandbox
-    from bridge.exec.sandbox.forward import DIAL_STDIO
+    """As `bridge exec --sandbox` does, through the execution core on this runner (the server's dockerd
+    over its `open_stdio` pipes), with bridge.yaml's default limits. Raises SandboxError when the server
+    has no engine or image (or refuses the command)."""
+    from bridge.config import Config
+    from bridge.exec.sandbox_link import run_on
+    from bridge.exec.service import ExecRequest
 
-    with forward_docker_socket(partial(runner.open_stdio, DIAL_STDIO)) as forward:
-        engine = forward.engine(f"check that docker is installed and running on agent `{agent}`'s server")
-        try:
-            return run_in_sandbox(SandboxSpec(), request.command, env=request.env, timeout=request.timeout or None,
-                                  on_stdout=on_stdout, on_stderr=on_stderr, engine=engine, host=agent)
-        finally:
-            engine.close()
+    exec_request = ExecRequest(request.command, request.env, None, request.timeout or None)
+    return run_on(runner, Config(), exec_request, None, on_stdout, on_stderr)
 
 
 async def open_stream(hub: "Hub", agent: str) -> socket.socket:
