@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,3 +193,19 @@ def guarded(sshd_factory: Callable[..., SSHServer], sudo_account: Account, syste
                                         f"    AuthorizedKeysFile {root}/authorized_keys/%u"])
     yield Guarded(server, sudo_account, root, system_bridge, home)
     shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def owned_pair(guarded: "Guarded", prefix: str, make: Callable[[Path], None] = Path.mkdir) -> Iterator[tuple[Path, Path]]:
+    """`app` and `other`, made by `make`, under a fresh /var/tmp folder the guarded account owns and can
+    reach (pytest's tmp is in root's reach only); removed afterwards."""
+    top = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    top.chmod(0o755)
+    pair = top / "app", top / "other"
+    for folder in pair:
+        make(folder)
+    subprocess.run(["chown", "-R", f"{guarded.account.uid}:{guarded.account.gid}", str(top)], check=True)
+    try:
+        yield pair
+    finally:
+        shutil.rmtree(top)

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import shlex
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +12,7 @@ import pytest
 
 from bridge.security import audit
 from tests.conftest import free_port, wait_port
-from tests.security.conftest import Guarded
+from tests.security.conftest import Guarded, owned_pair
 
 DENIED = ["sudo id", "ls; sudo id", "echo $(sudo id)", "echo `sudo id`", "env sudo id", "sh -c 'sudo id'",
           "/usr/bin/sudo id", "true | sudo id", "(sudo id)", "nice sudo id", "su -c id"]
@@ -98,14 +96,12 @@ def test_viewer_cannot_exec_admin_can(guarded: Guarded) -> None:
 @pytest.fixture
 def repos(guarded: Guarded) -> Iterator[tuple[Path, Path]]:
     """Two bare repos the account owns, in a folder it can reach."""
-    root = Path(tempfile.mkdtemp(prefix="bridge-srv-", dir="/var/tmp"))
-    root.chmod(0o755)
-    mine, other = root / "app", root / "other"
-    for ws in (mine, other):
-        subprocess.run(["git", "init", "-q", "--bare", str(ws / "repo.git")], check=True)
-    subprocess.run(["chown", "-R", f"{guarded.account.uid}:{guarded.account.gid}", str(mine), str(other)], check=True)
-    yield mine, other
-    shutil.rmtree(root)
+
+    def bare(folder: Path) -> None:
+        subprocess.run(["git", "init", "-q", "--bare", str(folder / "repo.git")], check=True)
+
+    with owned_pair(guarded, "bridge-srv-", bare) as pair:
+        yield pair
 
 
 def _push(guarded: Guarded, work: Path, repo: Path) -> subprocess.CompletedProcess:

@@ -4,16 +4,14 @@ action, and exec (with and without a timeout) runs and refuses as it does from p
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Result, write_config
-from tests.security.conftest import Guarded
+from tests.security.conftest import Guarded, owned_pair
 
 
 def _git(folder: Path, *args: str) -> str:
@@ -23,14 +21,8 @@ def _git(folder: Path, *args: str) -> str:
 @pytest.fixture
 def roots(guarded: Guarded) -> Iterator[tuple[Path, Path]]:
     """Two deploy roots the account owns: the key is granted the first only."""
-    top = Path(tempfile.mkdtemp(prefix="bridge-guarded-ws-", dir="/var/tmp"))
-    top.chmod(0o755)
-    mine, other = top / "app", top / "other"
-    for root in (mine, other):
-        root.mkdir()
-    subprocess.run(["chown", "-R", f"{guarded.account.uid}:{guarded.account.gid}", str(top)], check=True)
-    yield mine, other
-    shutil.rmtree(top)
+    with owned_pair(guarded, "bridge-guarded-ws-") as pair:
+        yield pair
 
 
 @pytest.fixture
