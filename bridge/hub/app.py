@@ -10,7 +10,6 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +42,38 @@ class Hub:
 
 
 def build_app(hub: Hub) -> Any:
-    """The Starlette application; its lifespan runs the revocation watcher."""
+    """The ASGI application: the agents' and the CLI's WebSockets, then Starlette (API, web page, lifespan)."""
     from starlette.applications import Starlette
-    from starlette.routing import WebSocketRoute
 
     from bridge.hub import api, web
 
-    routes = [WebSocketRoute("/ws/agent", partial(agent_control, hub)),
-              WebSocketRoute("/ws/stream", partial(agent_stream, hub)),
-              WebSocketRoute("/ws/connect", partial(client_stream, hub)),
-              *api.routes(hub),
-              *web.routes(hub)]
-    app = Starlette(routes=routes, lifespan=lambda app: _lifespan(hub))
+    app = Starlette(routes=[*api.routes(hub), *web.routes(hub)], lifespan=lambda app: _lifespan(hub))
     app.state.hub = hub
-    return app
+    return _Sockets(hub, app)
+
+
+class _Sockets:
+    """The agents' and the CLI's WebSockets go straight to their handlers; everything else to Starlette.
+
+    A hub holds an agent's control connection for as long as the agent is up, a thousand of them at once:
+    through Starlette's middleware and router each one kept a dozen more coroutine frames, a second
+    WebSocket object and their closures alive (measured with tracemalloc in bench/bench_hub.py's swarm).
+    None of those layers does anything for these sockets: they carry no cookies, path parameters or
+    HTTP errors, and an exception reaches uvicorn's log either way.
+    """
+
+    def __init__(self, hub: Hub, app: Any) -> None:
+        self.hub, self.app = hub, app
+        self.sockets = {"/ws/agent": agent_control, "/ws/stream": agent_stream, "/ws/connect": client_stream}
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        handler = self.sockets.get(scope["path"]) if scope["type"] == "websocket" else None
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        from starlette.websockets import WebSocket
+
+        await handler(self.hub, WebSocket(scope, receive, send))
 
 
 class _lifespan:
@@ -92,25 +109,35 @@ async def agent_control(hub: Hub, ws: Any) -> None:
     from starlette.websockets import WebSocketDisconnect
 
     await ws.accept()
-    try:
-        hello = await _first_json(ws)
-        name = await asyncio.to_thread(_authenticate_agent, hub, hello)
-    except (BadMessage, TokenRefused) as e:
-        await _refuse(hub, ws, e, action="agent.connect")
+    session = await _hello(hub, ws)
+    if session is None:
         return
-    session = AgentSession(name, ws, version=str(hello.get("version", "")),
-                           capabilities=tuple(str(c) for c in hello.get("capabilities") or ()),
-                           ssh_user=str(hello.get("ssh_user") or ""))
-    await asyncio.to_thread(pin_host_key, name, hello.get("host_key"), replace="enrol" in hello)
     await hub.live.attach(session)
     try:
-        await ws.send_json({"type": "welcome", "agent": name, "ping_interval": hub.ping_interval})
-        hub.audit.record(user=name, action="agent.connect", agent=name, source=_peer(ws))
+        await ws.send_json({"type": "welcome", "agent": session.name, "ping_interval": hub.ping_interval})
+        hub.audit.record(user=session.name, action="agent.connect", agent=session.name, source=_peer(ws))
         await _control_loop(session, hub.ping_interval)
     except WebSocketDisconnect:
         pass  # it gave up waiting for our welcome (a busy hub): it dials again, and may
     finally:
         hub.live.detach(session)
+
+
+async def _hello(hub: Hub, ws: Any) -> AgentSession | None:
+    """The session an agent's hello opens (its host key pinned), or None after refusing it.
+
+    Its own function so that the hello, its token and key, is not kept for the life of the connection.
+    """
+    try:
+        hello = await _first_json(ws)
+        name = await asyncio.to_thread(_authenticate_agent, hub, hello)
+    except (BadMessage, TokenRefused) as e:
+        await _refuse(hub, ws, e, action="agent.connect")
+        return None
+    await asyncio.to_thread(pin_host_key, name, hello.get("host_key"), replace="enrol" in hello)
+    return AgentSession(name, ws, version=str(hello.get("version", "")),
+                        capabilities=tuple(str(c) for c in hello.get("capabilities") or ()),
+                        ssh_user=str(hello.get("ssh_user") or ""))
 
 
 def _authenticate_agent(hub: Hub, hello: dict) -> str:
@@ -145,8 +172,9 @@ async def _control_loop(session: AgentSession, ping_interval: float) -> None:
     """
     while True:
         try:
-            message = await asyncio.wait_for(session.ws.receive(), 2 * ping_interval + 0.5)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(2 * ping_interval + 0.5):  # no task per wait, as wait_for makes on 3.11
+                message = await session.ws.receive()
+        except TimeoutError:
             asyncio.create_task(_close_quietly(session.ws, CLOSE_UNAVAILABLE, "no heartbeat"))
             return
         if message["type"] == "websocket.disconnect":
@@ -281,8 +309,9 @@ async def _copy(src: Any, dst: Any) -> None:
 async def _first_json(ws: Any) -> dict:
     """The peer's first message as a JSON object, within FIRST_MESSAGE_TIMEOUT; raises BadMessage."""
     try:
-        message = await asyncio.wait_for(ws.receive(), FIRST_MESSAGE_TIMEOUT)
-    except asyncio.TimeoutError as e:
+        async with asyncio.timeout(FIRST_MESSAGE_TIMEOUT):
+            message = await ws.receive()
+    except TimeoutError as e:
         raise BadMessage("no hello within 10 s") from e
     try:
         data = json.loads(message.get("text") or message.get("bytes") or b"")

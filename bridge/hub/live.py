@@ -15,7 +15,7 @@ from bridge.hublink import CLOSE_FORBIDDEN, CLOSE_REPLACED
 STREAM_OPEN_TIMEOUT = 10.0
 
 
-@dataclass
+@dataclass(slots=True)
 class AgentSession:
     """An agent's control connection and what it told us."""
 
