@@ -73,6 +73,7 @@ class _Sockets:
             return
         from starlette.websockets import WebSocket
 
+        scope["headers"] = ()  # nothing here reads them, and the server keeps the scope as long as the socket
         await handler(self.hub, WebSocket(scope, receive, send))
 
 
@@ -170,24 +171,33 @@ async def _control_loop(session: AgentSession, ping_interval: float) -> None:
     The agent reports every ping interval; two intervals without a word mean a silent cut (no FIN,
     no RST), and the session ends then, whatever the server's own WebSocket close timeout would wait.
     """
-    while True:
-        try:
-            async with asyncio.timeout(2 * ping_interval + 0.5):  # no task per wait, as wait_for makes on 3.11
-                message = await session.ws.receive()
-        except TimeoutError:
-            asyncio.create_task(_close_quietly(session.ws, CLOSE_UNAVAILABLE, "no heartbeat"))
-            return
-        if message["type"] == "websocket.disconnect":
-            return
-        try:
-            data = json.loads(message.get("text") or "")
-        except ValueError:
-            await session.ws.close(code=CLOSE_BAD_REQUEST, reason="malformed message")
-            return
-        if isinstance(data, dict) and data.get("type") == "status":
-            session.last_heartbeat = time.time()
-            rtt = data.get("rtt_ms")
-            session.rtt_ms = float(rtt) if isinstance(rtt, (int, float)) else None
+    while await _heartbeat(session, 2 * ping_interval + 0.5):
+        pass
+
+
+async def _heartbeat(session: AgentSession, within: float) -> bool:
+    """Take the agent's next message, if it comes `within` seconds; False when the session is over.
+
+    One call per message, so that no message stays referenced while the next is awaited.
+    """
+    try:
+        async with asyncio.timeout(within):  # no task per wait, as wait_for makes on 3.11
+            message = await session.ws.receive()
+    except TimeoutError:
+        asyncio.create_task(_close_quietly(session.ws, CLOSE_UNAVAILABLE, "no heartbeat"))
+        return False
+    if message["type"] == "websocket.disconnect":
+        return False
+    try:
+        data = json.loads(message.get("text") or "")
+    except ValueError:
+        await session.ws.close(code=CLOSE_BAD_REQUEST, reason="malformed message")
+        return False
+    if isinstance(data, dict) and data.get("type") == "status":
+        session.last_heartbeat = time.time()
+        rtt = data.get("rtt_ms")
+        session.rtt_ms = float(rtt) if isinstance(rtt, (int, float)) else None
+    return True
 
 
 async def _close_quietly(ws: Any, code: int, reason: str) -> None:
