@@ -85,12 +85,18 @@ def build(options: ServeOptions) -> tuple[uvicorn.Server, CertFiles]:
 
 def small_tls_buffers() -> None:
     """One TLS_READ_BUFFER per thread for every asyncio TLS connection's socket reads (process-wide: called
-    only by `bridge hub serve`). A connection's own buffer, made by SSLProtocol.__init__, goes at its first read."""
+    only by `bridge hub serve`).
+
+    SSLProtocol.__init__ sizes the connection's own buffer from max_size: 0 at the class makes it none (a
+    1,000-agent storm of 16 KiB buffers, freed at each first read, left holes between the connections'
+    OpenSSL state: 2 KiB more per idle agent). Each connection's decrypting reads take a record, from the
+    max_size its first get_buffer() sets.
+    """
     import asyncio.sslproto
     import threading
 
     protocol = asyncio.sslproto.SSLProtocol
-    protocol.max_size = TLS_READ_BUFFER
+    protocol.max_size = 0
     per_thread = threading.local()
 
     def get_buffer(self: Any, n: int) -> memoryview:  # Any: typeshed has none of its private attributes
@@ -98,6 +104,7 @@ def small_tls_buffers() -> None:
         if view is None:
             view = per_thread.view = memoryview(bytearray(TLS_READ_BUFFER))
         self._ssl_buffer, self._ssl_buffer_view = view.obj, view  # what buffer_updated() copies from
+        self.max_size = TLS_READ_BUFFER
         return view
 
     protocol.get_buffer = get_buffer  # type: ignore[method-assign]

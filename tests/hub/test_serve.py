@@ -114,7 +114,7 @@ def test_serve_lifts_a_low_soft_fd_limit_so_hundreds_of_agents_fit(home: Home, t
 
 
 SHARED_BUFFER_PROBE = """
-import asyncio, ssl, sys
+import asyncio, asyncio.sslproto, ssl, sys
 from bridge.hub.cert import ensure_self_signed
 from bridge.hub.server import TLS_READ_BUFFER, small_tls_buffers
 
@@ -129,7 +129,7 @@ buffers = []
 async def echo(reader, writer):
     protocol = writer.transport._ssl_protocol
     while data := await reader.read(1 << 16):
-        buffers.append((id(protocol._ssl_buffer), len(protocol._ssl_buffer)))
+        buffers.append((id(protocol._ssl_buffer), len(protocol._ssl_buffer), protocol.max_size))
         writer.write(data)
         await writer.drain()
     writer.close()
@@ -148,11 +148,14 @@ async def client(port, tag):
     return got == sent
 
 async def main():
+    fresh = asyncio.sslproto.SSLProtocol(asyncio.get_running_loop(), asyncio.Protocol(), server_ctx, None,
+                                         server_side=True)
+    print(len(fresh._ssl_buffer))
     server = await asyncio.start_server(echo, "127.0.0.1", 0, ssl=server_ctx)
     port = server.sockets[0].getsockname()[1]
     ok = await asyncio.gather(*(client(port, tag) for tag in (1, 2, 3)))
     server.close()
-    print(all(ok), len(set(buffers)), buffers[0][1] == TLS_READ_BUFFER)
+    print(all(ok), len(set(buffers)), buffers[0][1:] == (TLS_READ_BUFFER, TLS_READ_BUFFER))
 
 asyncio.run(main())
 """
@@ -160,10 +163,11 @@ asyncio.run(main())
 
 def test_every_hub_tls_connection_reads_through_one_shared_buffer(tmp_path: Path) -> None:
     """Fails when asyncio stops copying a read out of get_buffer()'s view at once (three interleaved TLS
-    streams would then corrupt each other) or when connections no longer share the one buffer."""
+    streams would then corrupt each other), when connections no longer share the one buffer, when a new
+    connection makes a buffer of its own, or when decrypting reads no longer take a whole record."""
     out = subprocess.run([sys.executable, "-c", SHARED_BUFFER_PROBE, str(tmp_path)], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[2], timeout=120).stdout.split()
-    assert out == ["True", "1", "True"]  # every byte echoed intact; one buffer object, of one TLS record
+    assert out == ["0", "True", "1", "True"]  # none of its own; every byte intact; one buffer, of one record
 
 
 def test_the_heap_trimmer_hands_freed_heap_back_to_the_os() -> None:
