@@ -121,7 +121,7 @@ async def agent_control(hub: Hub, ws: Any) -> None:
     except WebSocketDisconnect:
         pass  # it gave up waiting for our welcome (a busy hub): it dials again, and may
     finally:
-        hub.live.detach(session)
+        await hub.live.detach(session)
 
 
 async def _hello(hub: Hub, ws: Any) -> AgentSession | None:
@@ -220,12 +220,12 @@ async def agent_stream(hub: Hub, ws: Any) -> None:
     if pending is None:
         await ws.close(code=CLOSE_BAD_REQUEST, reason="no such stream")
         return
-    hub.live.track(name, ws)
+    hub.live.carry(pending, ws)
     try:
         pending.ready.set_result(ws)
         await pending.done
     finally:
-        hub.live.untrack(name, ws)
+        hub.live.drop(pending, ws)
 
 
 # -- clients --------------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ import pytest
 from bridge import hublink
 from tests.conftest import Home
 from tests.hub.conftest import PING, Agent, Hub, stop, wait_for
-from tests.hub.test_remote import Scene, _trust, scene  # noqa: F401 - the fixture
-from tests.sshd import free_port, wait_port
-from tests.tunnel.netns import Namespace
+from tests.hub.test_remote import Scene, _trust, scene, workspace_scene  # noqa: F401 - the fixture
+from tests.sshd import free_port, keygen, wait_port
+from tests.tunnel.netns import Namespace, NsSSHServer
 
 pytestmark = pytest.mark.root
 
@@ -67,6 +67,72 @@ def test_a_firewalled_agent_dials_out_and_a_silent_cut_is_noticed_within_two_pin
     ns.heal()
     wait_for(lambda: agent.connected() and agent.status()["reconnects"] >= 1, 30)
     assert wide_hub.online(admin) == ["edge1"]
+
+
+@pytest.fixture
+def ns_scene(bridge, home: Home, tmp_path: Path, ns: Namespace, wide_hub: Hub,
+             agent_factory: Callable[[str], Agent]) -> Iterator[Scene]:
+    """test_remote's scene with its agent and sshd inside the firewalled namespace."""
+    folder = tmp_path / "nssshd"
+    folder.mkdir()
+    server = NsSSHServer(folder, free_port(), home.key, [], ns=ns)
+    keygen(server.host_key)
+    server.authorized_keys.write_text(home.key.with_suffix(".pub").read_text())
+    server.start()
+    try:
+        agent = agent_factory("edge1").start(f"wss://{ns.host_ip}:{wide_hub.port}", wide_hub.token("agent", "edge1"),
+                                             "--ssh", f"127.0.0.1:{server.port}", prefix=tuple(ns.argv([])))
+        yield workspace_scene(bridge, home, wide_hub, server, agent, "edge1", tmp_path)
+    finally:
+        server.stop()
+
+
+def test_a_silent_cut_of_the_agent_mid_session_ends_the_client_in_one_line(ns: Namespace, ns_scene: Scene) -> None:
+    """The agent's heartbeats stop, the hub ends its session and with it the streams asked over it: the
+    client is not left waiting on a data connection that will never speak again."""
+    _trust(ns_scene)
+    admin = ns_scene.hub.token("user", "adm", "--role", "admin")
+    ticking = subprocess.Popen([*_bridge_argv(), "exec", "--on", "edge", "--", "sh", "-c",
+                                "while :; do echo tick; sleep 0.2; done"], cwd=ns_scene.workspace,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**ns_scene.agent.home.env, **NO_REUSE})
+    try:
+        assert ticking.stdout is not None and ticking.stdout.readline() == b"tick\n"  # the session is flowing
+        cut_at = time.monotonic()
+        ns.cut()  # the agent's packets dropped both ways: its data connection just goes quiet
+        # within the hub's two pings, well before the client's own SSH keepalive (15 s) would give up
+        assert ticking.wait(2 * PING + 8) == 255, time.monotonic() - cut_at
+        err = ticking.stderr.read().decode() if ticking.stderr else ""
+        assert "Traceback" not in err and 1 <= len([line for line in err.splitlines() if line.strip()]) <= 2, err
+        wait_for(lambda: ns_scene.hub.online(admin) == [], 2 * PING + 2)
+    finally:
+        stop(ticking)
+    ns.heal()
+    wait_for(lambda: ns_scene.agent.connected() and ns_scene.agent.status()["reconnects"] >= 1, 30)
+    again = ns_scene("exec", "--on", "edge", "--", "echo", "back", env=NO_REUSE)
+    assert (again.code, again.out) == (0, "back\n"), again
+
+
+def test_a_returning_agent_replaces_its_half_open_session_at_once(home: Home, tmp_path: Path, hub: Hub, ns: Namespace,
+                                                                  agent_factory: Callable[[str], Agent]) -> None:
+    """A NAT that forgot the agent's flow: the agent notices within two of its pings and dials again while the
+    hub, pinging every 30 s, still holds the old session. The hub takes the new one at once (chisel #445:
+    the old one held its port ~10 minutes). The old socket itself goes ~40 s later: uvicorn's 10 s wait for
+    a closing handshake, then asyncio's 30 s TLS shutdown timeout."""
+    hub.stop()
+    slow = Hub(home, hub.state, hub.port, tmp_path / "slow.log", host="0.0.0.0", ping=30).start()
+    try:
+        admin = slow.token("user", "adm", "--role", "admin")
+        agent = agent_factory("edge2").start(f"wss://{ns.host_ip}:{slow.port}", slow.token("agent", "edge2"),
+                                             prefix=tuple(ns.argv([])))
+        wait_for(agent.connected, 30)
+        first = slow.api("/api/v1/agents", admin)[1]["agents"][0]["connected_since"]
+        ns.strand(ns.flows_to(slow.port))  # the old flow black-holed, new ones pass
+        wait_for(lambda: agent.status()["reconnects"] >= 1 and agent.connected(), 2 * PING + 15)
+        rows = slow.api("/api/v1/agents", admin)[1]["agents"]
+        assert [r["name"] for r in rows if r["online"]] == ["edge2"] and rows[0]["connected_since"] > first
+        assert agent.status()["connects"] == 2  # not refused, not retried: taken the first time
+    finally:
+        slow.stop()
 
 
 def _raw(hub: Hub, path: str) -> object:
