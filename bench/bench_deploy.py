@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bridge.sync.server.prepare import DeploySettings, prepare_root, run_local
+from bridge.sync.prepare import DeploySettings, prepare_root, run_local
 
 
 def git(cwd: Path, *args: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from bridge import limits, paths
 from bridge.errors import ConfigError
-from bridge.sync.server.schema import DeployConfig, NodeDeps, PythonDeps  # noqa: F401 - the one deploy schema
+from bridge.server.schema import DeployConfig, NodeDeps, PythonDeps  # noqa: F401 - the one deploy schema
 from bridge.yamlfile import Located, load_yaml, parse_yaml
 
 CONFIG_NAME = "bridge.yaml"

@@ -15,7 +15,10 @@ import json
 import os
 import ssl
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, NamedTuple
+
+if TYPE_CHECKING:
+    import asyncio
 
 from bridge import paths
 from bridge.errors import AuthError, ConnectError, UsageError
@@ -115,6 +118,53 @@ def token_claims(token: str) -> dict:
     if not isinstance(claims, dict):
         raise UsageError("that is not a bridge hub token", hint="copy the whole token again")
     return claims
+
+
+Receive = Callable[[], Awaitable["bytes | None"]]  # the next binary message; None once the WebSocket ended
+Send = Callable[[bytes], Awaitable[Any]]  # waits until the WebSocket's transport took the bytes
+
+
+def client_ends(ws: Any) -> tuple[Receive, Send]:
+    """A `websockets` client connection as the two ends `splice_stream` takes (a text frame ends the stream)."""
+    from websockets.exceptions import ConnectionClosed
+
+    async def receive() -> bytes | None:
+        try:
+            message = await ws.recv()
+        except ConnectionClosed:
+            return None
+        return message if isinstance(message, bytes) else None
+
+    return receive, ws.send
+
+
+async def splice_stream(receive: Receive, send: Send, reader: "asyncio.StreamReader",
+                        writer: "asyncio.StreamWriter") -> None:
+    """Bytes between a WebSocket and a byte stream until either ends; every stream of the hub runs through here.
+
+    Each direction waits for its sink (the WebSocket's send, the writer's drain), so a reader that stops
+    reading holds back only this stream's sender, through TCP backpressure, and memory stays bounded.
+    The caller closes the WebSocket and the writer.
+    """
+    import asyncio
+
+    async def up() -> None:
+        while data := await reader.read(DATA_CHUNK):
+            await send(data)
+
+    async def down() -> None:
+        while (data := await receive()) is not None:
+            writer.write(data)
+            await writer.drain()
+
+    tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        # a closed peer ends a direction with an error: that is how streams end, so it is collected, not raised
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class Login(NamedTuple):

@@ -12,14 +12,25 @@ Guarantees every implementation makes:
 * stdout and stderr arrive apart and byte-exact (binary safe), each in order, as they are produced.
 * stdin: bytes or an iterable of bytes, sent from a thread (a big stdin never blocks output), then EOF;
   None is EOF at once. A command that exits without reading all of it is not an error.
-* Exit status: the command's own (128+N for a child that signal N killed, as sh reports it); 124
-  when `timeout` ended it, and then its whole process tree (background children too) has been
-  ended (SIGTERM, then SIGKILL) before the call returns; 255 when the far side sent no status
-  (connection lost; over ssh also when a signal kills the top process itself: paramiko drops
-  sshd's `exit-signal`, so a caller that wants 128+N ends its script with `exit $?`, as
-  exec/remote.py does).
-* `cancel()` from another thread ends a run in progress: `run_stream` then returns or raises
-  ConnectError soon; a finished run is left alone. Ctrl-C (KeyboardInterrupt) in the caller's
+* Over ssh a command runs in the login shell, as `ssh HOST COMMAND` would run it (bash syntax works
+  where that shell is bash); under a timeout the timeout wrapper runs it with /bin/sh. run_capture
+  sends its command byte for byte, and so does run_stream with `verbatim` (no env, cwd or timeout
+  then): a forced command on the server (bridge guard) matches such a request word for word
+  (`git-receive-pack PATH`, `bridge audit head`). Any other run_stream script the transport may
+  frame (a tag line before it, `exit $?` on a line after it), never changing what it means.
+* Exit status: the command's own, 128+N when signal N killed a child of the script's shell (as sh
+  reports it); 124 when `timeout` ended it, and then its whole process tree (background children
+  too) has been ended (SIGTERM, then SIGKILL) before the call returns; 255 when the far side sent
+  no status (connection lost). When a signal kills the script's shell itself: 128+N here, 255 over
+  ssh (sshd sends `exit-signal`, which paramiko drops), unless it ran under the timeout wrapper.
+* `cancel()` from another thread ends a run in progress and its whole tree on the target
+  (SIGTERM, then SIGKILL half a second later; background children too): `run_stream` then returns
+  or raises ConnectError soon; a finished run is left alone. `signal(sig)` sends one signal to
+  that tree and nothing more (the command decides what it means). Over ssh both find the tree by
+  a BRIDGE_RUN tag in its processes' environment (a process that clears its environment escapes
+  them) and the login shell by the tag line its command starts with, not by sshd's `signal`
+  request, which paramiko cannot send through a public API; a `verbatim` run carries no tag: cancel
+  closes its channel, and signal() may not reach it. Ctrl-C (KeyboardInterrupt) in the caller's
   thread ends the run and re-raises.
 * A PTY session carries bytes both ways; keys such as Ctrl-C reach the command as its terminal's
   signals (SIGINT); `resize` changes the size the command sees (`stty size`) and sends it SIGWINCH;
@@ -34,8 +45,8 @@ Guarantees every implementation makes:
 * `connect()`'s Link names, in `carrier`, what pipes ride on (compared by identity): another carrier
   from a later connect() (a pool replaced the connection) means pipes opened earlier may be gone.
 * Git: `git_url(repo)` is a URL local git can use itself, or None; then git reaches `repo` through
-  `run_stream` of `git-receive-pack` / `git-upload-pack` (bridge.sync.gitlink relays it), which every
-  transport therefore supports.
+  `run_stream(verbatim=True)` of `git-receive-pack` / `git-upload-pack` (bridge.sync.gitlink relays
+  it), which every transport therefore supports.
 * Errors: ConnectError (255) when the target cannot be reached or the connection drops;
   UnknownHostKey / ChangedHostKey / AuthError from `connect()`; TimeoutExpired from `run_capture`.
   The command's own failure is never an exception: it is the exit status.
@@ -118,11 +129,16 @@ class Transport(Protocol):
 
     def run_stream(self, script: str, *, stdin: Stdin = None, on_stdout: Sink | None = None,
                    on_stderr: Sink | None = None, timeout: float | None = None, capture: bool = True,
-                   env: Mapping[str, str] | None = None, cwd: str | None = None) -> "ExecResult":
-        """A whole run: output streamed to the sinks (and kept when `capture`), the timeout ending its tree."""
+                   env: Mapping[str, str] | None = None, cwd: str | None = None,
+                   verbatim: bool = False) -> "ExecResult":
+        """A whole run: output streamed to the sinks (and kept when `capture`), the timeout ending its tree;
+        `verbatim`: the target gets `script` byte for byte (UsageError with env, cwd or a timeout)."""
 
     def cancel(self) -> None:
-        """End the run in progress (called from another thread)."""
+        """End the run in progress, its whole tree on the target (called from another thread)."""
+
+    def signal(self, sig: int) -> None:
+        """Send signal `sig` (this machine's number; it travels by name) to the run in progress's tree."""
 
     def open_pty(self, command: str, *, size: tuple[int, int] = (80, 24)) -> PtySession:
         """`command` on a new PTY of `size` (columns, rows)."""

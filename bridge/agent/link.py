@@ -15,7 +15,8 @@ from bridge import __version__ as VERSION
 from bridge.agent.state import AgentStatus, Enrolment
 from bridge.errors import AuthError, BridgeError
 from bridge.hublink import (CLOSE_FORBIDDEN, CLOSE_REPLACED, CLOSE_UNAUTHORIZED, DATA_CHUNK, MAX_MESSAGE,
-                            check_pin, client_context, public_key_pem, sign_agent_token)
+                            check_pin, client_context, client_ends, public_key_pem, sign_agent_token,
+                            splice_stream)
 
 CAPABILITIES = ("ssh",)
 OPEN_TIMEOUT = 30.0  # a hub busy with a storm of returning agents answers late: waiting wastes less than retrying
@@ -33,6 +34,7 @@ class Plan(NamedTuple):
     ping_interval: float = 20.0
     backoff_cap: float = 30.0
     enrol_token: str | None = None  # only until the hub accepted it
+    workspaces: tuple[tuple[str, str], ...] = ()  # (name, remote path): where the hub's web terminals start
 
 
 class Refused(BridgeError):
@@ -93,7 +95,8 @@ async def control(plan: Plan, status: AgentStatus, changed: Callable[[], None], 
 
 
 def _hello(plan: Plan) -> dict:
-    hello = {"type": "hello", "agent": plan.enrolment.agent, "version": VERSION, "capabilities": list(CAPABILITIES)}
+    hello = {"type": "hello", "agent": plan.enrolment.agent, "version": VERSION, "capabilities": list(CAPABILITIES),
+             "workspaces": dict(plan.workspaces)}
     auth = sign_agent_token(plan.key, plan.enrolment.agent)
     if plan.enrol_token:  # `auth` too: if the hub took the token but its welcome never came, the key proves us
         return {**hello, "enrol": plan.enrol_token, "key": public_key_pem(plan.key), "auth": auth}
@@ -173,7 +176,10 @@ async def carry(plan: Plan, sid: str, status: AgentStatus, log: Callable[[str], 
     try:
         ws = await _dial_stream(plan, sid, log)
         if ws is not None:
-            await _pump(ws, reader, writer)
+            try:
+                await splice_stream(*client_ends(ws), reader, writer)
+            finally:
+                await ws.close()
     except (OSError, asyncio.TimeoutError):
         pass  # this stream ends; the SSH client on the other side sees its connection close
     except Exception as e:  # websockets.ConnectionClosed and friends: the same
@@ -197,29 +203,6 @@ async def _dial_stream(plan: Plan, sid: str, log: Callable[[str], None]) -> Any:
         return None
     await ws.send(json.dumps({"stream": sid, "auth": sign_agent_token(plan.key, plan.enrolment.agent)}))
     return ws
-
-
-async def _pump(ws: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Bytes both ways; each direction waits for its sink to drain, so memory per stream stays bounded."""
-
-    async def up() -> None:
-        while data := await reader.read(DATA_CHUNK):
-            await ws.send(data)
-
-    async def down() -> None:
-        async for message in ws:
-            if isinstance(message, str):
-                return
-            writer.write(message)
-            await writer.drain()
-
-    tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await ws.close()
 
 
 def _is_closed(error: Exception) -> bool:

@@ -30,6 +30,19 @@ class UpOptions(NamedTuple):
     ping_interval: float = 20.0
     backoff_cap: float = 30.0
     state: Path | None = None
+    workspaces: tuple[tuple[str, str], ...] = ()  # (name, absolute path) of the workspaces this server holds
+
+
+def parse_workspaces(pairs: list[str]) -> tuple[tuple[str, str], ...]:
+    """`--workspace NAME=PATH` values; raises UsageError for one without a name or an absolute path."""
+    parsed = []
+    for pair in pairs:
+        name, _, path = pair.partition("=")
+        if not name or not path.startswith("/"):
+            raise UsageError(f"--workspace {pair!r} is not NAME=/absolute/path",
+                             hint="name the workspace and its remote path: --workspace app=/srv/app")
+        parsed.append((name, path.rstrip("/") or "/"))
+    return tuple(parsed)
 
 
 def plan_for(options: UpOptions) -> Plan:
@@ -47,7 +60,8 @@ def plan_for(options: UpOptions) -> Plan:
         enrolment = st.require_enrolment(folder)
         key = st.agent_key(folder, fresh=False)
     return Plan(enrolment, key, folder, ssh_host, ssh_port, options.ssh_user or getpass.getuser(),
-                options.ping_interval, options.backoff_cap, options.token if not enrolment.enrolled else None)
+                options.ping_interval, options.backoff_cap, options.token if not enrolment.enrolled else None,
+                options.workspaces)
 
 
 def _enrol(folder: Path, options: UpOptions) -> tuple[st.Enrolment, bytes]:
@@ -177,7 +191,8 @@ def unit_text(options: UpOptions, user: str | None, python: Path | None = None) 
     account, interpreter = user or getpass.getuser(), python or Path(sys.executable)
     systemd.check_runnable(account, interpreter, "bridge agent install")
     argv = [str(interpreter), "-m", "bridge", "agent", "up", "--state", str(folder), "--ssh", options.ssh,
-            "--ping", f"{options.ping_interval:g}", *(["--ssh-user", options.ssh_user] if options.ssh_user else [])]
+            "--ping", f"{options.ping_interval:g}", *(["--ssh-user", options.ssh_user] if options.ssh_user else []),
+            *[f"--workspace={name}={path}" for name, path in options.workspaces]]
     return systemd.render_unit(description="bridge agent (dials the hub)", argv=argv, user=account,
                                sandbox=systemd.hardening([folder]))
 

@@ -1,6 +1,6 @@
 """`bridge ps / logs / restart / stop / start` and `bridge config`: the deployed apps.py on each target.
 
-Every call is one exec of `apps.py --root ROOT <command>` (prepare.apps_argv) through the shared
+Every call is one exec of `apps.py --root ROOT <command>` (server/layout.apps_argv) through the shared
 runner, fanned out over the targets; a host that fails becomes its row's error, so one bad host
 never hides the others. Config values travel on stdin as JSON, never in a command line.
 """
@@ -16,7 +16,7 @@ from bridge.config import Config, Remote
 from bridge.errors import BridgeError, UsageError
 from bridge.fleet import fan_out
 from bridge.runners import open_runner
-from bridge.sync.server.prepare import apps_argv
+from bridge.server.layout import apps_argv
 
 CONTROL_ACTIONS = ("restart", "stop", "start")
 NOT_DEPLOYED = "can't open file"  # python3's words when apps.py is not there yet

@@ -12,6 +12,8 @@ StateOpt = Annotated[Optional[Path], typer.Option("--state", help="The agent's s
 SshOpt = Annotated[str, typer.Option("--ssh", help="The local sshd each stream is handed to.")]
 SshUserOpt = Annotated[str, typer.Option("--ssh-user", help="Account the hub's API runs log in as (default: this one).")]
 PingOpt = Annotated[float, typer.Option("--ping", help="Seconds between WebSocket pings; a dead hub is noticed within two.")]
+WorkspaceOpt = Annotated[Optional[list[str]], typer.Option(
+    "--workspace", help="NAME=PATH: a workspace this server holds (its remote path); web terminals start there.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -28,11 +30,12 @@ def up(hub: Annotated[Optional[str], typer.Option("--hub", help="wss://HOST[:POR
                                                     envvar="BRIDGE_AGENT_TOKEN", show_envvar=False)] = None,
        ssh: SshOpt = "127.0.0.1:22", ssh_user: SshUserOpt = "", ping: PingOpt = 20.0,
        backoff_cap: Annotated[float, typer.Option("--backoff-cap", help="Longest wait between reconnects (s).")] = 30.0,
-       state: StateOpt = None) -> int:
+       state: StateOpt = None, workspace: WorkspaceOpt = None) -> int:
     """Connect to the hub and stay connected, reconnecting forever; SIGTERM stops it."""
     from bridge.agent import service
 
-    service.up(service.UpOptions(hub, token, ssh, ssh_user, ping, backoff_cap, state), lambda line: ui.say(f"agent: {line}"))
+    options = service.UpOptions(hub, token, ssh, ssh_user, ping, backoff_cap, state, service.parse_workspaces(workspace or []))
+    service.up(options, lambda line: ui.say(f"agent: {line}"))
     ui.say("agent: stopped")
     return 0
 
@@ -59,6 +62,7 @@ def _rows(current: dict) -> list[list[str]]:
 
 
 def install(ssh: SshOpt = "127.0.0.1:22", ssh_user: SshUserOpt = "", ping: PingOpt = 20.0, state: StateOpt = None,
+            workspace: WorkspaceOpt = None,
             user: Annotated[Optional[str], typer.Option("--user", help="Account the agent runs as.")] = None,
             path: Annotated[Optional[Path], typer.Option("--path", help="Write here instead of /etc/systemd/system/.")] = None,
             print_only: Annotated[bool, typer.Option("--print", help="Print the unit instead of writing it.")] = False,
@@ -68,7 +72,8 @@ def install(ssh: SshOpt = "127.0.0.1:22", ssh_user: SshUserOpt = "", ping: PingO
     """Write a sandboxed systemd unit that runs `bridge agent up` at boot (enrol first: the unit holds no token)."""
     from bridge.agent import service
 
-    options = service.UpOptions(ssh=ssh, ssh_user=ssh_user, ping_interval=ping, state=state)
+    options = service.UpOptions(ssh=ssh, ssh_user=ssh_user, ping_interval=ping, state=state,
+                                workspaces=service.parse_workspaces(workspace or []))
     if print_only:
         ui.say(service.unit_text(options, user, python).rstrip("\n"))
         return 0

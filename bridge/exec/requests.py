@@ -8,7 +8,8 @@ keeper → client: A Accepted, F Declined, 1/2 a single host's stdout/stderr, o/
 Each record is a dict of plain values in marshal (built in, so the warm client pays no import; the
 socket admits only our own uid, and a decoded value is checked field by field before it is used),
 with the protocol VERSION in every request: a keeper of another version refuses it, and the client
-takes the normal path.
+takes the normal path. Two versions seldom get that far: a keeper's socket is named by the code it
+runs (bridge.ssh.keeper.code_stamp), so a CLI after an upgrade starts a keeper of its own.
 """
 from __future__ import annotations
 

@@ -53,20 +53,28 @@ def run_sandboxed(config: Config, remote: Remote, request: ExecRequest, stdin: b
                   on_stdout: Sink | None = None, on_stderr: Sink | None = None, *,
                   kept: KeptEngines | None = None, cancel: Cancel | None = None) -> ExecResult:
     """Run `request` in a fresh locked-down container on `remote`. Raises SandboxError (125)."""
+    with open_runner(config, remote, pool=kept.pool if kept else None) as runner:
+        return run_on(runner, config, request, stdin, on_stdout, on_stderr, kept=kept, cancel=cancel)
+
+
+def run_on(runner: Runner, config: Config, request: ExecRequest, stdin: bytes | None,
+           on_stdout: Sink | None = None, on_stderr: Sink | None = None, *,
+           kept: KeptEngines | None = None, cancel: Cancel | None = None) -> ExecResult:
+    """run_sandboxed on a transport the caller opened (the hub's, to an agent's server), with `config`'s
+    `exec.sandbox` limits. Raises SandboxError (125)."""
     from bridge.exec.sandbox import run_in_sandbox, spec_from_config
 
-    with open_runner(config, remote, pool=kept.pool if kept else None) as runner:
-        workspace, shared = _workspace(config, runner)
-        spec = spec_from_config(config.exec.sandbox or SandboxConfig(), workspace, request.timeout or 0.0)
-        if shared:  # one snapshot serves every run of its tree: never writable
-            spec = replace(spec, writable=False)
-        command = request.command if isinstance(request.command, str) else list(request.command)
-        run = partial(run_in_sandbox, spec, command, stdin=stdin, env=dict(request.env), timeout=request.timeout,
-                      on_stdout=on_stdout, on_stderr=on_stderr, host=remote.name, cancel=cancel)
-        if kept:
-            return run(engine=kept.engine(runner), later=kept.later)
-        with _one_shot_engine(runner) as engine:
-            return run(engine=engine)
+    workspace, shared = _workspace(config, runner)
+    spec = spec_from_config(config.exec.sandbox or SandboxConfig(), workspace, request.timeout or 0.0)
+    if shared:  # one snapshot serves every run of its tree: never writable
+        spec = replace(spec, writable=False)
+    command = request.command if isinstance(request.command, str) else list(request.command)
+    run = partial(run_in_sandbox, spec, command, stdin=stdin, env=dict(request.env), timeout=request.timeout,
+                  on_stdout=on_stdout, on_stderr=on_stderr, host=runner.name, cancel=cancel)
+    if kept:
+        return run(engine=kept.engine(runner), later=kept.later)
+    with _one_shot_engine(runner) as engine:
+        return run(engine=engine)
 
 
 class KeptEngines:

@@ -15,7 +15,7 @@ from typing import Any
 
 from bridge.hub.audit import HubAudit
 from bridge.hub.hostpin import pin_host_key
-from bridge.hub.live import STREAM_OPEN_TIMEOUT, AgentSession, Live
+from bridge.hub.live import STREAM_OPEN_TIMEOUT, AgentSession, Live, received_bytes, workspace_folders
 from bridge.hub.store import Store
 from bridge.hub.tokens import Signer, TokenRefused, TokenSpent, UserClaims
 from bridge.hublink import (CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, CLOSE_UNAVAILABLE,
@@ -138,7 +138,7 @@ async def _hello(hub: Hub, ws: Any) -> AgentSession | None:
     await asyncio.to_thread(pin_host_key, name, hello.get("host_key"), replace="enrol" in hello)
     return AgentSession(name, ws, version=str(hello.get("version", "")),
                         capabilities=tuple(str(c) for c in hello.get("capabilities") or ()),
-                        ssh_user=str(hello.get("ssh_user") or ""))
+                        ssh_user=str(hello.get("ssh_user") or ""), workspaces=workspace_folders(hello))
 
 
 def _authenticate_agent(hub: Hub, hello: dict) -> str:
@@ -304,13 +304,7 @@ async def splice(a: Any, b: Any) -> None:
 
 
 async def _copy(src: Any, dst: Any) -> None:
-    while True:
-        message = await src.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        data = message.get("bytes")
-        if data is None:
-            return  # a text frame inside a byte stream: the peer is not speaking this protocol
+    while (data := await received_bytes(src)) is not None:
         await dst.send_bytes(data)
 
 

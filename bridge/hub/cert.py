@@ -78,11 +78,10 @@ def server_context(files: CertFiles) -> ssl.SSLContext:
     """A server context that speaks TLS 1.3 and nothing older."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_3
-    # No TLS 1.3 session tickets. They arrive after the handshake, while the CLI's sync WebSocket client
-    # (bridge/ssh/hubsock.py) has its reader thread in SSL_read and its main thread in SSL_write of the
-    # upgrade request: OpenSSL does not allow one connection to be used from two threads at once, and that
-    # race lost the upgrade now and then (the hub saw no request, the client no answer, 10 s, ConnectError).
-    # No peer of the hub resumes sessions anyway. tests/hub/test_serve.py checks that none is sent.
+    # No TLS 1.3 session tickets: no peer of the hub resumes a session, so each would be bytes and work
+    # spent per connection for nothing. They also exposed a race in the CLI's former sync WebSocket client
+    # (two threads on one OpenSSL connection); bridge/ssh/hubsock.py now keeps all TLS I/O on one thread,
+    # since a proxy in front of the hub sends tickets of its own. tests/hub/test_serve.py checks none is sent.
     context.num_tickets = 0
     try:
         context.load_cert_chain(str(files.cert), str(files.key))

@@ -28,11 +28,22 @@ class AgentSession:
     rtt_ms: float | None = None
     ssh_user: str = ""  # the account the hub's own API runs log in as
     streams: set[Any] | None = None  # the data connections its agent opened at its request (a set from the first)
+    workspaces: dict[str, str] = field(default_factory=dict)  # name -> its folder on the server, as the agent says
 
     def describe(self) -> dict:
         """The row `GET /api/v1/agents` shows."""
         return {"name": self.name, "online": True, "version": self.version, "capabilities": list(self.capabilities),
-                "connected_since": self.connected_at, "last_heartbeat": self.last_heartbeat, "rtt_ms": self.rtt_ms}
+                "connected_since": self.connected_at, "last_heartbeat": self.last_heartbeat, "rtt_ms": self.rtt_ms,
+                "workspaces": sorted(self.workspaces)}
+
+
+def workspace_folders(hello: dict) -> dict[str, str]:
+    """An agent hello's `workspaces` (name -> absolute folder on its server); entries of another shape are left out."""
+    given = hello.get("workspaces")
+    if not isinstance(given, dict):
+        return {}
+    return {name: path for name, path in given.items()
+            if isinstance(name, str) and isinstance(path, str) and path.startswith("/")}
 
 
 @dataclass
@@ -131,3 +142,11 @@ async def _close(ws: Any, code: int, reason: str) -> None:
         await ws.close(code=code, reason=reason)
     except Exception:  # already closed or its transport gone: nothing left to close
         pass
+
+
+async def received_bytes(ws: Any) -> bytes | None:
+    """A Starlette WebSocket's next binary message; None once it disconnected or sent text (not this protocol)."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        return None
+    return message.get("bytes")

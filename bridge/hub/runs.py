@@ -12,12 +12,14 @@ import os
 import re
 import shlex
 import socket
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from bridge.errors import BridgeError, ConnectError
+from bridge.hublink import DATA_CHUNK, splice_stream
 from bridge.hub.hostpin import known_hosts_name
-from bridge.hub.live import STREAM_OPEN_TIMEOUT
+from bridge.hub.live import STREAM_OPEN_TIMEOUT, received_bytes
 from bridge.hub.tokens import UserClaims
 from bridge.result import ExecResult
 
@@ -25,8 +27,8 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.serialization.ssh import SSHPrivateKeyTypes
 
     from bridge.hub.app import Hub
+    from bridge.runners import Runner
     from bridge.ssh.connection import Connection
-    from bridge.transport import Transport
 
 OUTPUT_CAP = 1 << 20  # bytes of stdout and of stderr kept for a JSON answer; the rest is counted as truncated
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -130,23 +132,17 @@ def hub_connection(hub: "Hub", loop: asyncio.AbstractEventLoop, agent: str) -> "
     return Connection(settings, trust_hint="re-enrol the agent (its host key is pinned at enrolment)", opener=opener)
 
 
-def _sandboxed(runner: "Transport", agent: str, request: RunRequest, on_stdout: Callable[[bytes], None],
+def _sandboxed(runner: "Runner", agent: str, request: RunRequest, on_stdout: Callable[[bytes], None],
                on_stderr: Callable[[bytes], None]) -> ExecResult:
-    """As `bridge exec --sandbox` does: the server's dockerd through `docker system dial-stdio` pipes of
-    the runner (bridge.transport `open_stdio`). Raises SandboxError when the server has no engine or image
-    (or refuses the command)."""
-    from functools import partial
+    """As `bridge exec --sandbox` does, through the execution core on this runner (the server's dockerd
+    over its `open_stdio` pipes), with bridge.yaml's default limits. Raises SandboxError when the server
+    has no engine or image (or refuses the command)."""
+    from bridge.config import Config
+    from bridge.exec.sandbox_link import run_on
+    from bridge.exec.service import ExecRequest
 
-    from bridge.exec.sandbox import SandboxSpec, forward_docker_socket, run_in_sandbox
-    from bridge.exec.sandbox.forward import DIAL_STDIO
-
-    with forward_docker_socket(partial(runner.open_stdio, DIAL_STDIO)) as forward:
-        engine = forward.engine(f"check that docker is installed and running on agent `{agent}`'s server")
-        try:
-            return run_in_sandbox(SandboxSpec(), request.command, env=request.env, timeout=request.timeout or None,
-                                  on_stdout=on_stdout, on_stderr=on_stderr, engine=engine, host=agent)
-        finally:
-            engine.close()
+    exec_request = ExecRequest(request.command, request.env, None, request.timeout or None)
+    return run_on(runner, Config(), exec_request, None, on_stdout, on_stderr)
 
 
 async def open_stream(hub: "Hub", agent: str) -> socket.socket:
@@ -168,29 +164,11 @@ async def open_stream(hub: "Hub", agent: str) -> socket.socket:
 
 
 async def _splice_socket(ws: Any, sock: socket.socket, done: asyncio.Future) -> None:
-    """Bytes between the agent's data WebSocket and our socketpair end, each way waiting on its sink."""
-    reader, writer = await asyncio.open_connection(sock=sock)
-
-    async def down() -> None:
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect" or message.get("bytes") is None:
-                return
-            writer.write(message["bytes"])
-            await writer.drain()
-
-    async def up() -> None:
-        from bridge.hublink import DATA_CHUNK
-
-        while data := await reader.read(DATA_CHUNK):
-            await ws.send_bytes(data)
-
-    tasks = [asyncio.create_task(down()), asyncio.create_task(up())]
+    """Bytes between the agent's data WebSocket and our socketpair end."""
+    reader, writer = await asyncio.open_connection(sock=sock, limit=DATA_CHUNK)
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await splice_stream(partial(received_bytes, ws), ws.send_bytes, reader, writer)
     finally:
-        for task in tasks:
-            task.cancel()
         writer.close()
         done.set_result(None)
 

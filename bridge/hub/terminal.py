@@ -4,7 +4,7 @@ Output lands in a byte-offset ring; a browser (re)attaches with the offset it ha
 rest, so a reload or a network blip loses nothing and repeats nothing. The browser acks what xterm.js
 has drawn: the hub sends at most WINDOW bytes past the ack, and stops reading SSH while more than
 HIGH_WATER is unacked (ttyd's flow control), so a flood keeps memory bounded, the page responsive,
-and Ctrl-C reaches a shell that is not miles of output behind. The channel is read on the event
+and the output still queued when Ctrl-C stops the flood is short. The channel is read on the event
 loop (paramiko's channel fileno is a pipe that turns readable with data): no reader thread, and no
 GIL hand-off between threads on each keystroke's echo.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shlex
 import socket
 import time
 from dataclasses import dataclass, field
@@ -28,8 +29,14 @@ if TYPE_CHECKING:
 
 REATTACH_WINDOW = 120.0  # seconds a session outlives its socket, for a reload or a network blip
 RING_SIZE = 8 << 20  # output kept for reattaching
-HIGH_WATER = 4 << 20  # unacked bytes at which reading SSH stops (below RING_SIZE: unacked output is never dropped)
-WINDOW = 256 << 10  # bytes sent past the last ack; 1 MiB measured no faster (xterm.js parses slower) and Ctrl-C 0.25 -> 0.68 s
+# A flood's backlog behind a Ctrl-C is what the page must still parse before the prompt shows: up to
+# HIGH_WATER in the ring plus SSH_WINDOW held by paramiko plus what the agent's sockets hold. xterm.js
+# parses 3-5 MB/s of `yes` in headless chromium here, so bench/bench_webterm.py measured Ctrl-C to the
+# next prompt 2.1 s with 4 MiB + 8 MiB (the connection's window, sized for exec throughput), 0.5 s with
+# 1 MiB + 1 MiB, at the same flood rate (the page's parsing is the bottleneck, not these).
+HIGH_WATER = 1 << 20  # unacked bytes at which reading SSH stops (below RING_SIZE: unacked output is never dropped)
+SSH_WINDOW = 1 << 20  # the terminal channel's SSH window
+WINDOW = 512 << 10  # bytes sent past the last ack (the page acks every quarter of it, told in `ready`)
 CHUNK = 64 << 10
 INPUT_RETRY = 0.01  # seconds between tries while the server's SSH window is full (a huge paste)
 
@@ -242,17 +249,39 @@ class Terminals:
 
 
 def _open_channel(hub: "Hub", loop: asyncio.AbstractEventLoop, spec: Spec) -> tuple[Any, Any]:
-    """A PTY channel with the server's login shell (the guard's interactive login) or the command; in a thread."""
+    """A PTY channel with the server's login shell (the guard's interactive login) or the command; in a thread.
+
+    A command starts in its workspace's folder, the one its agent reported (`agent up --workspace`): the
+    deployed `current` in it, else the folder itself. (bridge.exec.remote's script is not used: its
+    `[ -d … ]` test is refused by the guard's parser as a computed program name.) A login shell starts
+    where sshd starts it, the login directory: an SSH shell request carries no folder, and the server's
+    guard refuses an exec that starts a shell (it could not check what is typed into it).
+    """
     from bridge.hub import runs
 
-    command = None if spec.command is None else runs.script(runs.RunRequest(spec.command, spec.workspace))
+    command = None
+    if spec.command is not None:
+        folder = workspace_folder(hub, spec)
+        enter = [] if folder is None else [_enter(folder)]
+        command = "\n".join([*enter, runs.script(runs.RunRequest(spec.command, spec.workspace))])
     connection = runs.hub_connection(hub, loop, spec.agent)
     try:
-        channel = connection.exec_channel(command, pty=True, term_size=(spec.cols, spec.rows))
+        channel = connection.exec_channel(command, pty=True, term_size=(spec.cols, spec.rows), window_size=SSH_WINDOW)
     except BaseException:
         connection.close()
         raise
     return channel, connection
+
+
+def workspace_folder(hub: "Hub", spec: Spec) -> str | None:
+    """The folder of the spec's workspace on its agent's server, as the agent reported it; None if it did not."""
+    session = hub.live.agents.get(spec.agent)
+    return session.workspaces.get(spec.workspace or "") if session is not None else None
+
+
+def _enter(folder: str) -> str:
+    """sh that enters the workspace's deployed `current`, else its folder, else stops (exit 2)."""
+    return f"cd -- {shlex.quote(folder + '/current')} 2>/dev/null || cd -- {shlex.quote(folder)} || exit 2"
 
 
 def _recorder(folder: Path, sid: str, user: str, spec: Spec) -> "Recorder":

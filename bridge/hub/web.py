@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge.errors import BridgeError
-from bridge.hub.terminal import Spec, Terminals
+from bridge.hub.terminal import WINDOW, Spec, Terminals
 from bridge.hub.tokens import TokenRefused, UserClaims
 
 if TYPE_CHECKING:
@@ -259,7 +259,7 @@ def _size(message: dict) -> tuple[int, int]:
 async def _serve(web: Web, ws: Any, session: Any, offset: int) -> None:
     """Replay from `offset`, then keys in and output out until the socket or the shell ends."""
     start = web.terminals.attach(session, ws, offset)
-    await ws.send_json({"type": "ready", "session": session.id, "offset": start})
+    await ws.send_json({"type": "ready", "session": session.id, "offset": start, "window": WINDOW})
     pump = asyncio.create_task(session.pump(ws, start))
     try:
         await _read_browser(ws, session, pump)

@@ -14,7 +14,7 @@ from bridge.config import Config, Remote
 from bridge.runners.base import Runner, exports, feed_stdin
 from bridge.runners.local import LocalRunner
 from bridge.runners.ssh import SSHRunner
-from bridge.runners.wrapper import timeout_argv, with_timeout
+from bridge.server.scripts import timeout_argv
 from bridge.targets import parse_url
 from bridge.transport import TIMED_OUT, Sink, Stdin
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from bridge.ssh.pool import ConnectionPool
 
 __all__ = ["TIMED_OUT", "LocalRunner", "Runner", "SSHRunner", "Sink", "Stdin", "exports", "feed_stdin",
-           "open_runner", "timeout_argv", "with_timeout"]
+           "open_runner", "timeout_argv"]
 
 
 def open_runner(config: Config, remote: Remote, *, pool: "ConnectionPool | None" = None) -> Runner:

@@ -87,6 +87,9 @@ class Runner:
     def cancel(self) -> None:
         """Stop a run in progress (its client went away); a finished run is left alone."""
 
+    def signal(self, sig: int) -> None:
+        """Send `sig` to the whole tree of the run in progress; none running: nothing."""
+
     def connect(self) -> Link:
         raise NotImplementedError
 
@@ -116,18 +119,22 @@ class Runner:
     def run_stream(self, script: str, *, stdin: Stdin = None, on_stdout: Sink | None = None,
                    on_stderr: Sink | None = None, timeout: float | None = None,
                    capture: bool = True, env: Mapping[str, str] | None = None,
-                   cwd: str | None = None) -> ExecResult:
-        """Run sh `script`, stream its output to the sinks as it arrives, end it all at `timeout` (→ 124).
+                   cwd: str | None = None, verbatim: bool = False) -> ExecResult:
+        """Run sh `script`, stream its output to the sinks as it arrives, end it all at `timeout` (→ 124);
+        `verbatim`: send `script` byte for byte (a forced command on the server matches it word for word).
 
         Raises ConnectError when the server cannot be reached; the command's own failure is the result.
         """
+        if verbatim and (env or cwd or timeout):
+            raise UsageError("a verbatim run takes no env, cwd or timeout: each would change its text")
         out, err = _Capture(on_stdout, capture), _Capture(on_stderr, capture)
         began = time.monotonic()
-        code = self._execute(prelude(script, env, cwd), stdin, out, err, timeout)
+        code = self._execute(prelude(script, env, cwd), stdin, out, err, timeout, verbatim)
         duration = time.monotonic() - began
         timed_out = bool(timeout) and code == TIMED_OUT and duration >= timeout  # type: ignore[operator]
         return ExecResult(code, out.value(), err.value(), duration, timed_out, self.name)
 
-    def _execute(self, script: str, stdin: Stdin, out: Sink, err: Sink, timeout: float | None) -> int:
+    def _execute(self, script: str, stdin: Stdin, out: Sink, err: Sink, timeout: float | None,
+                 verbatim: bool) -> int:
         """Run to the end and return the exit status (124 when the timeout ended it)."""
         raise NotImplementedError

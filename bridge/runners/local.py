@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from bridge.config import Remote
 from bridge.errors import ConnectError, TimeoutExpired, UsageError
 from bridge.runners.base import CHUNK, GRACE, Runner, feed_stdin
-from bridge.runners.wrapper import timeout_argv
+from bridge.server.scripts import signal_argv, timeout_argv
 from bridge.transport import TIMED_OUT, Link, Sink, Stdin
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ class LocalRunner(Runner):
     def __init__(self, remote: Remote, path: str) -> None:
         super().__init__(remote, path)
         self._proc: subprocess.Popen | None = None
+        self._tag: str | None = None  # BRIDGE_RUN in the environment of the run in progress's tree
 
     def connect(self) -> Link:
         import getpass
@@ -45,6 +46,13 @@ class LocalRunner(Runner):
         if proc is not None and proc.poll() is None:
             _kill_group(proc)
 
+    def signal(self, sig: int) -> None:
+        """Found by its BRIDGE_RUN tag, as on a server: the timeout wrapper's child leads a group of its
+        own, so a signal to the run's group would reach the wrapper alone."""
+        tag = self._tag
+        if tag is not None:
+            subprocess.run(signal_argv(tag, signal.Signals(sig).name, False, sys.executable), check=False)
+
     def run_capture(self, command: str, *, stdin: bytes | None = None,
                     timeout: float | None = None) -> tuple[int, bytes, bytes]:
         try:
@@ -54,12 +62,16 @@ class LocalRunner(Runner):
             raise TimeoutExpired(f"local command did not finish within {timeout:g}s") from e
         return _status(proc.returncode), proc.stdout, proc.stderr
 
-    def _execute(self, script: str, stdin: Stdin, out: Sink, err: Sink, timeout: float | None) -> int:
+    def _execute(self, script: str, stdin: Stdin, out: Sink, err: Sink, timeout: float | None,
+                 verbatim: bool) -> int:
+        """`verbatim` changes nothing here: the script's text reaches sh as is either way."""
         wrapped = bool(timeout and timeout > 0)  # the same timeout wrapper as a server's, with our Python
-        argv = timeout_argv(script, timeout, sys.executable) if wrapped else ["/bin/sh", "-c", script]  # type: ignore[arg-type]
+        tag = self._tag = os.urandom(8).hex()
+        argv = timeout_argv(script, timeout, sys.executable, tag) if wrapped else ["/bin/sh", "-c", script]  # type: ignore[arg-type]
         proc = self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                              stderr=subprocess.PIPE, start_new_session=True,
-                                             cwd=os.path.expanduser("~"))
+                                             cwd=os.path.expanduser("~"),
+                                             env=None if wrapped else {**os.environ, "BRIDGE_RUN": tag})
         readers = [_drain(proc.stdout, out), _drain(proc.stderr, err)]
         feed_stdin(stdin, lambda chunk: _send(proc, chunk), proc.stdin.close)  # type: ignore[union-attr]
         try:
@@ -68,7 +80,7 @@ class LocalRunner(Runner):
             _interrupt(proc, wrapped)
             raise
         finally:
-            self._proc = None
+            self._proc = self._tag = None
         for reader in readers:
             reader.join()
         return code

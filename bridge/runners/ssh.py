@@ -1,6 +1,7 @@
 """A server over the one SSH layer (bridge.ssh): exec channels, PTYs, forwarded pipes, all on one Connection."""
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from typing import TYPE_CHECKING
@@ -8,32 +9,13 @@ from typing import TYPE_CHECKING
 from bridge.config import Remote
 from bridge.errors import ConnectError, TimeoutExpired, UsageError
 from bridge.runners.base import GRACE, Runner, feed_stdin
-from bridge.runners.wrapper import UPLOAD, with_timeout
+from bridge.server.scripts import UNIX_RELAY, signal_argv, tagged
 from bridge.transport import TIMED_OUT, Link, Sink, Stdin
 
 if TYPE_CHECKING:
     import paramiko
 
     from bridge.ssh.connection import Connection
-
-# Runs under `python3 -I -S -c` on the server (stdlib only): argv is the unix socket's path. Connects,
-# says so with one NUL byte (or exits 1 with the reason on stderr), then copies bytes both ways.
-_UNIX_RELAY = r"""
-import os,socket,sys,threading
-s=socket.socket(socket.AF_UNIX)
-try:
-    s.connect(sys.argv[1])
-except OSError as e:
-    sys.stderr.write(e.strerror or str(e));sys.exit(1)
-os.write(1,b"\0")
-""" + UPLOAD + r"""
-while True:
-    d=s.recv(65536)
-    if not d:
-        break
-    while d:
-        d=d[os.write(1,d):]
-"""
 
 
 class SSHRunner(Runner):
@@ -44,6 +26,7 @@ class SSHRunner(Runner):
         self.connection = connection
         self.owned = owned
         self._channel: "paramiko.Channel | None" = None
+        self._tag: str | None = None  # BRIDGE_RUN of the run in progress (scripts.tagged)
 
     def close(self) -> None:
         if self.owned:
@@ -65,35 +48,63 @@ class SSHRunner(Runner):
         return self.connection.settings.describe()
 
     def cancel(self) -> None:
-        """Close the running command's channel: pump() then ends with ConnectError, the thread is free."""
+        """End the running command's tree on the server (SIGTERM, then SIGKILL), then close its channel:
+        pump() ends, the thread is free. Closing alone would leave a non-PTY command running there
+        (a verbatim run, which has no tag, is left to notice its closed pipes)."""
         channel = self._channel
         if channel is not None:
+            self._signal("SIGTERM", escalate=True)
             channel.close()
+
+    def signal(self, sig: int) -> None:
+        self._signal(_signal_name(sig), escalate=False)
+
+    def _signal(self, name: str, *, escalate: bool) -> None:
+        tag = self._tag
+        if tag is None:
+            return
+        try:
+            self._pump(shlex.join(signal_argv(tag, name, escalate)), None, _drop, _drop, time.monotonic() + 10)
+        except ConnectError:
+            pass  # the connection is gone: nothing more can reach the server from here
 
     def run_capture(self, command: str, *, stdin: bytes | None = None,
                     timeout: float | None = None) -> tuple[int, bytes, bytes]:
         out: list[bytes] = []
         err: list[bytes] = []
-        status = self._pump(command, stdin, out.append, err.append, time.monotonic() + timeout if timeout else None)
+        deadline = time.monotonic() + timeout if timeout else None
+        status = self._pump(command, stdin, out.append, err.append, deadline)
         if status is None:
             raise TimeoutExpired(f"remote command did not finish within {timeout:g}s")
         return status, b"".join(out), b"".join(err)
 
-    def _execute(self, script: str, stdin: Stdin, out: Sink, err: Sink, timeout: float | None) -> int:
+    def _execute(self, script: str, stdin: Stdin, out: Sink, err: Sink, timeout: float | None,
+                 verbatim: bool) -> int:
         deadline = time.monotonic() + timeout + GRACE if timeout else None
-        status = self._pump(with_timeout(script, timeout), stdin, out, err, deadline)
+        tag = None if verbatim else os.urandom(8).hex()
+        self._tag = tag
+        try:
+            command = script if tag is None else tagged(script, tag, timeout)
+            status = self._pump(command, stdin, out, err, deadline, track=True)
+        finally:
+            self._tag = None
         return TIMED_OUT if status is None else status
 
-    def _pump(self, command: str, stdin: Stdin, out: Sink, err: Sink, deadline: float | None) -> int | None:
-        """One exec channel to its end: the status (255 when none came), None past `deadline`."""
+    def _pump(self, command: str, stdin: Stdin, out: Sink, err: Sink, deadline: float | None,
+              track: bool = False) -> int | None:
+        """One exec channel to its end: the status (255 when none came), None past `deadline`.
+        `track`: the channel is the run cancel() closes."""
         from bridge.ssh.pump import pump
 
-        channel = self._channel = self.connection.exec_channel(command)
+        channel = self.connection.exec_channel(command)
+        if track:
+            self._channel = channel
         try:
             feed_stdin(stdin, channel.sendall, channel.shutdown_write)
             status = pump(channel, on_stdout=out, on_stderr=err, deadline=deadline)
         finally:
-            self._channel = None
+            if track:
+                self._channel = None
             channel.close()
         if status is None:
             return None
@@ -126,7 +137,7 @@ class SSHRunner(Runner):
         return self.connection.exec_channel(command)
 
     def _unix_pipe(self, path: str) -> "paramiko.Channel":
-        channel = self.connection.exec_channel(shlex.join(["python3", "-I", "-S", "-c", _UNIX_RELAY, path]))
+        channel = self.connection.exec_channel(shlex.join(["python3", "-I", "-S", "-c", UNIX_RELAY, path]))
         try:
             ready = channel.recv(1)
         except (OSError, EOFError):
@@ -137,6 +148,17 @@ class SSHRunner(Runner):
         channel.close()
         raise ConnectError(f"{self.describe()}: cannot reach unix socket {path} there: {reason or 'no relay'}",
                            hint="is something listening on it (and python3 on the server)?")
+
+
+def _drop(data: bytes) -> None:
+    """A sink for output nobody reads (the signal sender's)."""
+
+
+def _signal_name(sig: int) -> str:
+    """SIGTERM for 15: the server's own number for it may differ, its name does not."""
+    import signal
+
+    return signal.Signals(sig).name
 
 
 def _stderr(channel: "paramiko.Channel") -> str:

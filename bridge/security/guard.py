@@ -33,6 +33,8 @@ from bridge.security.policy import GIT_ACTIONS, SYSTEM_POLICY, Decision, Grant, 
     check_repo, load_policy, resolve_repo
 from bridge.security.recording import Recorder, new_recording_path
 from bridge.security.secrets import secret_values
+from bridge.security.shellparse import UnparsableCommand, simple_commands
+from bridge.server.scripts import timed_script
 from bridge.security.session import run_in_pty, run_plain, window_size
 
 SANDBOX_IMAGE = "python:3.12-slim"
@@ -134,9 +136,23 @@ def plan(grant: Grant | None, req: Request, account: Confinement | None = None) 
         repo = resolve_repo(words[1], who.home)
         return Plan(GIT_ACTIONS[words[0]], check_repo(grant, words[0], words[1], who.home), [words[0], repo], repo)
     decision = check_command(grant, req.command)
+    for script in _timed_scripts(req.command) if decision.allowed else ():
+        decision = check_command(grant, script)
+        if not decision.allowed:
+            break
     if decision.allowed and grant is not None and grant.role.may("sandbox_only"):
         return Plan("exec", decision, sandbox_argv(req.command, req.settings.sandbox_image))
     return Plan("exec", decision, ["sh", "-c", req.command], record=req.tty)
+
+
+def _timed_scripts(command: str) -> list[str]:
+    """The scripts bridge's timeout wrapper in `command` would run (`bridge exec --timeout`): checked
+    as commands too, so a sudo inside one is refused here, as it is without a timeout."""
+    try:
+        commands = simple_commands(command)
+    except UnparsableCommand:
+        return []
+    return [script for cmd in commands if (script := timed_script(cmd.argv)) is not None]
 
 
 def _split(command: str) -> list[str] | None:

@@ -90,8 +90,11 @@ class Connection:
             self._via = None
 
     def exec_channel(self, command: str | None, *, pty: bool = False, term_size: tuple[int, int] = (80, 24),
-                     timeout: float | None = None) -> "paramiko.Channel":
+                     timeout: float | None = None, window_size: int | None = None) -> "paramiko.Channel":
         """Open a session channel running `command` (already quoted by the caller), or the login shell for None.
+
+        `window_size` overrides the connection's WINDOW_SIZE for this channel: what the server may send
+        before we read it (a web terminal keeps it small, so a flood's backlog behind a Ctrl-C stays short).
 
         None sends a shell request, not an exec: what a restricted key's `bridge guard` takes as an
         interactive login (it refuses a computed `exec "$SHELL"` command line).
@@ -100,7 +103,7 @@ class Connection:
         import paramiko
 
         try:
-            channel = transport.open_session(timeout=timeout or self.settings.connect_timeout)
+            channel = transport.open_session(timeout=timeout or self.settings.connect_timeout, window_size=window_size)
             if pty:
                 channel.get_pty(term="xterm-256color", width=term_size[0], height=term_size[1])
             if command is None:

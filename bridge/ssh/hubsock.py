@@ -3,11 +3,19 @@
 The SSH layer runs its normal handshake, host-key check and authentication over it, so the agent's
 sshd (and `bridge guard` behind it) stays the boundary and the host key is verified end to end.
 Under the hood: one WebSocket to the hub per connection (the hub splices it to a data connection
-the agent dials for it), and a socketpair whose far end two threads copy to and from that WebSocket.
+the agent dials for it), spliced to a socketpair whose other end the SSH layer reads and writes.
+
+Every hub WebSocket of the process lives on one event-loop thread. All of a connection's TLS reads
+and writes then happen on that thread: OpenSSL does not allow one connection to be read and written
+from two threads at once, and a reader thread beside a writer thread (websockets' sync client) now
+and then lost the upgrade request when a proxy in front of the hub sent TLS session tickets
+(tests/hub/test_nginx.py).
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import socket
 import threading
 from typing import Any
@@ -16,120 +24,104 @@ from bridge import hublink
 from bridge.errors import ConnectError
 from bridge.ssh.settings import HubRoute
 
+CLOSE_TIMEOUT = 2.0  # a hub that went away answers no closing handshake: do not hold the stream for it
+
 
 def hub_socket(route: HubRoute, timeout: float) -> socket.socket:
     """A connected socket to `route.agent`'s sshd; raises ConnectError or AuthError (exit 255) with a next step."""
     hub = hublink.HubAddress(route.host, route.port)
     login = hublink.load_login(hub)
-    ws = _open(hub, timeout)
-    try:
-        hublink.check_pin(ws.socket, login.fingerprint, hub)  # before the token is sent
-        ws.send(json.dumps({"token": login.token, "agent": route.agent, "workspace": route.workspace}))
-        _await_ready(ws, hub, timeout)
-    except BaseException:
-        _shutdown(ws.socket)  # first: close() would wait on a reader stuck in a TLS read (see _open)
-        ws.close()
-        raise
     ours, theirs = socket.socketpair()
-    _bridge(ws, ours)
+    opened = asyncio.run_coroutine_threadsafe(_open(hub, login, route, timeout, ours), _loop())
+    try:
+        opened.result()
+    except BaseException:
+        opened.cancel()
+        ours.close()
+        theirs.close()
+        raise
     return theirs
 
 
-def _open(hub: hublink.HubAddress, timeout: float) -> Any:
-    """The WebSocket to the hub's /ws/connect, opened within `timeout` (+ a grace) or ConnectError.
+_running: tuple[int, asyncio.AbstractEventLoop] | None = None
+_starting = threading.Lock()
 
-    websockets' sync client can hang past its own open_timeout: its reader thread may be inside a
-    blocking TLS read (a hub gone silent after the TLS handshake) when the handshake times out, and
-    closing the socket does not wake that read, so connect() waits on the thread forever. A watchdog
-    shuts the socket down at `timeout`, before the library's own timeout (later, on purpose) closes
-    it; a shutdown wakes the read. tests/hub/test_faults.py has the hub.
-    """
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-    from websockets.sync.client import ClientConnection, connect
 
-    sockets: list[socket.socket] = []
+def _loop() -> asyncio.AbstractEventLoop:
+    """The process's hub event loop, started on first use (again in a forked child: threads do not fork)."""
+    global _running
+    with _starting:
+        if _running is None or _running[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="bridge-hub", daemon=True).start()
+            _running = (os.getpid(), loop)
+        return _running[1]
+
+
+_streams: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
+
+
+async def _open(hub: hublink.HubAddress, login: hublink.Login, route: HubRoute, timeout: float,
+                sock: socket.socket) -> None:
+    """Open the WebSocket, check the pin, hand over the token, wait for `ready`, then splice it to `sock`."""
+    ws = await _dial(hub, timeout)
+    try:
+        hublink.check_pin(ws.transport.get_extra_info("ssl_object"), login.fingerprint, hub)  # before the token
+        await ws.send(json.dumps({"token": login.token, "agent": route.agent, "workspace": route.workspace}))
+        await _await_ready(ws, hub, timeout)
+        reader, writer = await asyncio.open_connection(sock=sock, limit=hublink.DATA_CHUNK)
+    except BaseException:
+        ws.transport.abort()  # a refused or failed stream: nothing more to say to the hub
+        raise
+    task = asyncio.create_task(_carry(ws, reader, writer))
+    _streams.add(task)
+    task.add_done_callback(_streams.discard)
+
+
+async def _dial(hub: hublink.HubAddress, timeout: float) -> Any:
+    """The WebSocket to the hub's /ws/connect within `timeout`, or ConnectError naming the hop that was silent."""
+    from websockets.asyncio.client import ClientConnection, connect
+    from websockets.exceptions import InvalidHandshake, InvalidURI
+
+    secured = False
 
     class Watched(ClientConnection):
-        def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-            sockets.append(sock)
-            super().__init__(sock, *args, **kwargs)
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:  # once TLS is up
+            nonlocal secured
+            secured = True
+            super().connection_made(transport)
 
-    fired = threading.Event()
-
-    def expire() -> None:  # before the library's own (later) timeout closes the socket out of our reach
-        fired.set()
-        for sock in sockets:
-            _shutdown(sock)
-
-    watchdog = threading.Timer(timeout, expire)
-    watchdog.daemon = True
-    watchdog.start()
     try:
-        return connect(hub.url("/ws/connect"), ssl=hublink.client_context(), server_hostname=hub.host,
-                       open_timeout=timeout + 5, max_size=hublink.MAX_MESSAGE, compression=None,
-                       user_agent_header="bridge", create_connection=Watched,
-                       legacy=True)  # legacy: a plain connection, not a context manager
-    except (OSError, EOFError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as e:
-        # the library hands a socket to Watched once its TLS handshake is done: which hop was silent
-        hop = "to the WebSocket upgrade" if sockets else "to the TLS handshake"
-        cause = f"no answer {hop} within {timeout:g}s" if fired.is_set() else getattr(e, "strerror", None) or e
+        return await connect(hub.url("/ws/connect"), ssl=hublink.client_context(), server_hostname=hub.host,
+                             open_timeout=timeout, close_timeout=CLOSE_TIMEOUT, max_size=hublink.MAX_MESSAGE,
+                             compression=None, user_agent_header="bridge", create_connection=Watched)
+    except (OSError, EOFError, TimeoutError, InvalidHandshake, InvalidURI) as e:
+        hop = "to the WebSocket upgrade" if secured else "to the TLS handshake"
+        silent = isinstance(e, TimeoutError) and e.errno is None  # our open_timeout, not the kernel's ETIMEDOUT
+        cause = f"no answer {hop} within {timeout:g}s" if silent else getattr(e, "strerror", None) or e
         raise ConnectError(f"cannot connect to hub {hub.display()}: {cause}",
                            hint="check the hub address in the hub:// URL; is `bridge hub serve` running?") from e
-    finally:
-        watchdog.cancel()
 
 
-def _await_ready(ws: Any, hub: hublink.HubAddress, timeout: float) -> None:
+async def _await_ready(ws: Any, hub: hublink.HubAddress, timeout: float) -> None:
     """The hub's `ready` (the agent opened its side), or its refusal as one line."""
     from websockets.exceptions import ConnectionClosed
 
     try:
-        reply = ws.recv(timeout=timeout + 10)  # the hub itself waits up to 10 s for the agent
+        reply = await asyncio.wait_for(ws.recv(), timeout + 10)  # the hub itself waits up to 10 s for the agent
     except ConnectionClosed as e:
         close = e.rcvd
         raise hublink.refusal(close.code if close else None, close.reason if close else "", hub) from e
-    except TimeoutError as e:
+    except asyncio.TimeoutError as e:
         raise ConnectError(f"hub {hub.display()} did not answer within {timeout + 10:g}s") from e
     if not isinstance(reply, str) or json.loads(reply).get("type") != "ready":
         raise ConnectError(f"hub {hub.display()} sent something unexpected", hint="is that a bridge hub?")
 
 
-def _bridge(ws: Any, sock: socket.socket) -> None:
-    """Copy bytes both ways in two daemon threads; either side ending closes both.
-
-    Each copy blocks on its sink (sendall, or the WebSocket's send), so a reader that stops reading
-    stops this stream's sender through TCP backpressure instead of filling memory.
-    """
-
-    def upstream() -> None:
-        try:
-            while data := sock.recv(hublink.DATA_CHUNK):
-                ws.send(data)
-        except Exception:  # the WebSocket closed (ConnectionClosed) or the socket did: the stream is over
-            pass
-        finally:
-            ws.close()
-            down.join()
-            sock.close()
-
-    def downstream() -> None:
-        try:
-            for message in ws:
-                if isinstance(message, str):
-                    break
-                sock.sendall(message)
-        except Exception:  # the same: either end closing ends the stream
-            pass
-        finally:
-            _shutdown(sock)
-
-    down = threading.Thread(target=downstream, name="bridge-hub-down", daemon=True)
-    down.start()
-    threading.Thread(target=upstream, name="bridge-hub-up", daemon=True).start()
-
-
-def _shutdown(sock: socket.socket) -> None:
+async def _carry(ws: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The stream until either end closes; then both close, so the SSH layer reads its end's EOF."""
     try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed by the SSH side
+        await hublink.splice_stream(*hublink.client_ends(ws), reader, writer)
+    finally:
+        writer.close()
+        await ws.close()

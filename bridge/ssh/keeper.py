@@ -1,5 +1,5 @@
 """The connection keeper: a background process per user and environment (`identity()`: HOME, XDG
-dirs, agent, BRIDGE_*; its socket is named by a checksum of it) that holds authenticated SSH
+dirs, agent, BRIDGE_*; its socket is named by a checksum of it and of the code on disk) that holds authenticated SSH
 connections, so a second `bridge exec` skips the handshake (OpenSSH's ControlMaster/ControlPersist idea).
 
 This module is the transport only, and stdlib-only at import time (the warm client loads it):
@@ -27,7 +27,7 @@ from bridge.frames import Peer
 
 DEFAULT_IDLE = 300.0
 # Settings that change nothing a keeper's connections depend on (or are secrets, never hashed into a name)
-_IDENT_SKIP = {"BRIDGE_KEEPER_IDLE", "BRIDGE_DEBUG", "BRIDGE_NO_REUSE", "BRIDGE_SUDO_PASSWORD"}
+_IDENT_SKIP = {"BRIDGE_RUN", "BRIDGE_KEEPER_IDLE", "BRIDGE_DEBUG", "BRIDGE_NO_REUSE", "BRIDGE_SUDO_PASSWORD"}
 
 
 def runtime_dir() -> str:
@@ -45,22 +45,43 @@ def identity() -> list:
     return [[k, os.environ.get(k)] for k in names]
 
 
+def code_stamp() -> int:
+    """The code a keeper runs, as it is on disk: inode, mtime and size of each .py file of the bridge
+    package (what Python checks its .pyc files against; ~0.3 ms). A keeper keeps the code it started
+    with for as long as it serves, so a CLI whose files changed since (an upgrade, a checkout) must
+    not meet it: whatever changed, the protocol of its records or the behaviour of a run."""
+    import bridge
+
+    stamps = []
+    folders = [os.path.dirname(bridge.__file__)]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.name.endswith(".py"):
+                    st = entry.stat()
+                    stamps.append((st.st_ino, st.st_mtime_ns, st.st_size))
+                elif entry.name != "__pycache__" and entry.is_dir():
+                    folders.append(entry.path)
+    return hash(tuple(sorted(stamps)))  # ints only: the same in every process of this Python (no str hash seed)
+
+
 def instance_name() -> str:
-    """`keeper-<checksum of identity()>`: one keeper per identity, so two shells that differ in HOME or a
-    BRIDGE_* setting each get a warm keeper of their own instead of one declining the other."""
+    """`keeper-<checksum of identity() and code_stamp()>`: one keeper per identity, so two shells that
+    differ in HOME or a BRIDGE_* setting each get a warm keeper of their own instead of one declining
+    the other, and one per version of the code, so a CLI never talks to a keeper older or newer than itself."""
     checksum = 0xCBF29CE484222325  # FNV-1a, 64 bits: no hashlib or binascii import on the warm path
-    for byte in repr(identity()).encode():
+    for byte in repr([code_stamp(), identity()]).encode():
         checksum = ((checksum ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     return f"keeper-{checksum:016x}"
 
 
-def socket_path() -> str:
-    return os.path.join(runtime_dir(), instance_name() + ".sock")
+def socket_path(name: str | None = None) -> str:
+    return os.path.join(runtime_dir(), (name or instance_name()) + ".sock")
 
 
-def lock_path() -> str:
+def lock_path(name: str | None = None) -> str:
     """The flock a running keeper holds, with its PID in it."""
-    return os.path.join(runtime_dir(), instance_name() + ".lock")
+    return os.path.join(runtime_dir(), (name or instance_name()) + ".lock")
 
 
 def connect(path: str | None = None) -> Peer | None:
@@ -134,7 +155,8 @@ def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[],
     state = {"active": 0, "last": time.monotonic()}
     state_lock = _thread.allocate_lock()
     private_dir(runtime_dir())
-    lock = _take_lock(lock_path())
+    name = instance_name()  # once: the code on disk may change while we serve, our name must not
+    lock = _take_lock(lock_path(name))
     if lock is None:
         if first is not None:
             _client(first, handler, state, state_lock)
@@ -152,12 +174,12 @@ def serve(handler: Handler, *, idle: float = DEFAULT_IDLE, on_idle: Callable[[],
             on_idle()
         return False
 
-    listener = unixserver.listen(socket_path())
+    listener = unixserver.listen(socket_path(name))
     try:
         unixserver.accept_loop(listener, lambda sock: _client(sock, handler, state, state_lock),
                                admit=unixserver.same_user, tick=1.0, on_tick=idle_over, name="keeper-client")
     finally:
-        os.unlink(socket_path())
+        os.unlink(socket_path(name))
         listener.close()
         os.close(lock)
 

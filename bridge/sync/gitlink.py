@@ -4,7 +4,8 @@ git runs `GIT_SSH_COMMAND host 'git-receive-pack '\\''/path'\\'''`. We point tha
 stdlib relay (RELAY, run with `python -I -S`) which hands the command to this process over a
 private unix socket; we check it names exactly the expected service and repo and run it with
 the transport's run_stream (over SSH: host keys, `via`, identity and ports follow the one SSH
-layer; any transport that keeps bridge.transport's contract carries git this way). The relay's
+layer; any transport that keeps bridge.transport's contract carries git this way), verbatim: a
+restricted key's forced command (bridge guard) matches `git-receive-pack PATH` word for word. The relay's
 command, and everything back to it, are bridge.frames' frames (1 byte kind + 4 byte length +
 payload): C the command, 1 stdout, 2 stderr, X the exit status. The relay, which cannot import
 bridge, reads that layout with struct `!cI` (the same bytes as HEADER).
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from bridge import frames, unixserver
 from bridge.errors import BridgeError, ConnectError
-from bridge.runners.wrapper import UPLOAD
+from bridge.server.scripts import UPLOAD
 
 if TYPE_CHECKING:
     from bridge.transport import Transport
@@ -140,6 +141,7 @@ class GitLink:
                 _send(client, ERR, f"bridge: {e.message}\n".encode())
                 status = 255
             _send(client, EXIT, str(status).encode())
+            _hang_up(client)
 
     def _checked_command(self, args: list[str]) -> str:
         """Only `git-receive-pack`/`git-upload-pack` of our repo may run; rebuild it, never forward it."""
@@ -154,7 +156,7 @@ class GitLink:
 
     def _relay(self, client: socket.socket, command: str) -> int:
         try:
-            result = self.transport.run_stream(command, stdin=_uploads(client), capture=False,
+            result = self.transport.run_stream(command, stdin=_uploads(client), capture=False, verbatim=True,
                                                on_stdout=lambda d: _send(client, OUT, d),
                                                on_stderr=lambda d: _send(client, ERR, d))
         except ConnectError as e:
@@ -189,6 +191,15 @@ def _read_args(sock: socket.socket) -> list[str]:
     if kind != COMMAND:
         raise BridgeError("the git relay sent something other than its command")
     return _read_exact(sock, size).decode("utf-8", "surrogateescape").split("\0")
+
+
+def _hang_up(sock: socket.socket) -> None:
+    """EOF to the relay now: close() alone would not send it while the stdin thread still blocks in
+    recv() (the server refused, so git never ends its side): the relay, git and push would wait."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # also wakes that recv() with b""
+    except OSError:
+        pass  # the relay is gone already
 
 
 def _send(sock: socket.socket, kind: bytes, payload: bytes) -> None:

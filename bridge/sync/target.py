@@ -15,8 +15,8 @@ from typing import Callable, Iterator, Sequence
 from bridge.config import Config, DeployConfig, Remote
 from bridge.errors import ConfigError
 from bridge.runners import Runner, open_runner
-from bridge.sync.server.layout import Layout
-from bridge.sync.server.prepare import HERE, SERVER_FILES, DeploySettings, hook_argv, prepare_root
+from bridge.server.layout import Layout, hook_argv
+from bridge.sync.prepare import HERE, SERVER_FILES, DeploySettings, prepare_root
 
 STAMP_NAME = "client-stamp"
 # $1 root, $2 stamp: exit 0 only when this exact hook version and settings are installed.

@@ -189,6 +189,6 @@ def test_a_node_install_command_that_makes_no_node_modules_fails_the_deploy(proj
     ("~1", ">=1,<2"), ("*", ""), ("1.2.3", "==1.2.3"), (">=1.0,<3", ">=1.0,<3"), ("~=2.1", "~=2.1"),
 ])
 def test_poetry_constraints_become_pep440(poetry: str, pep440: str) -> None:
-    from bridge.sync.server.deps import poetry_constraint
+    from bridge.server.deps import poetry_constraint
 
     assert poetry_constraint(poetry) == pep440

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bridge.sync.server import hook
-from bridge.sync.server.prepare import DeploySettings
+from bridge.server import hook
+from bridge.sync.prepare import DeploySettings
 from tests.conftest import write_config
 from tests.sync.test_push import commit, git
 
@@ -27,7 +27,7 @@ def test_processes_on_a_host_without_systemd_fail_clearly_and_keep_current(bridg
 
 
 def test_a_root_without_deploy_json_gets_the_one_schemas_defaults(tmp_path: Path) -> None:
-    from bridge.sync.server.layout import Layout
+    from bridge.server.layout import Layout
 
     assert hook.load_settings(Layout(tmp_path)) == DeploySettings().as_json()
     assert hook.load_settings(Layout(tmp_path))["front"] == "auto"

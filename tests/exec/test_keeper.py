@@ -190,3 +190,21 @@ def _cmdline_once_settled(pid: int) -> str:
         if "token-5f3a9c" not in title or time.monotonic() > deadline:
             return title
         time.sleep(0.05)
+
+
+def test_a_cli_whose_code_changed_never_meets_the_old_keeper(target: Target, home, tmp_path: Path) -> None:
+    """An upgrade (here: the same package installed afresh, as pip does) starts a keeper of its own
+    version; the old one keeps serving the old CLI until it idles out."""
+    import shutil
+
+    assert target.exec("--", "echo", "old").out == "old\n"
+    old = keeper_pid(keeper_lock(_runtime(home)))
+    upgraded = tmp_path / "upgraded"
+    shutil.copytree(REPO / "bridge", upgraded / "bridge", ignore=shutil.ignore_patterns("__pycache__"))
+    new = target.exec("--", "echo", "new", env={"PYTHONPATH": str(upgraded)})
+    assert (new.code, new.out) == (0, "new\n"), new
+    pids = {keeper_pid(lock) for lock in _runtime(home).glob("keeper-*.lock")}
+    assert old in pids and len(pids) == 2, pids  # a second keeper, the first one untouched
+    assert target.server.accepted_connections() == 2  # each keeper holds its own connection
+    assert target.exec("--", "echo", "old again").out == "old again\n"
+    assert target.server.accepted_connections() == 2  # the old CLI is still served by the old keeper

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 
 from tests.conftest import BRIDGE
 from tests.hub.conftest import wait_for
@@ -67,3 +68,31 @@ def test_an_agent_whose_sshd_is_down_says_so_and_the_client_hears_which_hop(scen
     port = scene.server.port
     wait_for(lambda: f"stream not opened: cannot reach sshd at 127.0.0.1:{port}" in scene.agent.log.read_text(), 10)
     assert scene.agent.status()["reconnects"] == 0  # one stream failing leaves the control connection up
+
+
+def test_the_hub_sockets_of_a_process_share_one_io_thread(scene: Scene, monkeypatch) -> None:
+    """Every TLS read and write of the CLI's hub sockets happens on one thread: OpenSSL does not allow one
+    connection to be used from two threads at once (websockets' sync client read in one and wrote in
+    another, and behind nginx, which sends session tickets, it now and then lost the upgrade)."""
+    from bridge.ssh.hubsock import hub_socket
+    from bridge.ssh.settings import HubRoute
+
+    for key in ("HOME", "XDG_CONFIG_HOME"):  # this process reads the scene's hub login, as the CLI would
+        if key in scene.agent.home.env:
+            monkeypatch.setenv(key, scene.agent.home.env[key])
+    host, port = scene.hub.address.rsplit(":", 1)
+    before = {thread.ident for thread in threading.enumerate()}
+    socks = [hub_socket(HubRoute(host, int(port), "web1", "app"), 10) for _ in range(3)]
+    try:
+        for sock in socks:  # each is a live stream to the agent's sshd
+            sock.settimeout(10)
+            banner = b""
+            while len(banner) < 8 and (data := sock.recv(8 - len(banner))):
+                banner += data
+            assert banner == b"SSH-2.0-"
+        started = {thread.name for thread in threading.enumerate() if thread.ident not in before}
+        assert started <= {"bridge-hub"}, started
+        assert [thread.name for thread in threading.enumerate()].count("bridge-hub") == 1
+    finally:
+        for sock in socks:
+            sock.close()

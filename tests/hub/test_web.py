@@ -9,15 +9,16 @@ import json
 import os
 import ssl
 import subprocess
-import time
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from tests.conftest import BRIDGE, Home
+from tests.hub.conftest import wait_for
 from tests.hub.test_api import ApiScene, api  # noqa: F401 - the hub + agent + guarded sshd scene
-from tests.hub.web_scene import WAIT_MS, kept_session, launch, open_shell, screen, sign_in, wait_screen
+from tests.hub.web_scene import WAIT_MS, kept_session, launch, open_shell, screen, sign_in, wait_prompt, wait_screen
 from tests.security.conftest import bridge_exe, run_as_policy, runner, sec  # noqa: F401 - fixtures
 
 SCREENS = os.environ.get("BRIDGE_SCREENS")  # a folder to save the page's screenshots in (docs/screens/)
@@ -87,8 +88,10 @@ def test_sign_in_open_a_shell_echo_resize_paste(api: ApiScene, page) -> None:  #
     _type(page, "echo hello; printf '\\342\\234\\223 \\033[31mred\\033[0m\\n'")
     wait_screen(page, "hello")
     wait_screen(page, "✓ red")
-    _type(page, "sudo -n id; echo sudo-rc=$?")  # a no-sudo role: the kernel refuses (no_new_privs)
+    assert _colour_of(page, "✓ red", "r") == 1  # red, from the 16-colour palette
+    _type(page, "sudo -n id; echo sudo-rc=$?")  # a no-sudo role: the kernel refuses (no_new_privs), in the shell
     wait_screen(page, "sudo-rc=1")
+    assert 'The "no new privileges" flag is set' in screen(page)
     assert "uid=0" not in screen(page)
 
     term = page.evaluate("() => [window.bridgeTerm.rows, window.bridgeTerm.cols]")
@@ -106,6 +109,97 @@ def test_sign_in_open_a_shell_echo_resize_paste(api: ApiScene, page) -> None:  #
     page.keyboard.press("Enter")
     wait_screen(page, "pasted")
     _shot(page, "webterm-terminal.png")
+
+
+COLOUR = """([needle, char]) => { const b = window.bridgeTerm.buffer.active;
+    for (let i = b.length - 1; i >= 0; i--) { const line = b.getLine(i), text = line.translateToString(true);
+        if (!text.startsWith(needle)) continue;
+        const cell = line.getCell(text.indexOf(char));
+        return cell.isFgPalette() ? cell.getFgColor() : -1; }
+    return -2; }"""
+
+
+def _colour_of(page, needle: str, char: str) -> int:
+    """The palette colour of `char` in the last line starting with `needle` (-1: not a palette colour)."""
+    return page.evaluate(COLOUR, [needle, char])
+
+
+def test_copy_takes_the_selected_text(api: ApiScene, page) -> None:  # noqa: F811
+    sign_in(page, url(api), api.operator)
+    open_shell(page)
+    _type(page, "echo copy-$((40+2))-me")
+    wait_screen(page, "copy-42-me")
+    # select as a person does, with the mouse: a double-click on the word in the output line
+    row = page.evaluate("""() => { const b = window.bridgeTerm.buffer.active;
+        for (let i = b.length - 1; i >= 0; i--) if (b.getLine(i).translateToString(true) === 'copy-42-me') return i - b.viewportY;
+        return -1; }""")
+    box = page.locator("#terminal .xterm-screen").bounding_box()
+    cell_w = box["width"] / page.evaluate("() => window.bridgeTerm.cols")
+    cell_h = box["height"] / page.evaluate("() => window.bridgeTerm.rows")
+    page.mouse.click(box["x"] + cell_w * 0.5, box["y"] + cell_h * (row + 0.5))
+    page.mouse.down()
+    page.mouse.move(box["x"] + cell_w * 10.5, box["y"] + cell_h * (row + 0.5), steps=5)
+    page.mouse.up()
+    assert page.evaluate("() => window.bridgeTerm.getSelection()") == "copy-42-me"
+    # the copy event as the browser sends it on Ctrl+Insert or the menu: xterm.js fills the clipboard
+    copied = page.evaluate("""() => { const data = new DataTransfer();
+        document.querySelector('#terminal textarea').dispatchEvent(
+            new ClipboardEvent('copy', {clipboardData: data, bubbles: true, cancelable: true}));
+        return data.getData('text/plain'); }""")
+    assert copied == "copy-42-me"
+
+
+def test_the_keyboard_alone_signs_in_opens_a_terminal_and_leaves_it(api: ApiScene, page) -> None:  # noqa: F811
+    page.goto(url(api))
+    page.wait_for_selector("#signin:not([hidden])", timeout=WAIT_MS)
+    page.keyboard.press("Tab")  # from the page's start to the token field
+    assert page.evaluate("() => document.activeElement.id") == "token"
+    page.keyboard.type(api.operator)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#agents td.online", timeout=WAIT_MS)
+    for _ in range(10):  # Tab to the agent's Open terminal button
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.textContent") == "Open terminal":
+            break
+    else:
+        raise AssertionError("Tab never reached the Open terminal button")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.getElementById('term-state').textContent === 'connected'",
+                           timeout=WAIT_MS)
+    wait_prompt(page)
+    _type(page, "echo keys-$((3*3))")  # typed into the terminal, which took the focus
+    wait_screen(page, "keys-9")
+    page.keyboard.press("Shift+F6")  # leaves the terminal for the page
+    assert page.evaluate("() => document.activeElement.id") == "term-back"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#home:not([hidden])", timeout=WAIT_MS)
+
+
+@pytest.fixture
+def workspace_folder(runner) -> Iterator[Path]:  # noqa: F811
+    """A deployed workspace's folder (its `current` inside) that the guard's `runner` account can enter."""
+    folder = Path(tempfile.mkdtemp(prefix="bridge-ws-", dir="/tmp"))
+    (folder / "current").mkdir()
+    folder.chmod(0o755)
+    yield folder
+    for path in (folder / "current", folder):
+        path.rmdir()
+
+
+def test_a_command_runs_in_the_workspace_folder_its_agent_reported(api: ApiScene, page, agent_factory,  # noqa: F811
+                                                                   workspace_folder: Path) -> None:
+    agent = agent_factory("web2").start(api.hub.url, api.hub.token("agent", "web2"), "--ssh",
+                                        f"127.0.0.1:{api.server.port}", "--ssh-user", api.server.user,
+                                        "--workspace", f"app={workspace_folder}")
+    wait_for(agent.connected, 30)
+    sign_in(page, url(api), api.operator)
+    page.wait_for_selector("#agents tr:has-text('web2') td.online", timeout=WAIT_MS)
+    page.fill("#workspace", "app")
+    page.fill("#command", "echo in:$(pwd)")
+    page.click("#agents tr:has-text('web2') button")
+    wait_screen(page, f"in:{workspace_folder}/current")
+    page.wait_for_function("() => document.getElementById('term-state').textContent === 'exited 0'",
+                           timeout=WAIT_MS)
 
 
 def test_ctrl_c_stops_a_flood(api: ApiScene, page) -> None:  # noqa: F811
@@ -220,3 +314,10 @@ def test_sessions_are_audited_recorded_and_replayed(api: ApiScene, page, home: H
                            timeout=WAIT_MS)
     assert "recorded-23" in screen(page)
     _shot(page, "webterm-replay.png")
+
+
+def test_a_workspace_folder_that_is_not_absolute_is_refused_in_one_line(home: Home, tmp_path: Path) -> None:
+    run = subprocess.run([*BRIDGE, "agent", "up", "--state", str(tmp_path / "agent"), "--workspace", "app=srv/app"],
+                         capture_output=True, text=True, env=home.env, timeout=60)
+    assert run.returncode == 2 and "--workspace 'app=srv/app' is not NAME=/absolute/path" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "agent").exists()

@@ -9,7 +9,7 @@ import base64
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 30000  # generous: the machine is shared
@@ -25,10 +25,10 @@ def spki_pin(cert: Path) -> str:
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
-def launch(playwright: Any, hub_state: Path) -> Any:
-    """Chromium (headless, no sandbox: tests run as root) trusting only the hub's key."""
+def launch(playwright: Any, hub_state: Path, args: Sequence[str] = ()) -> Any:
+    """Chromium (headless, no sandbox: tests run as root) trusting only the hub's key; `args` are more flags."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=[
-        "--no-sandbox", f"--ignore-certificate-errors-spki-list={spki_pin(hub_state / 'tls.crt')}"])
+        "--no-sandbox", f"--ignore-certificate-errors-spki-list={spki_pin(hub_state / 'tls.crt')}", *args])
 
 
 def sign_in(page: Any, url: str, token: str) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from bridge.config import DeployConfig
-from bridge.sync.server.prepare import DeploySettings, hook_argv, prepare_root, run_local
+from bridge.server.layout import hook_argv
+from bridge.sync.prepare import DeploySettings, prepare_root, run_local
 
 NASTY = 'srv root "q" \'s\'; echo pwned'
 
@@ -292,10 +293,13 @@ def test_branch_pin_and_no_deploy_push_option(server: Server, ws: Workspace) -> 
 def test_server_files_parse_as_python_39() -> None:
     import ast
 
-    from bridge.sync.server.prepare import SERVER_FILES
-    here = Path(__file__).resolve().parents[2] / "bridge" / "sync" / "server"
-    for name in (*SERVER_FILES, "install.py"):
+    from bridge.sync.prepare import SERVER_FILES
+    here = Path(__file__).resolve().parents[2] / "bridge" / "server"
+    for name in (*SERVER_FILES, "install.py", "scripts.py"):
         ast.parse((here / name).read_text(), feature_version=(3, 9))
+    from bridge.server import scripts  # and the text it sends for the server's python3 -c
+    for text in (scripts._TIMEOUT_WRAPPER, scripts._SIGNAL_RUN, scripts.UNIX_RELAY):
+        ast.parse(text, feature_version=(3, 9))
 
 
 def test_the_one_schema_gives_the_same_defaults_on_the_servers_python_39(tmp_path: Path) -> None:
@@ -303,7 +307,7 @@ def test_the_one_schema_gives_the_same_defaults_on_the_servers_python_39(tmp_pat
     py39 = Path("/root/.pyenv/versions/3.9.18/bin/python3")
     if not py39.exists():
         pytest.skip("no Python 3.9 on this machine")
-    here = Path(__file__).resolve().parents[2] / "bridge" / "sync" / "server"
+    here = Path(__file__).resolve().parents[2] / "bridge" / "server"
     (tmp_path / "schema.py").write_text((here / "schema.py").read_text())  # alone, as on a server
     proc = subprocess.run([str(py39), "-I", "-S", "-c", "import json, sys; sys.path.insert(0, sys.argv[1]); "
                            "import schema; print(json.dumps(schema.defaults()))", str(tmp_path)],
@@ -329,7 +333,7 @@ def test_hook_runs_under_python_39_when_available(server: Server, ws: Workspace)
 
 
 def test_hook_module_is_importable_from_the_package() -> None:
-    from bridge.sync.server import hook
+    from bridge.server import hook
     assert hook.deployable("refs/heads/x", None) and not hook.deployable("refs/tags/v1", None)
     assert hook.pushed_refs(iter(["a" * 40 + " " + "0" * 40 + " refs/heads/x\n"])) == []
-    assert sys.modules["bridge.sync.server.layout"]
+    assert sys.modules["bridge.server.layout"]

@@ -7,6 +7,8 @@ targets are this machine too, which lets a test check remote processes by PID an
 from __future__ import annotations
 
 import os
+import shlex
+import signal
 import socket
 import subprocess
 import threading
@@ -122,10 +124,58 @@ def test_cwd_is_entered_and_a_missing_one_stops_the_run(transport: Transport, tm
     assert missing.exit_code == 2 and not (tmp_path / "missing").exists()
 
 
-@pytest.mark.parametrize("script, code", [("true", 0), ("exit 7", 7), ("exit 255", 255), ("sleep 30 & kill -TERM $!; wait $!", 143)])
+@pytest.mark.parametrize("script, code", [("true", 0), ("exit 7", 7), ("exit 255", 255), ("sleep 30 & kill -TERM $!; wait $!", 143),
+                                          ("echo a # a comment last", 0)])
 def test_exit_status_is_the_commands_own(transport: Transport, script: str, code: int) -> None:
     assert transport.run_stream(script).exit_code == code
     assert transport.run_capture(script)[0] == code
+
+
+def test_a_last_command_killed_from_outside_reads_128_plus_n(transport: Transport, tmp_path: Path) -> None:
+    """The script's shell stays the last command's parent (no exec of it over ssh), so it reports the death."""
+    pidfile = tmp_path / "last.pid"
+    code = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(30)"
+    script = shlex.join(["python3", "-c", code, str(pidfile)])
+
+    def kill() -> None:
+        _wait(lambda: pidfile.exists() and pidfile.read_text())
+        os.kill(int(pidfile.read_text()), signal.SIGTERM)
+
+    killer = threading.Thread(target=kill, daemon=True)
+    killer.start()
+    assert transport.run_stream(script).exit_code == 143
+    killer.join()
+
+
+@pytest.mark.parametrize("script", ["kill -TERM $$", "exec sh -c 'kill -KILL $$'"])
+def test_a_signal_that_kills_the_scripts_own_shell(transport: Transport, request: pytest.FixtureRequest,
+                                                   script: str) -> None:
+    """128+N here; over ssh sshd says so with `exit-signal`, which paramiko drops: no status, 255."""
+    code = {"kill -TERM $$": 143, "exec sh -c 'kill -KILL $$'": 137}[script]
+    expected = code if request.node.callspec.params["transport"] == "local" else 255
+    assert transport.run_stream(script).exit_code == expected
+    assert transport.run_capture(script)[0] == expected
+    assert transport.run_stream(script, timeout=30).exit_code == code  # the timeout wrapper reports it
+
+
+def test_the_command_reaches_the_target_byte_for_byte_when_asked(transport: Transport) -> None:
+    """run_capture and verbatim run_stream send the text as is: what a forced command (bridge guard) matches."""
+    script = "tr '\\000' '\\n' < /proc/$$/cmdline | tail -n 1 # git-receive-pack '/srv/app/repo.git'"
+    for got in (transport.run_capture(script)[1], transport.run_stream(script, verbatim=True).stdout_bytes):
+        assert got == script.encode() + b"\n"
+    with pytest.raises(UsageError):
+        transport.run_stream("true", verbatim=True, timeout=5)
+
+
+def test_an_untimed_script_runs_in_the_login_shell(request: pytest.FixtureRequest, transport: Transport) -> None:
+    """As `ssh HOST SCRIPT` runs it: where the login shell is bash, bash-only syntax works."""
+    import pwd
+
+    if request.node.callspec.params["transport"] == "local" or not pwd.getpwuid(0).pw_shell.endswith("bash"):
+        pytest.skip("needs a server whose login shell is bash")
+    script = "a=(x y z)\nsource /dev/null\n[[ ${a[1]} == y ]] && echo \"${#a[@]} ${BASH_VERSION%%.*}\"\n# the end"
+    result = transport.run_stream(script)
+    assert (result.exit_code, result.stdout_bytes[:2]) == (0, b"3 "), result
 
 
 def test_timeout_ends_the_whole_tree_background_children_too(transport: Transport, tmp_path: Path) -> None:
@@ -142,23 +192,50 @@ def test_run_capture_raises_at_its_timeout(transport: Transport) -> None:
         transport.run_capture("sleep 30", timeout=0.5)
 
 
-def test_cancel_from_another_thread_ends_a_run_in_progress(transport: Transport, tmp_path: Path) -> None:
-    started = tmp_path / "started"
+def _start(transport: Transport, script: str, started: Path, **options: object) -> tuple[threading.Thread, list]:
+    """`script` run_stream'ed from a thread, once it has touched `started`; the list gets its end."""
     ended: list[object] = []
 
     def run() -> None:
         try:
-            ended.append(transport.run_stream(f"touch {started}; sleep 300", timeout=600))
+            ended.append(transport.run_stream(script, **options))  # type: ignore[arg-type]
         except ConnectError as e:
             ended.append(e)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     _wait(started.exists)
+    return thread, ended
+
+
+@pytest.mark.parametrize("timeout", [None, 600], ids=["plain", "under-timeout"])
+@pytest.mark.parametrize("last", ["exec sleep 301", "while :; do sleep 0.05; done"], ids=["exec", "shell-loop"])
+def test_cancel_from_another_thread_ends_the_runs_whole_tree(transport: Transport, tmp_path: Path,
+                                                              timeout: float | None, last: str) -> None:
+    started, background, top = tmp_path / "started", tmp_path / "bg.pid", tmp_path / "top.pid"
+    script = f"sleep 300 & echo $! > {background}; echo $$ > {top}; touch {started}; {last}"
+    thread, ended = _start(transport, script, started, timeout=timeout)
+    pids = [int(background.read_text()), int(top.read_text())]
     transport.cancel()
     thread.join(60)
     assert ended, "run_stream did not end after cancel()"
+    _wait(lambda: all(_gone(pid) for pid in pids), tries=100)  # none of the command is left on the server
     transport.cancel()  # nothing runs now: a no-op
+
+
+@pytest.mark.parametrize("timeout", [None, 60], ids=["plain", "under-timeout"])
+def test_signal_reaches_the_runs_tree_and_the_command_decides(transport: Transport, tmp_path: Path,
+                                                              timeout: float | None) -> None:
+    started, seen = tmp_path / "started", tmp_path / "seen"
+    script = (f"trap 'echo usr1 >> {seen}' USR1; (trap 'echo child >> {seen}; exit 0' USR1; touch {started};"
+              f" while :; do sleep 0.05; done) & wait; wait; echo after")
+    thread, ended = _start(transport, script, started, timeout=timeout)
+    transport.signal(signal.SIGUSR1)
+    thread.join(30)
+    assert ended and not isinstance(ended[0], ConnectError), ended
+    assert sorted(seen.read_text().split()) == ["child", "usr1"]
+    assert ended[0].stdout_bytes == b"after\n"  # type: ignore[attr-defined]
+    transport.signal(signal.SIGUSR1)  # nothing runs now: a no-op
 
 
 # ---------------------------------------------------------------- PTY

@@ -121,29 +121,25 @@ function reattach(kept) {
   connect(t, { type: "attach", session: kept.session, offset: 0 });
 }
 
-// Output is queued and drawn one write at a time: a flood batches into large writes, the page stays
-// responsive, and each ack tells the hub how far the screen got.
+// Each output message goes to xterm.js as it comes (xterm.js queues writes and parses them in time
+// slices between frames); its callback counts the bytes drawn. An ack every quarter of the window
+// the hub announces keeps the hub sending while the page still parses, instead of a stop-and-wait
+// per window, and costs a keystroke's echo no extra message.
 function connect(t, first) {
   const ws = new WebSocket(`wss://${location.host}/ws/term`);
   ws.binaryType = "arraybuffer";
   t.ws = ws;
-  t.received = t.received || 0;
-  t.queue = [];
   ws.onopen = () => {
     ws.send(JSON.stringify({ ...first, cols: t.term.cols, rows: t.term.rows }));
     $("term-state").textContent = "connected";
   };
   ws.onmessage = (event) => {
-    if (typeof event.data !== "string") {
-      t.received += event.data.byteLength;
-      t.queue.push(new Uint8Array(event.data));
-      return drain(t);
-    }
+    if (typeof event.data !== "string") return output(t, ws, new Uint8Array(event.data));
     const message = JSON.parse(event.data);
     if (message.type === "ready") {
       t.sessionId = message.session;
-      t.received = message.offset;
-      t.drawn = message.offset;
+      t.drawn = t.acked = message.offset;
+      t.ackEvery = message.window / 4;
       t.since = null;
       sessionStorage.setItem(KEPT, JSON.stringify({ session: message.session, title: $("term-title").textContent }));
     } else if (message.type === "exit") {
@@ -156,20 +152,12 @@ function connect(t, first) {
   if (!t.wired) wire(t);
 }
 
-function drain(t) {
-  if (t.writing || !t.queue.length || t.ws.readyState !== WebSocket.OPEN) return;
-  const parts = t.queue.splice(0);
-  const size = parts.reduce((n, p) => n + p.length, 0);
-  const data = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) { data.set(p, at); at += p.length; }
-  t.writing = true;
-  const ws = t.ws;
+function output(t, ws, data) {
   t.term.write(data, () => {
-    t.writing = false;
-    t.drawn += size;
-    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "ack", offset: t.drawn }));
-    drain(t);
+    t.drawn += data.length;
+    if (t.ws !== ws || ws.readyState !== WebSocket.OPEN || t.drawn - t.acked < t.ackEvery) return;
+    t.acked = t.drawn;
+    ws.send(JSON.stringify({ type: "ack", offset: t.drawn }));
   });
 }
 
@@ -194,7 +182,7 @@ function send(t, bytes) {
   if (t.ws && t.ws.readyState === WebSocket.OPEN) t.ws.send(bytes);
 }
 
-// A socket that drops while the shell lives is retried for two minutes, from the offset received.
+// A socket that drops while the shell lives is retried for two minutes, from the offset drawn.
 function closed(t, ws, event) {
   if (t.closed || t.ws !== ws || t.exited) return;
   if (event.code === 4403 || event.code === 4404 || event.code === 4400 || event.code === 4503 || !t.sessionId) {
@@ -208,8 +196,10 @@ function closed(t, ws, event) {
     return;
   }
   $("term-state").textContent = "reconnecting…";
-  t.queue = [];
-  t.timer = setTimeout(() => connect(t, { type: "attach", session: t.sessionId, offset: t.drawn }), 1000);
+  // from the offset drawn once xterm.js has parsed what it still holds (an empty write's callback)
+  t.timer = setTimeout(() => t.term.write("", () => {
+    if (!t.closed) connect(t, { type: "attach", session: t.sessionId, offset: t.drawn });
+  }), 1000);
 }
 
 // -- replay of a recording in the browser ----------------------------------------------------------

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Callable, Sequence, Tuple
 
 from bridge.errors import RemoteError
-from bridge.sync.server.layout import Layout
-from bridge.sync.server.schema import DeploySettings
+from bridge.server.schema import DeploySettings
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent / "server"  # what is shipped to servers (bridge/server)
 SERVER_FILES = ("hook.py", "layout.py", "schema.py", "procs.py", "releases.py", "units.py", "apps.py", "front.py",
                 "deps.py")
 
@@ -62,13 +61,3 @@ def run_local(argv: Sequence[str], stdin: bytes) -> Tuple[int, str]:
     """The `Run` for local:// targets."""
     proc = subprocess.run(list(argv), input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     return proc.returncode, proc.stdout.decode(errors="replace")
-
-
-def hook_argv(root: str, *args: str, python: str = "python3") -> list:
-    """argv to run the installed hook (`--deploy SHA`, `--rollback`, `--list`, `--status`) on the target."""
-    return [python, "-S", str(Layout(Path(root)).hook), "--root", root, *args]  # -S: see install.py
-
-
-def apps_argv(root: str, *args: str, python: str = "python3") -> list:
-    """argv to run the installed apps.py (`ps`, `logs`, `restart`, `config-set`, ...) on the target."""
-    return [python, "-S", str(Layout(Path(root)).apps), "--root", root, *args]

@@ -2,7 +2,7 @@
 """The app's processes on the server: Procfile -> systemd units, their environment, config.env.
 
 Runs on the server (stdlib, Python 3.9+) beside hook.py and layout.py. The hook calls it during a
-deploy; the client runs `apps.py --root ROOT ps|logs|start|stop|restart|config-*` (prepare.apps_argv);
+deploy; the client runs `apps.py --root ROOT ps|logs|start|stop|restart|config-*` (layout.apps_argv);
 each unit's ExecStart is `apps.py --root ROOT run PROCESS`, which builds the process's environment
 from the release `current` points at and then execs the command, so a unit file never changes
 between releases and never holds a command or a config value.

@@ -121,3 +121,15 @@ class Layout:
 def release_name(sha: str, now: datetime.datetime) -> str:
     """`<UTC time to the ms>-<sha12>`: `ls releases/` shows deploy order and each commit at a glance."""
     return "%s.%03dZ-%s" % (now.strftime("%Y%m%dT%H%M%S"), now.microsecond // 1000, sha[:12])
+
+
+# The client's side of the installed programs (sync's push and rollback, apps' ps/logs/config), beside
+# the paths they use.
+def hook_argv(root: str, *args: str, python: str = "python3") -> list:
+    """argv to run the installed hook (`--deploy SHA`, `--rollback`, `--list`, `--status`) on the target."""
+    return [python, "-S", str(Layout(Path(root)).hook), "--root", root, *args]  # -S: see install.py
+
+
+def apps_argv(root: str, *args: str, python: str = "python3") -> list:
+    """argv to run the installed apps.py (`ps`, `logs`, `restart`, `config-set`, ...) on the target."""
+    return [python, "-S", str(Layout(Path(root)).apps), "--root", root, *args]
