@@ -10,7 +10,6 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +42,39 @@ class Hub:
 
 
 def build_app(hub: Hub) -> Any:
-    """The Starlette application; its lifespan runs the revocation watcher."""
+    """The ASGI application: the agents' and the CLI's WebSockets, then Starlette (API, web page, lifespan)."""
     from starlette.applications import Starlette
-    from starlette.routing import WebSocketRoute
 
     from bridge.hub import api, web
 
-    routes = [WebSocketRoute("/ws/agent", partial(agent_control, hub)),
-              WebSocketRoute("/ws/stream", partial(agent_stream, hub)),
-              WebSocketRoute("/ws/connect", partial(client_stream, hub)),
-              *api.routes(hub),
-              *web.routes(hub)]
-    app = Starlette(routes=routes, lifespan=lambda app: _lifespan(hub))
+    app = Starlette(routes=[*api.routes(hub), *web.routes(hub)], lifespan=lambda app: _lifespan(hub))
     app.state.hub = hub
-    return app
+    return _Sockets(hub, app)
+
+
+class _Sockets:
+    """The agents' and the CLI's WebSockets go straight to their handlers; everything else to Starlette.
+
+    A hub holds an agent's control connection for as long as the agent is up, a thousand of them at once:
+    through Starlette's middleware and router each one kept a dozen more coroutine frames, a second
+    WebSocket object and their closures alive (measured with tracemalloc in bench/bench_hub.py's swarm).
+    None of those layers does anything for these sockets: they carry no cookies, path parameters or
+    HTTP errors, and an exception reaches uvicorn's log either way.
+    """
+
+    def __init__(self, hub: Hub, app: Any) -> None:
+        self.hub, self.app = hub, app
+        self.sockets = {"/ws/agent": agent_control, "/ws/stream": agent_stream, "/ws/connect": client_stream}
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        handler = self.sockets.get(scope["path"]) if scope["type"] == "websocket" else None
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        from starlette.websockets import WebSocket
+
+        scope["headers"] = ()  # nothing here reads them, and the server keeps the scope as long as the socket
+        await handler(self.hub, WebSocket(scope, receive, send))
 
 
 class _lifespan:
@@ -92,25 +110,35 @@ async def agent_control(hub: Hub, ws: Any) -> None:
     from starlette.websockets import WebSocketDisconnect
 
     await ws.accept()
+    session = await _hello(hub, ws)
+    if session is None:
+        return
+    await hub.live.attach(session)
+    try:
+        await ws.send_json({"type": "welcome", "agent": session.name, "ping_interval": hub.ping_interval})
+        hub.audit.record(user=session.name, action="agent.connect", agent=session.name, source=_peer(ws))
+        await _control_loop(session, hub.ping_interval)
+    except WebSocketDisconnect:
+        pass  # it gave up waiting for our welcome (a busy hub): it dials again, and may
+    finally:
+        await hub.live.detach(session)
+
+
+async def _hello(hub: Hub, ws: Any) -> AgentSession | None:
+    """The session an agent's hello opens (its host key pinned), or None after refusing it.
+
+    Its own function so that the hello, its token and key, is not kept for the life of the connection.
+    """
     try:
         hello = await _first_json(ws)
         name = await asyncio.to_thread(_authenticate_agent, hub, hello)
     except (BadMessage, TokenRefused) as e:
         await _refuse(hub, ws, e, action="agent.connect")
-        return
-    session = AgentSession(name, ws, version=str(hello.get("version", "")),
-                           capabilities=tuple(str(c) for c in hello.get("capabilities") or ()),
-                           ssh_user=str(hello.get("ssh_user") or ""), workspaces=workspace_folders(hello))
+        return None
     await asyncio.to_thread(pin_host_key, name, hello.get("host_key"), replace="enrol" in hello)
-    await hub.live.attach(session)
-    try:
-        await ws.send_json({"type": "welcome", "agent": name, "ping_interval": hub.ping_interval})
-        hub.audit.record(user=name, action="agent.connect", agent=name, source=_peer(ws))
-        await _control_loop(session, hub.ping_interval)
-    except WebSocketDisconnect:
-        pass  # it gave up waiting for our welcome (a busy hub): it dials again, and may
-    finally:
-        hub.live.detach(session)
+    return AgentSession(name, ws, version=str(hello.get("version", "")),
+                        capabilities=tuple(str(c) for c in hello.get("capabilities") or ()),
+                        ssh_user=str(hello.get("ssh_user") or ""), workspaces=workspace_folders(hello))
 
 
 def _authenticate_agent(hub: Hub, hello: dict) -> str:
@@ -143,23 +171,33 @@ async def _control_loop(session: AgentSession, ping_interval: float) -> None:
     The agent reports every ping interval; two intervals without a word mean a silent cut (no FIN,
     no RST), and the session ends then, whatever the server's own WebSocket close timeout would wait.
     """
-    while True:
-        try:
-            message = await asyncio.wait_for(session.ws.receive(), 2 * ping_interval + 0.5)
-        except asyncio.TimeoutError:
-            asyncio.create_task(_close_quietly(session.ws, CLOSE_UNAVAILABLE, "no heartbeat"))
-            return
-        if message["type"] == "websocket.disconnect":
-            return
-        try:
-            data = json.loads(message.get("text") or "")
-        except ValueError:
-            await session.ws.close(code=CLOSE_BAD_REQUEST, reason="malformed message")
-            return
-        if isinstance(data, dict) and data.get("type") == "status":
-            session.last_heartbeat = time.time()
-            rtt = data.get("rtt_ms")
-            session.rtt_ms = float(rtt) if isinstance(rtt, (int, float)) else None
+    while await _heartbeat(session, 2 * ping_interval + 0.5):
+        pass
+
+
+async def _heartbeat(session: AgentSession, within: float) -> bool:
+    """Take the agent's next message, if it comes `within` seconds; False when the session is over.
+
+    One call per message, so that no message stays referenced while the next is awaited.
+    """
+    try:
+        async with asyncio.timeout(within):  # no task per wait, as wait_for makes on 3.11
+            message = await session.ws.receive()
+    except TimeoutError:
+        asyncio.create_task(_close_quietly(session.ws, CLOSE_UNAVAILABLE, "no heartbeat"))
+        return False
+    if message["type"] == "websocket.disconnect":
+        return False
+    try:
+        data = json.loads(message.get("text") or "")
+    except ValueError:
+        await session.ws.close(code=CLOSE_BAD_REQUEST, reason="malformed message")
+        return False
+    if isinstance(data, dict) and data.get("type") == "status":
+        session.last_heartbeat = time.time()
+        rtt = data.get("rtt_ms")
+        session.rtt_ms = float(rtt) if isinstance(rtt, (int, float)) else None
+    return True
 
 
 async def _close_quietly(ws: Any, code: int, reason: str) -> None:
@@ -182,12 +220,12 @@ async def agent_stream(hub: Hub, ws: Any) -> None:
     if pending is None:
         await ws.close(code=CLOSE_BAD_REQUEST, reason="no such stream")
         return
-    hub.live.track(name, ws)
+    hub.live.carry(pending, ws)
     try:
         pending.ready.set_result(ws)
         await pending.done
     finally:
-        hub.live.untrack(name, ws)
+        hub.live.drop(pending, ws)
 
 
 # -- clients --------------------------------------------------------------------------------------
@@ -275,8 +313,9 @@ async def _copy(src: Any, dst: Any) -> None:
 async def _first_json(ws: Any) -> dict:
     """The peer's first message as a JSON object, within FIRST_MESSAGE_TIMEOUT; raises BadMessage."""
     try:
-        message = await asyncio.wait_for(ws.receive(), FIRST_MESSAGE_TIMEOUT)
-    except asyncio.TimeoutError as e:
+        async with asyncio.timeout(FIRST_MESSAGE_TIMEOUT):
+            message = await ws.receive()
+    except TimeoutError as e:
         raise BadMessage("no hello within 10 s") from e
     try:
         data = json.loads(message.get("text") or message.get("bytes") or b"")

@@ -10,12 +10,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.hublink import CLOSE_FORBIDDEN, CLOSE_REPLACED
+from bridge.hublink import CLOSE_FORBIDDEN, CLOSE_REPLACED, CLOSE_UNAVAILABLE
 
 STREAM_OPEN_TIMEOUT = 10.0
 
 
-@dataclass
+@dataclass(slots=True)
 class AgentSession:
     """An agent's control connection and what it told us."""
 
@@ -27,6 +27,7 @@ class AgentSession:
     last_heartbeat: float = field(default_factory=time.time)
     rtt_ms: float | None = None
     ssh_user: str = ""  # the account the hub's own API runs log in as
+    streams: set[Any] | None = None  # the data connections its agent opened at its request (a set from the first)
     workspaces: dict[str, str] = field(default_factory=dict)  # name -> its folder on the server, as the agent says
 
     def describe(self) -> dict:
@@ -49,7 +50,7 @@ def workspace_folders(hello: dict) -> dict[str, str]:
 class Pending:
     """A stream the hub asked an agent to open; the agent's data connection fills `ready`."""
 
-    agent: str
+    session: AgentSession  # the control connection it was asked over: the stream ends with it
     ready: asyncio.Future
     done: asyncio.Future
 
@@ -70,10 +71,31 @@ class Live:
         if old is not None:
             await _close(old.ws, CLOSE_REPLACED, "replaced by a newer connection of this agent")
 
-    def detach(self, session: AgentSession) -> None:
-        """Forget `session` unless a newer one already took its place."""
+    async def detach(self, session: AgentSession) -> None:
+        """Forget `session` unless a newer one already took its place, and close the streams asked over it.
+
+        The agent ends those when its control connection goes, so they are dead or soon will be; and
+        after a silent cut nothing else would tell their clients, who would wait on them until their own
+        keepalive gave up.
+        """
         if self.agents.get(session.name) is session:
             del self.agents[session.name]
+        for ws in session.streams or ():
+            await _close(ws, CLOSE_UNAVAILABLE, "the agent's control connection ended")
+
+    def carry(self, pending: Pending, ws: Any) -> None:
+        """`ws`, the agent's data connection for `pending`, belongs to the session it was asked over."""
+        session = pending.session
+        if session.streams is None:
+            session.streams = set()
+        session.streams.add(ws)
+        self.track(session.name, ws)
+
+    def drop(self, pending: Pending, ws: Any) -> None:
+        """`ws` has ended."""
+        if pending.session.streams is not None:
+            pending.session.streams.discard(ws)
+        self.untrack(pending.session.name, ws)
 
     def track(self, owner: str, ws: Any) -> None:
         self.connections.setdefault(owner, set()).add(ws)
@@ -92,14 +114,14 @@ class Live:
             raise LookupError(agent)
         loop = asyncio.get_running_loop()
         sid = secrets.token_urlsafe(16)
-        pending = self.pending[sid] = Pending(agent, loop.create_future(), loop.create_future())
+        pending = self.pending[sid] = Pending(session, loop.create_future(), loop.create_future())
         await session.ws.send_json({"type": "open", "stream": sid})
         return sid, pending
 
     def claim(self, sid: str, agent: str) -> Pending | None:
         """The pending stream `sid`, if it was asked of `agent` (another agent cannot take it)."""
         pending = self.pending.get(sid)
-        if pending is None or pending.agent != agent:
+        if pending is None or pending.session.name != agent:
             return None
         return self.pending.pop(sid)
 

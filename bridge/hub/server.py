@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from bridge import paths
 from bridge.hub.cert import CertFiles, ensure_self_signed, load, server_context
@@ -15,8 +15,12 @@ if TYPE_CHECKING:
 DEFAULT_PING = 20.0
 # asyncio's TLS layer gives every connection a read buffer of SSLProtocol.max_size (256 KiB), zero-filled
 # and so resident: 1,000 idle agents held 250 MB of it. One TLS record (16 KiB) is all a read can decrypt
-# at once anyway; measured by bench/bench_hub.py: hub memory per idle agent 325 -> 85 KiB, hub CPU per
-# 200 MB streamed unchanged. tests/hub/test_serve.py fails when asyncio stops honouring the attribute.
+# at once anyway (bench/bench_hub.py: hub memory per idle agent 325 -> 85 KiB, CPU per 200 MB unchanged).
+# Even 16 KiB a connection was a fifth of an idle agent's cost, for a buffer that holds ciphertext only
+# between the socket's recv_into() and buffer_updated(), which copies it into the connection's own
+# MemoryBIO in the same callback: so one buffer per thread serves every connection (73.4 -> 59.6 KiB
+# per idle agent in the swarm). tests/hub/test_serve.py fails when asyncio stops reading through get_buffer's
+# view or stops honouring max_size.
 TLS_READ_BUFFER = 16 << 10
 # A storm of TLS handshakes (1,000 agents at once after a restart) leaves glibc's heap holding the
 # handshakes' freed memory for good: free() returns to the OS only what sits at the heap's top. Handing
@@ -80,10 +84,30 @@ def build(options: ServeOptions) -> tuple[uvicorn.Server, CertFiles]:
 
 
 def small_tls_buffers() -> None:
-    """Shrink asyncio's per-connection TLS read buffer (process-wide: called only by `bridge hub serve`)."""
-    import asyncio.sslproto
+    """One TLS_READ_BUFFER per thread for every asyncio TLS connection's socket reads (process-wide: called
+    only by `bridge hub serve`).
 
-    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
+    SSLProtocol.__init__ sizes the connection's own buffer from max_size: 0 at the class makes it none (a
+    1,000-agent storm of 16 KiB buffers, freed at each first read, left holes between the connections'
+    OpenSSL state: 2 KiB more per idle agent). Each connection's decrypting reads take a record, from the
+    max_size its first get_buffer() sets.
+    """
+    import asyncio.sslproto
+    import threading
+
+    protocol = asyncio.sslproto.SSLProtocol
+    protocol.max_size = 0
+    per_thread = threading.local()
+
+    def get_buffer(self: Any, n: int) -> memoryview:  # Any: typeshed has none of its private attributes
+        view = getattr(per_thread, "view", None)
+        if view is None:
+            view = per_thread.view = memoryview(bytearray(TLS_READ_BUFFER))
+        self._ssl_buffer, self._ssl_buffer_view = view.obj, view  # what buffer_updated() copies from
+        self.max_size = TLS_READ_BUFFER
+        return view
+
+    protocol.get_buffer = get_buffer  # type: ignore[method-assign]
 
 
 def trim_heap_slack_forever() -> None:

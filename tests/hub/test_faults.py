@@ -69,6 +69,29 @@ def test_a_firewalled_agent_dials_out_and_a_silent_cut_is_noticed_within_two_pin
     assert wide_hub.online(admin) == ["edge1"]
 
 
+def test_a_returning_agent_replaces_its_half_open_session_at_once(home: Home, tmp_path: Path, hub: Hub, ns: Namespace,
+                                                                  agent_factory: Callable[[str], Agent]) -> None:
+    """A NAT that forgot the agent's flow: the agent notices within two of its pings and dials again while the
+    hub, pinging every 30 s, still holds the old session. The hub takes the new one at once (chisel #445:
+    the old one held its port ~10 minutes). The old socket itself goes ~40 s later: uvicorn's 10 s wait for
+    a closing handshake, then asyncio's 30 s TLS shutdown timeout."""
+    hub.stop()
+    slow = Hub(home, hub.state, hub.port, tmp_path / "slow.log", host="0.0.0.0", ping=30).start()
+    try:
+        admin = slow.token("user", "adm", "--role", "admin")
+        agent = agent_factory("edge2").start(f"wss://{ns.host_ip}:{slow.port}", slow.token("agent", "edge2"),
+                                             prefix=tuple(ns.argv([])))
+        wait_for(agent.connected, 30)
+        first = slow.api("/api/v1/agents", admin)[1]["agents"][0]["connected_since"]
+        ns.strand(ns.flows_to(slow.port))  # the old flow black-holed, new ones pass
+        wait_for(lambda: agent.status()["reconnects"] >= 1 and agent.connected(), 2 * PING + 15)
+        rows = slow.api("/api/v1/agents", admin)[1]["agents"]
+        assert [r["name"] for r in rows if r["online"]] == ["edge2"] and rows[0]["connected_since"] > first
+        assert agent.status()["connects"] == 2  # not refused, not retried: taken the first time
+    finally:
+        slow.stop()
+
+
 def _raw(hub: Hub, path: str) -> object:
     from websockets.sync.client import connect
 
@@ -219,6 +242,42 @@ def test_an_agent_whose_clock_runs_behind_is_refused_naming_the_clock(hub: Hub, 
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
         hublink.CLOSE_UNAUTHORIZED, "agent token expired: the agent's clock is behind the hub's")
     assert agent.connected()  # the real agent, with a right clock, is not disturbed
+
+
+def _closed_with(ws: object, within: float) -> tuple[int, str] | None:
+    """The close code and reason the hub sends `ws` within `within` seconds (pings are answered meanwhile)."""
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        while True:
+            ws.recv(timeout=within)  # type: ignore[attr-defined]
+    except ConnectionClosed as e:
+        return (e.rcvd.code, e.rcvd.reason) if e.rcvd else None
+
+
+def test_an_agent_silent_or_garbled_before_or_after_its_welcome_is_closed_and_the_hub_carries_on(
+        hub: Hub, admin: str, agent_factory: Callable[[str], Agent]) -> None:
+    """A stuck or broken agent (here a raw client with a real agent's key) costs the hub one socket for a
+    bounded time, with a reason, and nothing else."""
+    enrolled = agent_factory("web9").start(hub.url, hub.token("agent", "web9"))
+    wait_for(enrolled.connected, 30)
+    enrolled.stop()
+    key = (enrolled.state / "agent.key").read_bytes()
+
+    def welcomed() -> object:
+        ws = _raw(hub, "/ws/agent")
+        ws.send(json.dumps({"type": "hello", "agent": "web9", "auth": hublink.sign_agent_token(key, "web9")}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
+        return ws
+
+    # silent after its welcome: closed at two pings (its reason can lose the race with the handler's return)
+    assert _closed_with(welcomed(), 2 * PING + 5) in ((hublink.CLOSE_UNAVAILABLE, "no heartbeat"), None)
+    garbled = welcomed()
+    garbled.send("not json")
+    assert _closed_with(garbled, 10) == (hublink.CLOSE_BAD_REQUEST, "malformed message")
+    assert _closed_with(_raw(hub, "/ws/agent"), 15) == (hublink.CLOSE_BAD_REQUEST, "no hello within 10 s")
+    assert hub.online(admin) == []
+    assert "Traceback" not in hub.log.read_text()
 
 
 def test_an_expired_user_token_is_one_line_with_the_next_step(scene: Scene) -> None:

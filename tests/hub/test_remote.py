@@ -33,16 +33,22 @@ class Scene:
 def scene(bridge, home: Home, hub: Hub, agent_factory, sshd_factory, tmp_path: Path) -> Scene:
     server = sshd_factory(trusted=True)
     agent = agent_factory("web1").start(hub.url, hub.token("agent", "web1"), "--ssh", f"127.0.0.1:{server.port}")
+    return workspace_scene(bridge, home, hub, server, agent, "web1", tmp_path)
+
+
+def workspace_scene(bridge, home: Home, hub: Hub, server: SSHServer, agent: Agent, name: str,
+                    tmp_path: Path) -> Scene:
+    """Once `agent` (named `name`, in front of `server`) is connected: user ann logged in, the workspace made."""
     wait_for(agent.connected, 30)
     token = hub.token("user", "ann", "--role", "operator", "--workspace", "app")
-    assert bridge("hub", "login", hub.address, "--token", token).code == 0
+    assert bridge("hub", "login", f"127.0.0.1:{hub.port}", "--token", token).code == 0
     deploy, workspace = tmp_path / "deploy", tmp_path / "ws"
     deploy.mkdir()  # exec refuses a remote path that does not exist; `bridge init` prepares the rest
     workspace.mkdir()
     git(workspace, "init", "-q", "-b", "main")
     (workspace / "bridge.yaml").write_text(
         f"workspace: app\ndefault: edge\nremotes:\n"
-        f"  edge: {{url: \"hub://{hub.address}/web1{deploy}\", identity: {json.dumps(str(home.key))}}}\n"
+        f"  edge: {{url: \"hub://127.0.0.1:{hub.port}/{name}{deploy}\", identity: {json.dumps(str(home.key))}}}\n"
         f"  direct: {{url: \"{server.url(str(deploy))}\"}}\n")
     commit(workspace, {"app/main.py": "print('v1')\n"}, "first")
     return Scene(workspace, deploy, server, hub, agent, bridge)

@@ -113,17 +113,61 @@ def test_serve_lifts_a_low_soft_fd_limit_so_hundreds_of_agents_fit(home: Home, t
         hub.stop()
 
 
-def test_the_hubs_tls_read_buffer_is_one_record_per_connection() -> None:
-    """Fails when asyncio no longer sizes each connection's TLS read buffer from SSLProtocol.max_size."""
-    probe = ("import asyncio, asyncio.sslproto, ssl\n"
-             "from bridge.hub.server import TLS_READ_BUFFER, small_tls_buffers\n"
-             "small_tls_buffers()\n"
-             "loop = asyncio.new_event_loop()\n"
-             "proto = asyncio.sslproto.SSLProtocol(loop, asyncio.Protocol(), ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER),"
-             " None, server_side=True)\n"
-             "print(len(proto.get_buffer(-1)), TLS_READ_BUFFER)\n")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
-    assert out[0] == out[1] == str(16 << 10)
+SHARED_BUFFER_PROBE = """
+import asyncio, asyncio.sslproto, ssl, sys
+from bridge.hub.cert import ensure_self_signed
+from bridge.hub.server import TLS_READ_BUFFER, small_tls_buffers
+
+small_tls_buffers()
+files = ensure_self_signed(__import__("pathlib").Path(sys.argv[1]), ["localhost"])
+server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+server_ctx.load_cert_chain(files.cert, files.key)
+client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+client_ctx.check_hostname, client_ctx.verify_mode = False, ssl.CERT_NONE
+buffers = []
+
+async def echo(reader, writer):
+    protocol = writer.transport._ssl_protocol
+    while data := await reader.read(1 << 16):
+        buffers.append((id(protocol._ssl_buffer), len(protocol._ssl_buffer), protocol.max_size))
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+async def client(port, tag):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx)
+    sent = bytes([tag]) * 3_000_000
+    async def pump():
+        for at in range(0, len(sent), 50_000):
+            writer.write(sent[at:at + 50_000])
+            await writer.drain()
+    task = asyncio.create_task(pump())
+    got = await reader.readexactly(len(sent))
+    await task
+    writer.close()
+    return got == sent
+
+async def main():
+    fresh = asyncio.sslproto.SSLProtocol(asyncio.get_running_loop(), asyncio.Protocol(), server_ctx, None,
+                                         server_side=True)
+    print(len(fresh._ssl_buffer))
+    server = await asyncio.start_server(echo, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    ok = await asyncio.gather(*(client(port, tag) for tag in (1, 2, 3)))
+    server.close()
+    print(all(ok), len(set(buffers)), buffers[0][1:] == (TLS_READ_BUFFER, TLS_READ_BUFFER))
+
+asyncio.run(main())
+"""
+
+
+def test_every_hub_tls_connection_reads_through_one_shared_buffer(tmp_path: Path) -> None:
+    """Fails when asyncio stops copying a read out of get_buffer()'s view at once (three interleaved TLS
+    streams would then corrupt each other), when connections no longer share the one buffer, when a new
+    connection makes a buffer of its own, or when decrypting reads no longer take a whole record."""
+    out = subprocess.run([sys.executable, "-c", SHARED_BUFFER_PROBE, str(tmp_path)], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2], timeout=120).stdout.split()
+    assert out == ["0", "True", "1", "True"]  # none of its own; every byte intact; one buffer, of one record
 
 
 def test_the_heap_trimmer_hands_freed_heap_back_to_the_os() -> None:
