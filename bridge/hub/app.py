@@ -22,6 +22,7 @@ from bridge.hublink import (CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZ
                             public_key_pem)
 
 FIRST_MESSAGE_TIMEOUT = 10.0
+QUIET_CLOSE_WAIT = 0.5  # seconds the hub waits on a silent agent's closing handshake
 REVOCATION_POLL = 0.25  # seconds: `bridge hub revoke` takes effect on live connections within this
 
 
@@ -184,7 +185,7 @@ async def _heartbeat(session: AgentSession, within: float) -> bool:
         async with asyncio.timeout(within):  # no task per wait, as wait_for makes on 3.11
             message = await session.ws.receive()
     except TimeoutError:
-        asyncio.create_task(_close_quietly(session.ws, CLOSE_UNAVAILABLE, "no heartbeat"))
+        await _close_quietly(session.ws, CLOSE_UNAVAILABLE, "no heartbeat")
         return False
     if message["type"] == "websocket.disconnect":
         return False
@@ -201,9 +202,15 @@ async def _heartbeat(session: AgentSession, within: float) -> bool:
 
 
 async def _close_quietly(ws: Any, code: int, reason: str) -> None:
+    """Send the close frame, but wait no longer than a moment for an answer a silent peer never gives.
+
+    Awaited, not left to a task: once the handler returns the server drops the socket, and a close
+    written after that is lost.
+    """
     try:
-        await ws.close(code=code, reason=reason)
-    except Exception:  # the peer is gone: nothing to tell it
+        async with asyncio.timeout(QUIET_CLOSE_WAIT):
+            await ws.close(code=code, reason=reason)
+    except Exception:  # the peer is gone, or did not answer in time: the frame was written, or cannot be
         pass
 
 
