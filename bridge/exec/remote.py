@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from bridge.errors import UsageError
 from bridge.runners.base import exports
+from bridge.server.layout import RELEASE_BIN_DIRS
 from bridge.targets import has_parent_step
 
 
@@ -66,13 +67,17 @@ def _refuse(message: str, hint: str) -> str:
 
 
 def _deploy_env(deploy_path: str) -> list[str]:
-    """The deployed venv's bin and node_modules/.bin first on PATH, VIRTUAL_ENV set, when they exist."""
+    """The deployed release's program folders (venv bin, node_modules/.bin) first on PATH, VIRTUAL_ENV set,
+    when they exist."""
     if not deploy_path:
         return []
-    venv = shlex.quote(f"{deploy_path}/current/.venv")
-    node = shlex.quote(f"{deploy_path}/current/node_modules/.bin")
-    return [f"if [ -d {venv}/bin ]; then VIRTUAL_ENV={venv}; export VIRTUAL_ENV; PATH={venv}/bin:$PATH; fi",
-            f"if [ -d {node} ]; then PATH={node}:$PATH; fi", "export PATH"]
+    current = f"{deploy_path}/current"
+    venv = shlex.quote(f"{current}/.venv")
+    lines = [f"if [ -d {venv} ]; then VIRTUAL_ENV={venv}; export VIRTUAL_ENV; fi"]
+    for folder in reversed(RELEASE_BIN_DIRS):
+        path = shlex.quote(f"{current}/{folder}")
+        lines.append(f"if [ -d {path} ]; then PATH={path}:$PATH; fi")
+    return [*lines, "export PATH"]
 
 
 def parse_env(pairs: Sequence[str]) -> dict[str, str]:

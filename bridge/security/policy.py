@@ -17,6 +17,8 @@ handed code the rules cannot read (`python3 -c`, a script file, git `-c core.hoo
 `system(cmd)`) is matched as `PROGRAM FORM`: `python3 -c`, `sh FILE`, `awk system()`. So a role
 listing `awk` may run awk programs, `awk *` also ones that start commands, and `*` anything
 (a rule `PROGRAM FORM` also lists PROGRAM itself).
+Changing PATH needs `sudo`, except putting a granted deployment's own `current/.venv/bin` or
+`current/node_modules/.bin` first, as `bridge exec` does.
 The rules are an early, friendly refusal, not the boundary: the kernel and the account are
 (`run_as`, and no_new_privs for every role without `sudo`: bridge.security.confine). Git may
 touch only the workspaces granted on the key (`keys add --workspace`) and by the policy; none
@@ -32,11 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.errors import ConfigError
+from bridge.server.layout import RELEASE_BIN_DIRS
 from bridge.security.shellparse import SimpleCommand, UnparsableCommand, simple_commands
 
 SYSTEM_POLICY = Path("/etc/bridge/policy.yaml")
 PERMISSIONS = frozenset({"status", "pull", "push", "exec", "shell", "sudo", "tunnel", "forward", "keys",
                          "audit", "sandbox_only", "files"})
+# Characters that make a PATH entry computed at run time (a variable, a command, a glob).
+_COMPUTED = re.compile(r"[$`*?\[\]\\]")
+# The PATH entries a role without sudo may add: a deployment's release programs (bridge exec's prelude).
+_RELEASE_BINS = tuple(f"/current/{folder}" for folder in RELEASE_BIN_DIRS)
 # Programs that change user: allowed only to roles holding the `sudo` permission.
 PRIVILEGE_PROGRAMS = ("sudo", "sudoedit", "su", "doas", "pkexec", "runuser", "run0", "ksu", "newgrp", "sg")
 # A privilege program named in code the rules cannot read (`os.system("sudo id")`, vim's `:!sudo id`).
@@ -270,10 +277,32 @@ def check_command(grant: Grant | None, cmdline: str) -> Decision:
         refused = [v for v in (check_program(grant.role, cmd) for cmd in e.found) if not v.allowed]
         return refused[0] if refused else Decision(False, "unparsable", str(e))
     for cmd in commands:
-        verdict = check_program(grant.role, cmd)
+        verdict = Decision(True, f"{grant.role.name}.workspaces") if _extends_path_into_workspaces(grant, cmd) \
+            else check_program(grant.role, cmd)
         if not verdict.allowed:
             return verdict
     return decision
+
+
+def _extends_path_into_workspaces(grant: Grant, cmd: SimpleCommand) -> bool:
+    """`PATH=DIR[:DIR...]:$PATH` where every DIR is a literal absolute `ROOT/current/.venv/bin` (or
+    `node_modules/.bin`) inside the granted workspaces.
+
+    That is how `bridge exec` puts a deployment's own programs first: the folders are the user's own
+    release, which they may push code into and run anyway, so a role without sudo may name them.
+    Any other PATH change still needs sudo (_check_path)."""
+    if cmd.kind != "path":
+        return False
+    entries = cmd.argv[0].partition("=")[2].split(":")
+    if entries[-1] not in ("$PATH", "${PATH}") or len(entries) < 2:
+        return False
+    folders = entries[:-1]
+    if not all(folder.startswith("/") and not _COMPUTED.search(folder) and ".." not in folder.split("/")
+               and folder.endswith(_RELEASE_BINS) for folder in folders):
+        return False
+    scopes = [scope for scope in (grant.key_workspaces, grant.workspaces) if scope]
+    return bool(scopes) and all(any(_within(resolve_repo(folder, "/"), os.path.expanduser(g)) for g in scope)
+                                for scope in scopes for folder in folders)
 
 
 def check_program(role: Role, cmd: SimpleCommand) -> Decision:

@@ -33,7 +33,7 @@ from bridge.errors import PolicyDenied
 
 MAX_DEPTH = 8
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
-_GLOB = re.compile(r"[*?\[]")
+_GLOB = re.compile(r"[*?]|\[.*\]")  # a `[` with no `]` after it is literal in sh (the `[` program)
 _HIDDEN_SUBST = ("$(", "`", "<(", ">(")
 _DYNAMIC_KINDS = {"parameter", "commandsubstitution", "processsubstitution"}
 _PASSIVE_KINDS = {"operator", "pipe", "reservedword", "tilde"}

@@ -27,11 +27,11 @@ if TYPE_CHECKING:
 
 try:  # installed on the server: layout.py, units.py and front.py sit beside this file
     import front
-    from layout import Layout, ServerError
+    from layout import RELEASE_BIN_DIRS, Layout, ServerError
     from units import AppError, Systemd, unit_name, unit_quote, safe_name
 except ImportError:  # imported from the bridge package
     from . import front
-    from .layout import Layout, ServerError
+    from .layout import RELEASE_BIN_DIRS, Layout, ServerError
     from .units import AppError, Systemd, unit_name, unit_quote, safe_name
 
 PROCESS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -131,8 +131,8 @@ def app_env(layout: Layout, release: Path, settings: dict, base: dict, process: 
     PATH, VIRTUAL_ENV, and PORT (= deploy.web_port) for `web`. Deploy commands get the same."""
     env = dict(base)
     env.update(read_config(layout))
-    venv, node_bin = release / ".venv", release / "node_modules" / ".bin"
-    front = [str(p) for p in (venv / "bin", node_bin) if p.is_dir()]
+    venv = release / ".venv"
+    front = [str(p) for p in (release / folder for folder in RELEASE_BIN_DIRS) if p.is_dir()]
     env["PATH"] = os.pathsep.join(front + [base.get("PATH") or DEFAULT_PATH])
     if venv.is_dir():
         env["VIRTUAL_ENV"] = str(venv)

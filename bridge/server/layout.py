@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 RELEASE_TMP_PREFIX = ".tmp-"
+# A release's own program folders, first on PATH for its app, its deploy commands and `bridge exec`.
+RELEASE_BIN_DIRS = (".venv/bin", "node_modules/.bin")
 
 
 class ServerError(Exception):

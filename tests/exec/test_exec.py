@@ -99,7 +99,7 @@ def test_runs_in_deployed_current_with_its_environment(target: Target) -> None:
     result = target.exec("--", "sh", "-c", 'pwd; echo "$VIRTUAL_ENV"; echo "$PATH"')
     pwd, venv, path = result.out.splitlines()
     assert (pwd, venv) == (str(current), f"{current}/.venv")
-    assert path.startswith(f"{current}/node_modules/.bin:{current}/.venv/bin:")
+    assert path.startswith(f"{current}/.venv/bin:{current}/node_modules/.bin:")  # the order the app runs with
 
 
 def test_cwd_defaults_to_home_without_a_deploy_and_follows_cwd(target: Target) -> None:

@@ -28,8 +28,7 @@ def roots(guarded: Guarded) -> Iterator[tuple[Path, Path]]:
 @pytest.fixture
 def ws(workspace: Path, guarded: Guarded, roots: tuple[Path, Path]) -> Path:
     """A workspace with one commit; remote `prod` is the granted root, `other` the one outside the grant,
-    `box` the account with no deploy root (whose exec prelude sets no PATH: the guard's parser refuses
-    the deployed-venv prelude's `[ -d ... ]` and PATH change for roles without sudo)."""
+    `box` the account with no deploy root (whose exec prelude sets no PATH)."""
     base = f"ssh://{guarded.account.name}@{guarded.server.host}:{guarded.server.port}"
     key = guarded.home.key
     _git(workspace, "init", "-q", "-b", "main")
@@ -67,3 +66,24 @@ def test_exec_through_a_guarded_key_runs_and_refuses_as_plain_ssh_does(guarded: 
         assert refused.code == 126 and "rule operator.no-sudo" in refused.err, refused
     decisions = [(e["action"], e["decision"]) for e in guarded.entries()]
     assert decisions == [("exec", "allowed"), ("exec", "denied")] * 2, decisions
+
+
+def test_exec_on_a_deployed_root_puts_its_venv_first_for_a_role_without_sudo(guarded: Guarded, ws: Path,
+                                                                               roots: tuple[Path, Path],
+                                                                               bridge: Callable[..., Result]) -> None:
+    """The prelude's `[ -d ROOT ]` and `PATH=ROOT/current/.venv/bin:$PATH` pass the guard when ROOT is inside
+    the key's workspaces; the same prelude for a root outside them is still a PATH change that needs sudo."""
+    mine, other = roots
+    guarded.grant("operator", "--workspace", str(mine))
+    assert bridge("push", cwd=ws).code == 0
+    pushed = len(guarded.entries())
+    tool = mine / "current" / ".venv" / "bin" / "hello-from-venv"
+    tool.parent.mkdir(parents=True)
+    tool.write_text("#!/bin/sh\necho \"venv $VIRTUAL_ENV in $PWD\"\n")
+    tool.chmod(0o755)
+    ran = bridge("exec", "--on", "prod", "--", "hello-from-venv", cwd=ws)
+    assert (ran.code, ran.out) == (0, f"venv {mine}/current/.venv in {mine}/current\n"), ran
+    refused = bridge("exec", "--on", "other", "--", "true", cwd=ws)
+    assert refused.code == 126 and "rule operator.no-sudo" in refused.err, refused
+    decisions = [(e["action"], e["decision"]) for e in guarded.entries()[pushed:]]
+    assert decisions == [("exec", "allowed"), ("exec", "denied")], decisions

@@ -326,3 +326,28 @@ def test_nesting_too_deep_is_refused() -> None:
 def test_env_operand_after_assignment_is_the_program() -> None:
     # GNU env stops option parsing at the first NAME=VALUE, so `-u` here is run as a program.
     assert [c.program for c in simple_commands("env -i A=1 -u B id")] == ["env", "-u"]
+
+
+def test_a_lone_bracket_is_the_test_program_and_a_bracket_pair_is_a_glob() -> None:
+    assert [c.argv for c in simple_commands("[ -d /srv ] && ls")] == [("[", "-d", "/srv", "]"), ("ls",)]
+    for computed in ("[a]b x", "/usr/bin/su[d]o id", "s?do id"):
+        with pytest.raises(UnparsableCommand):
+            simple_commands(computed)
+
+
+@pytest.mark.parametrize("cmdline, allowed", [
+    ("PATH=/srv/app/current/.venv/bin:$PATH ls", True),
+    ("export PATH=/srv/app/current/node_modules/.bin:/srv/app/current/.venv/bin:${PATH}; ls", True),
+    ("PATH=/srv/other/current/.venv/bin:$PATH ls", False),      # outside the granted workspace
+    ("PATH=/srv/app/current/.venv/bin ls", False),              # replaces PATH instead of putting one first
+    ("PATH=/srv/app/bin:$PATH ls", False),                      # not a release's program folder
+    ("PATH=/srv/app/current/../../../tmp/current/.venv/bin:$PATH ls", False),
+    ("PATH=/srv/app/$D/current/.venv/bin:$PATH ls", False),
+    ("PATH=/tmp/evil:/srv/app/current/.venv/bin:$PATH ls", False),
+])
+def test_a_role_without_sudo_may_put_only_its_own_release_programs_first_on_path(cmdline: str,
+                                                                              allowed: bool) -> None:
+    grant = Grant("ops", BUILTIN_ROLES["operator"], ("/srv/app",))
+    decision = check_command(grant, cmdline)
+    assert decision.allowed is allowed, (cmdline, decision)
+    assert allowed or decision.rule == "operator.no-sudo"
